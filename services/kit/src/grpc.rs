@@ -1,0 +1,118 @@
+//! gRPC server and channel set-up shared by every service, with deadlines everywhere:
+//! a server-side request timeout, client connect and per-call timeouts, HTTP/2 keep-alives
+//! so dead peers are noticed.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint, Server, server::TcpIncoming};
+
+/// Limits applied to every gRPC server.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// Longest a single call may run before the server answers DEADLINE_EXCEEDED.
+    pub request_timeout: Duration,
+    /// Concurrent calls per connection before the server pushes back.
+    pub concurrency_per_connection: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(5),
+            concurrency_per_connection: 1024,
+        }
+    }
+}
+
+/// A server builder with the shared timeouts and transport settings.
+pub fn server(limits: ServerLimits) -> Server {
+    Server::builder()
+        .timeout(limits.request_timeout)
+        .concurrency_limit_per_connection(limits.concurrency_per_connection)
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+}
+
+/// Binds `addr` (port 0 picks a free port) and returns the bound address with the incoming
+/// connection stream for `Router::serve_with_incoming_shutdown`.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(SocketAddr, TcpIncoming)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((local, TcpIncoming::from(listener).with_nodelay(Some(true))))
+}
+
+/// Deadlines for an outgoing channel.
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelTimeouts {
+    pub connect: Duration,
+    /// Per-call deadline; also sent to the server as `grpc-timeout`.
+    pub request: Duration,
+}
+
+impl Default for ChannelTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A lazily connecting channel to `url` (`http://host:port`): the first call connects, so a
+/// service can start before its dependencies and reconnects after they restart.
+pub fn channel(url: &str, timeouts: ChannelTimeouts) -> Result<Channel, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(20))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true)
+        .connect_lazy())
+}
+
+/// Wraps a message in a request that carries `deadline` to the server as `grpc-timeout`.
+pub fn request<T>(message: T, deadline: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(deadline);
+    request
+}
+
+/// Runs a periodic readiness probe and publishes its verdict on the gRPC health service for
+/// `S` (and the overall "" service), so orchestrators' grpc.health.v1 probes see the truth.
+/// Abort the returned handle when the server stops.
+pub fn publish_health<S, P, Fut>(
+    reporter: tonic_health::server::HealthReporter,
+    period: Duration,
+    mut probe: P,
+) -> tokio::task::JoinHandle<()>
+where
+    S: tonic::server::NamedService,
+    P: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let healthy = probe().await;
+            if last != Some(healthy) {
+                let status = if healthy {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                reporter.set_service_status(S::NAME, status).await;
+                reporter.set_service_status("", status).await;
+                if healthy {
+                    tracing::info!(service = S::NAME, "ready");
+                } else {
+                    tracing::warn!(service = S::NAME, "not ready: dependency probe failed");
+                }
+                last = Some(healthy);
+            }
+            tokio::time::sleep(period).await;
+        }
+    })
+}

@@ -1,0 +1,8 @@
+//! Shared infrastructure for every service: telemetry, gRPC server and channel setup, health,
+//! the error-code convention on gRPC metadata, and shutdown. Infrastructure only — no models,
+//! SQL, Redis key layouts or domain errors live here.
+
+pub mod error_code;
+pub mod grpc;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,117 @@
+//! Queue service configuration: environment (or flags), validated at start-up.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// The virtual waiting room on Redis.
+#[derive(clap::Parser, Clone, Debug)]
+#[command(name = "queue", version, about)]
+pub struct Config {
+    /// gRPC listen address (port 0 picks a free port).
+    #[arg(long, env = "QUEUE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key this service writes (isolates deployments and tests).
+    #[arg(long, env = "QUEUE_KEY_PREFIX", default_value = "queue")]
+    pub key_prefix: String,
+
+    /// Waiters admitted per second, per queue (0 = no rate limit, only the cap).
+    #[arg(long, env = "QUEUE_ADMISSION_RATE", default_value_t = 10.0)]
+    pub admission_rate: f64,
+
+    /// Most concurrently active users per queue (0 = no cap, only the rate).
+    #[arg(long, env = "QUEUE_ACTIVE_CAP", default_value_t = 1000)]
+    pub active_cap: u32,
+
+    /// How long an admitted token stays ACTIVE, in seconds.
+    #[arg(long, env = "QUEUE_ACTIVE_TTL_SECS", default_value_t = 600)]
+    pub active_ttl_secs: u64,
+
+    /// A waiter who has not polled for this many seconds loses their place.
+    #[arg(long, env = "QUEUE_WAITING_GRACE_SECS", default_value_t = 60)]
+    pub waiting_grace_secs: u64,
+
+    /// Admission tick, in milliseconds.
+    #[arg(long, env = "QUEUE_ADMISSION_TICK_MS", default_value_t = 100)]
+    pub admission_tick_ms: u64,
+
+    /// Run the admission ticker in this process (one replica at a time holds the lease).
+    #[arg(long, env = "QUEUE_ADMITTER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub admitter: bool,
+
+    /// Deadline of each Redis round trip, in milliseconds.
+    #[arg(long, env = "QUEUE_REDIS_TIMEOUT_MS", default_value_t = 1000)]
+    pub redis_timeout_ms: u64,
+
+    /// Redis connection pool size.
+    #[arg(long, env = "QUEUE_REDIS_POOL_SIZE", default_value_t = 32)]
+    pub redis_pool_size: usize,
+}
+
+impl Config {
+    /// Rejects settings that cannot work, so a bad deployment fails at start-up.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.admission_rate.is_finite() || self.admission_rate < 0.0 {
+            return Err("QUEUE_ADMISSION_RATE must be a finite number >= 0".into());
+        }
+        if self.admission_rate == 0.0 && self.active_cap == 0 {
+            return Err("set QUEUE_ADMISSION_RATE or QUEUE_ACTIVE_CAP: with neither, nobody ever waits".into());
+        }
+        if self.active_ttl_secs == 0 || self.waiting_grace_secs == 0 {
+            return Err("QUEUE_ACTIVE_TTL_SECS and QUEUE_WAITING_GRACE_SECS must be > 0".into());
+        }
+        if self.admission_tick_ms == 0 || self.redis_timeout_ms == 0 || self.redis_pool_size == 0 {
+            return Err("tick, Redis timeout and pool size must be > 0".into());
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.contains(char::is_whitespace) {
+            return Err("QUEUE_KEY_PREFIX must be non-empty without spaces".into());
+        }
+        Ok(())
+    }
+
+    pub fn active_ttl(&self) -> Duration {
+        Duration::from_secs(self.active_ttl_secs)
+    }
+
+    pub fn waiting_grace(&self) -> Duration {
+        Duration::from_secs(self.waiting_grace_secs)
+    }
+
+    pub fn admission_tick(&self) -> Duration {
+        Duration::from_millis(self.admission_tick_ms)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Config {
+        Config::parse_from(std::iter::once("queue").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(parse(&[]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_no_rate_and_no_cap() {
+        let config = parse(&["--admission-rate", "0", "--active-cap", "0"]);
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn rejects_negative_rate() {
+        let config = parse(&["--admission-rate=-1"]);
+        assert!(config.validate().is_err());
+    }
+}

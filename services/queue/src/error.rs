@@ -1,0 +1,48 @@
+//! The queue service's errors, and the one mapping to gRPC statuses.
+
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("{message}")]
+    InvalidArgument { code: &'static str, message: String },
+    #[error("unknown token")]
+    TokenNotFound,
+    #[error("token expired or dropped from the queue")]
+    TokenExpired,
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error("redis did not answer within the deadline")]
+    Timeout,
+    #[error("redis returned an unexpected reply: {0}")]
+    Protocol(String),
+}
+
+impl QueueError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<QueueError> for Status {
+    fn from(error: QueueError) -> Self {
+        let (code, error_code) = match &error {
+            QueueError::InvalidArgument { code, .. } => (Code::InvalidArgument, *code),
+            QueueError::TokenNotFound => (Code::NotFound, "TOKEN_NOT_FOUND"),
+            QueueError::TokenExpired => (Code::Unauthenticated, "TOKEN_EXPIRED"),
+            QueueError::Redis(_) | QueueError::Pool(_) | QueueError::Timeout => {
+                (Code::Unavailable, "QUEUE_STORE_UNAVAILABLE")
+            }
+            QueueError::Protocol(_) => (Code::Internal, "INTERNAL"),
+        };
+        if code == Code::Unavailable || code == Code::Internal {
+            tracing::error!(%error, "queue store failure");
+        }
+        kit::error_code::status(code, error_code, error.to_string())
+    }
+}

@@ -1,0 +1,79 @@
+//! The queue service: a fair virtual waiting room on Redis.
+
+pub mod admitter;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod store;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use ticketing_proto::queue::v1::queue_service_server::QueueServiceServer;
+
+pub use config::Config;
+pub use store::{Clock, Policy, QueueStore};
+
+/// Builds the store the configuration describes.
+pub fn store(config: &Config) -> anyhow::Result<QueueStore> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let policy = Policy {
+        admission_rate: config.admission_rate,
+        active_cap: config.active_cap,
+        active_ttl: config.active_ttl(),
+        waiting_grace: config.waiting_grace(),
+    };
+    Ok(QueueStore::connect(
+        &config.redis_url,
+        config.redis_pool_size,
+        &config.key_prefix,
+        policy,
+        config.redis_timeout(),
+    )?)
+}
+
+/// Binds the gRPC server and returns its address and the future that serves until `shutdown`.
+pub async fn build(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
+    let store = store(&config)?;
+    build_with_store(config, store, shutdown).await
+}
+
+/// As [`build`], on a store the caller made (tests use a manual clock).
+pub async fn build_with_store(
+    config: Config,
+    store: QueueStore,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
+    let (addr, incoming) = kit::grpc::bind(config.listen_addr).await?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let health_probe = {
+        let store = store.clone();
+        kit::grpc::publish_health::<QueueServiceServer<grpc::QueueGrpc>, _, _>(
+            reporter,
+            Duration::from_secs(2),
+            move || {
+                let store = store.clone();
+                async move { store.ping().await }
+            },
+        )
+    };
+    let admitter = config
+        .admitter
+        .then(|| tokio::spawn(admitter::run(store.clone(), config.admission_tick())));
+    let router = kit::grpc::server(kit::grpc::ServerLimits::default())
+        .add_service(health)
+        .add_service(QueueServiceServer::new(grpc::QueueGrpc::new(store)));
+    tracing::info!(%addr, "queue listening");
+    let serve = async move {
+        let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+        health_probe.abort();
+        if let Some(admitter) = admitter {
+            admitter.abort();
+        }
+        result.map_err(anyhow::Error::from)
+    };
+    Ok((addr, serve))
+}

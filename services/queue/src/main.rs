@@ -1,0 +1,9 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = kit::telemetry::init("queue");
+    let config = queue::Config::parse();
+    let (_, serve) = queue::build(config, kit::shutdown::signal()).await?;
+    serve.await
+}

@@ -1,0 +1,338 @@
+//! The waiting room against a real Redis: each test has its own key prefix, and a manual clock
+//! so time moves without sleeping.
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, atomic::{AtomicI64, Ordering}},
+    time::Duration,
+};
+
+use queue::{
+    Clock, Policy, QueueStore,
+    domain::{QueueId, Standing, TokenStatus, UserId, Verdict},
+    error::QueueError,
+};
+
+const START_MS: i64 = 1_800_000_000_000;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+struct Room {
+    store: QueueStore,
+    now: Arc<AtomicI64>,
+    prefix: String,
+}
+
+impl Room {
+    fn new(policy: Policy) -> Self {
+        let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+        Self::on_prefix(policy, prefix)
+    }
+
+    fn on_prefix(policy: Policy, prefix: String) -> Self {
+        let (clock, now) = Clock::manual(START_MS);
+        let store = QueueStore::connect(&redis_url(), 16, &prefix, policy, Duration::from_secs(5))
+            .expect("store")
+            .with_clock(clock);
+        Self { store, now, prefix }
+    }
+
+    /// A second store (another replica) on the same keys and the same clock.
+    fn replica(&self) -> QueueStore {
+        QueueStore::connect(&redis_url(), 4, &self.prefix, self.store.policy().clone(), Duration::from_secs(5))
+            .expect("store")
+            .with_clock(Clock::Manual(self.now.clone()))
+    }
+
+    fn advance(&self, ms: i64) {
+        self.now.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    async fn issue(&self, user: i64) -> TokenStatus {
+        self.store
+            .issue(UserId::new(user).expect("user"), QueueId::Default)
+            .await
+            .expect("issue")
+    }
+
+    async fn validate(&self, status: &TokenStatus) -> Verdict {
+        self.store.validate(status.token, status.user).await.expect("validate")
+    }
+
+    async fn admit(&self) -> queue::store::Admission {
+        self.store.admit(QueueId::Default).await.expect("admit")
+    }
+}
+
+fn policy(rate: f64, cap: u32) -> Policy {
+    Policy {
+        admission_rate: rate,
+        active_cap: cap,
+        active_ttl: Duration::from_secs(600),
+        waiting_grace: Duration::from_secs(60),
+    }
+}
+
+fn position(status: &TokenStatus) -> u64 {
+    match status.standing {
+        Standing::Waiting { position, .. } => position,
+        Standing::Active { .. } => 0,
+    }
+}
+
+#[tokio::test]
+async fn second_issue_returns_the_same_token_even_concurrently() {
+    let room = Room::new(policy(1.0, 0));
+    let first = room.issue(7).await;
+    assert_eq!(position(&first), 1);
+    let again = futures::future::join_all((0..50).map(|_| room.issue(7))).await;
+    assert!(again.iter().all(|s| s.token == first.token && position(s) == 1));
+    // Another user in another concert's room is independent.
+    let other = room
+        .store
+        .issue(UserId::new(7).expect("user"), QueueId::Concert(3))
+        .await
+        .expect("issue");
+    assert_ne!(other.token, first.token);
+    assert_eq!(other.queue, QueueId::Concert(3));
+}
+
+#[tokio::test]
+async fn concurrent_arrivals_get_distinct_fifo_positions_and_are_admitted_in_that_order() {
+    let room = Room::new(policy(1000.0, 0));
+    let statuses = futures::future::join_all((1..=200).map(|user| room.issue(user))).await;
+    let positions: HashSet<u64> = statuses.iter().map(position).collect();
+    assert_eq!(positions, (1..=200).collect::<HashSet<u64>>());
+
+    // 1000/s with a one-second burst: after 50 ms, 50 may enter — exactly the first 50 in line.
+    room.admit().await; // starts the bucket
+    room.advance(50);
+    assert_eq!(room.admit().await.admitted, 50);
+    for status in &statuses {
+        let verdict = room.validate(status).await;
+        if position(status) <= 50 {
+            assert!(matches!(verdict, Verdict::Valid { .. }), "{status:?} -> {verdict:?}");
+        } else {
+            assert_eq!(verdict, Verdict::NotAdmitted, "{status:?}");
+        }
+    }
+    // Everyone still waiting moved up by exactly 50.
+    for status in statuses.iter().filter(|s| position(s) > 50) {
+        let now = room.store.status(status.token).await.expect("status");
+        assert_eq!(position(&now), position(status) - 50);
+    }
+}
+
+#[tokio::test]
+async fn admission_follows_the_configured_rate() {
+    let room = Room::new(policy(5.0, 0));
+    for user in 1..=40 {
+        room.issue(user).await;
+    }
+    assert_eq!(room.admit().await.admitted, 0, "the bucket starts empty");
+    room.advance(1_000);
+    assert_eq!(room.admit().await.admitted, 5);
+    room.advance(200);
+    assert_eq!(room.admit().await.admitted, 1);
+    // A long pause does not turn into a flood: at most one second's worth accumulates.
+    room.advance(60_000);
+    // Keep the waiters alive through the pause (they poll).
+    let admission = room.admit().await;
+    assert_eq!(admission.admitted, 0, "waiters that stopped polling were dropped, not admitted");
+    assert_eq!(admission.dropped, 34);
+}
+
+#[tokio::test]
+async fn paused_admission_accumulates_at_most_one_second_of_rate() {
+    let room = Room::new(policy(5.0, 0));
+    let statuses: Vec<_> = futures::future::join_all((1..=40).map(|u| room.issue(u))).await;
+    room.admit().await;
+    room.advance(30_000);
+    for status in &statuses {
+        room.store.status(status.token).await.expect("poll");
+    }
+    assert_eq!(room.admit().await.admitted, 5);
+}
+
+#[tokio::test]
+async fn the_active_cap_holds_and_a_release_frees_a_slot_at_once() {
+    let room = Room::new(policy(0.0, 3));
+    let statuses: Vec<_> = futures::future::join_all((1..=5).map(|u| room.issue(u))).await;
+    let admission = room.admit().await;
+    assert_eq!((admission.admitted, admission.active, admission.waiting), (3, 3, 2));
+    assert_eq!(room.admit().await.admitted, 0, "cap reached");
+
+    let first = statuses.iter().find(|s| position(s) == 1).expect("first");
+    assert!(room.store.release(first.token).await.expect("release"));
+    assert!(!room.store.release(first.token).await.expect("release twice"));
+    assert_eq!(room.validate(first).await, Verdict::NotFound);
+
+    assert_eq!(room.admit().await.admitted, 1);
+    let fourth = statuses.iter().find(|s| position(s) == 4).expect("fourth");
+    assert!(matches!(room.validate(fourth).await, Verdict::Valid { .. }));
+    let fifth = statuses.iter().find(|s| position(s) == 5).expect("fifth");
+    assert_eq!(room.validate(fifth).await, Verdict::NotAdmitted);
+}
+
+#[tokio::test]
+async fn waiters_who_stop_polling_are_dropped_and_stop_counting() {
+    let room = Room::new(policy(1.0, 0));
+    let a = room.issue(1).await;
+    let b = room.issue(2).await;
+    let c = room.issue(3).await;
+    assert_eq!(position(&c), 3);
+    room.advance(30_000);
+    room.store.status(c.token).await.expect("c polls");
+    room.advance(31_000);
+    // a and b last polled 61 s ago: past the 60 s grace.
+    let admission = room.admit().await;
+    assert_eq!(admission.dropped, 2);
+    let c_now = room.store.status(c.token).await.expect("c polls again");
+    assert_eq!(position(&c_now), 1);
+    assert!(matches!(room.store.status(a.token).await, Err(QueueError::TokenNotFound)));
+    // b asks for a token again: it is new and at the back.
+    let b_again = room.issue(2).await;
+    assert_ne!(b_again.token, b.token);
+    assert_eq!(position(&b_again), 2);
+}
+
+#[tokio::test]
+async fn a_late_poll_is_refused_even_before_the_sweeper_runs() {
+    let room = Room::new(policy(1.0, 0));
+    let a = room.issue(1).await;
+    room.advance(60_001);
+    assert!(matches!(room.store.status(a.token).await, Err(QueueError::TokenExpired)));
+}
+
+#[tokio::test]
+async fn active_tokens_expire_after_their_ttl() {
+    let room = Room::new(policy(0.0, 10));
+    let a = room.issue(1).await;
+    assert_eq!(room.admit().await.admitted, 1);
+    let active = room.store.status(a.token).await.expect("status");
+    assert_eq!(active.standing, Standing::Active { until_unix_ms: START_MS + 600_000 });
+    // Issuing again while active returns the active token.
+    assert_eq!(room.issue(1).await.token, a.token);
+
+    room.advance(600_000);
+    assert_eq!(room.validate(&a).await, Verdict::Expired);
+    assert!(room.store.status(a.token).await.is_err());
+    let again = room.issue(1).await;
+    assert_ne!(again.token, a.token);
+    assert!(matches!(again.standing, Standing::Waiting { position: 1, .. }));
+}
+
+#[tokio::test]
+async fn expired_active_tokens_free_their_slots_for_the_next_waiters() {
+    let room = Room::new(policy(0.0, 1));
+    let a = room.issue(1).await;
+    let b = room.issue(2).await;
+    assert_eq!(room.admit().await.admitted, 1);
+    // b keeps polling every 30 s while a's 600 s run out.
+    for _ in 0..20 {
+        room.advance(30_000);
+        room.store.status(b.token).await.expect("b polls");
+    }
+    let admission = room.admit().await;
+    assert_eq!((admission.expired, admission.admitted), (1, 1));
+    assert_eq!(room.validate(&a).await, Verdict::NotFound);
+    assert!(matches!(room.validate(&b).await, Verdict::Valid { .. }));
+}
+
+#[tokio::test]
+async fn validation_gives_a_precise_verdict() {
+    let room = Room::new(policy(0.0, 1));
+    let a = room.issue(1).await;
+    let b = room.issue(2).await;
+    room.admit().await;
+    assert!(matches!(room.validate(&a).await, Verdict::Valid { .. }));
+    assert_eq!(
+        room.store.validate(a.token, UserId::new(2).expect("user")).await.expect("validate"),
+        Verdict::WrongUser
+    );
+    assert_eq!(room.validate(&b).await, Verdict::NotAdmitted);
+    assert_eq!(
+        room.store
+            .validate(queue::domain::Token::random(), UserId::new(1).expect("user"))
+            .await
+            .expect("validate"),
+        Verdict::NotFound
+    );
+}
+
+#[tokio::test]
+async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
+    // Rate 10/s but a cap of 2 active users who each stay 1 s: the real outflow is ~2/s.
+    let room = Room::new(Policy {
+        admission_rate: 10.0,
+        active_cap: 2,
+        active_ttl: Duration::from_secs(1),
+        waiting_grace: Duration::from_secs(60),
+    });
+    let statuses: Vec<_> = futures::future::join_all((1..=100).map(|u| room.issue(u))).await;
+    let last = statuses.iter().find(|s| position(s) == 100).expect("last");
+    assert_eq!(last.standing, Standing::Waiting { position: 100, eta_seconds: 10 });
+
+    room.admit().await;
+    for _ in 0..300 {
+        room.advance(100);
+        room.admit().await;
+    }
+    let now = room.store.status(last.token).await.expect("status");
+    let Standing::Waiting { position, eta_seconds } = now.standing else {
+        panic!("still waiting expected, got {now:?}");
+    };
+    // 30 s at ~2/s admitted ~60; the rest at ~2/s need ~position/2 seconds.
+    let expected = position as f64 / 2.0;
+    assert!(
+        (eta_seconds as f64 - expected).abs() <= expected * 0.25 + 1.0,
+        "position {position}: eta {eta_seconds}s, expected about {expected}s"
+    );
+}
+
+#[tokio::test]
+async fn only_one_replica_holds_the_admission_lease_and_the_rate_is_shared() {
+    let room = Room::new(policy(4.0, 0));
+    let replica = room.replica();
+    let lease = Duration::from_secs(2);
+    let (a, b) = tokio::join!(room.store.hold_lease("a", lease), replica.hold_lease("b", lease));
+    assert!(a.expect("lease a") ^ b.expect("lease b"), "exactly one holder");
+
+    // Even if both replicas step (a lease hand-over overlap), the bucket in Redis keeps the
+    // total at the configured rate: 10 s at 4/s.
+    let statuses: Vec<_> = futures::future::join_all((1..=200).map(|u| room.issue(u))).await;
+    room.admit().await;
+    assert_eq!(statuses.len(), 200);
+    let mut admitted = 0;
+    // 10 simulated seconds: within the waiters' grace, so nobody needs to poll.
+    for _ in 0..100 {
+        room.advance(100);
+        let (x, y) = tokio::join!(room.store.admit(QueueId::Default), replica.admit(QueueId::Default));
+        admitted += x.expect("admit").admitted + y.expect("admit").admitted;
+    }
+    assert_eq!(admitted, 40);
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_an_unavailable_error_within_the_deadline() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let store = QueueStore::connect(
+        &format!("redis://127.0.0.1:{port}"),
+        2,
+        "test:unreachable",
+        policy(1.0, 0),
+        Duration::from_millis(300),
+    )
+    .expect("store");
+    let error = store
+        .issue(UserId::new(1).expect("user"), QueueId::Default)
+        .await
+        .expect_err("no redis there");
+    let status = tonic::Status::from(error);
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(!store.ping().await);
+}
