@@ -80,10 +80,10 @@ pub fn request<T>(message: T, deadline: Duration) -> tonic::Request<T> {
     request
 }
 
-/// Runs a periodic readiness probe and publishes its verdict on the gRPC health service for
-/// `S` (and the overall "" service), so orchestrators' grpc.health.v1 probes see the truth.
-/// Abort the returned handle when the server stops.
-pub fn publish_health<S, P, Fut>(
+/// Runs a readiness probe now and then every `period`, publishing its verdict on the gRPC
+/// health service for `S` (and the overall "" service), so orchestrators' grpc.health.v1 probes
+/// see the truth from the first call. Abort the returned handle when the server stops.
+pub async fn publish_health<S, P, Fut>(
     reporter: tonic_health::server::HealthReporter,
     period: Duration,
     mut probe: P,
@@ -93,26 +93,31 @@ where
     P: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = bool> + Send,
 {
+    let mut last = probe().await;
+    publish::<S>(&reporter, last).await;
     tokio::spawn(async move {
-        let mut last = None;
         loop {
-            let healthy = probe().await;
-            if last != Some(healthy) {
-                let status = if healthy {
-                    tonic_health::ServingStatus::Serving
-                } else {
-                    tonic_health::ServingStatus::NotServing
-                };
-                reporter.set_service_status(S::NAME, status).await;
-                reporter.set_service_status("", status).await;
-                if healthy {
-                    tracing::info!(service = S::NAME, "ready");
-                } else {
-                    tracing::warn!(service = S::NAME, "not ready: dependency probe failed");
-                }
-                last = Some(healthy);
-            }
             tokio::time::sleep(period).await;
+            let healthy = probe().await;
+            if healthy != last {
+                publish::<S>(&reporter, healthy).await;
+                last = healthy;
+            }
         }
     })
+}
+
+async fn publish<S: tonic::server::NamedService>(reporter: &tonic_health::server::HealthReporter, healthy: bool) {
+    let status = if healthy {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter.set_service_status(S::NAME, status).await;
+    reporter.set_service_status("", status).await;
+    if healthy {
+        tracing::info!(service = S::NAME, "ready");
+    } else {
+        tracing::warn!(service = S::NAME, "not ready: dependency probe failed");
+    }
 }

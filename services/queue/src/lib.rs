@@ -59,6 +59,7 @@ pub async fn build_with_store(
                 async move { store.ping().await }
             },
         )
+        .await
     };
     let admitter = config
         .admitter

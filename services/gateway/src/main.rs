@@ -1,0 +1,9 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = kit::telemetry::init("gateway");
+    let config = gateway::Config::parse();
+    let (_, serve) = gateway::build(config, kit::shutdown::signal()).await?;
+    serve.await
+}
