@@ -21,7 +21,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(routes::health::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "method not allowed on this route",
+            )
         })
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
@@ -52,16 +56,33 @@ fn http_span<B>(request: &Request<B>) -> tracing::Span {
 
 async fn middleware_error(error: BoxError) -> ApiError {
     if error.is::<tower::timeout::error::Elapsed>() {
-        ApiError::new(StatusCode::GATEWAY_TIMEOUT, "REQUEST_TIMEOUT", "the request took too long")
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            "the request took too long",
+        )
     } else if error.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "OVERLOADED", "too many requests in flight; retry shortly")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OVERLOADED",
+            "too many requests in flight; retry shortly",
+        )
     } else {
         tracing::error!(%error, "middleware failure");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+        )
     }
 }
 
 fn panic_response(_panic: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL",
+        "internal error",
+    )
+    .into_response()
 }

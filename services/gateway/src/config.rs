@@ -40,10 +40,15 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         for (name, url) in [("QUEUE_URL", &self.queue_url)] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!("{name} must be an http:// or https:// URL, got {url:?}"));
+                return Err(format!(
+                    "{name} must be an http:// or https:// URL, got {url:?}"
+                ));
             }
         }
-        if self.grpc_timeout_ms == 0 || self.grpc_connect_timeout_ms == 0 || self.request_timeout_ms == 0 {
+        if self.grpc_timeout_ms == 0
+            || self.grpc_connect_timeout_ms == 0
+            || self.request_timeout_ms == 0
+        {
             return Err("timeouts must be > 0".into());
         }
         if self.grpc_timeout_ms >= self.request_timeout_ms {

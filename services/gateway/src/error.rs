@@ -64,7 +64,9 @@ fn http_for(code: tonic::Code) -> (StatusCode, &'static str) {
         Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
         Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
         // The client side of a deadline: tonic reports its own timeout as CANCELLED.
-        Code::DeadlineExceeded | Code::Cancelled => (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"),
+        Code::DeadlineExceeded | Code::Cancelled => {
+            (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT")
+        }
         Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "NOT_IMPLEMENTED"),
         Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => {
             (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
@@ -81,8 +83,12 @@ impl From<tonic::Status> for ApiError {
         let message = if http.is_server_error() {
             tracing::warn!(grpc.code = ?status.code(), grpc.message = status.message(), "backend call failed");
             match http {
-                StatusCode::SERVICE_UNAVAILABLE => "a backend service is unavailable; retry shortly".to_owned(),
-                StatusCode::GATEWAY_TIMEOUT => "a backend service did not answer in time".to_owned(),
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    "a backend service is unavailable; retry shortly".to_owned()
+                }
+                StatusCode::GATEWAY_TIMEOUT => {
+                    "a backend service did not answer in time".to_owned()
+                }
                 _ => "internal error".to_owned(),
             }
         } else {
@@ -112,9 +118,13 @@ mod tests {
 
     #[test]
     fn a_service_error_code_is_kept_and_internals_are_not_leaked() {
-        let status = kit::error_code::status(tonic::Code::NotFound, "TOKEN_NOT_FOUND", "no such token");
+        let status =
+            kit::error_code::status(tonic::Code::NotFound, "TOKEN_NOT_FOUND", "no such token");
         let error = ApiError::from(status);
-        assert_eq!((error.status, &*error.code), (StatusCode::NOT_FOUND, "TOKEN_NOT_FOUND"));
+        assert_eq!(
+            (error.status, &*error.code),
+            (StatusCode::NOT_FOUND, "TOKEN_NOT_FOUND")
+        );
         let internal = ApiError::from(tonic::Status::internal("password=hunter2"));
         assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!internal.message.contains("hunter2"));

@@ -17,24 +17,35 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection: BytesRejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large")
-                } else {
-                    ApiError::bad_request("INVALID_BODY", "could not read the request body")
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection: BytesRejection| {
+                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "PAYLOAD_TOO_LARGE",
+                            "request body is too large",
+                        )
+                    } else {
+                        ApiError::bad_request("INVALID_BODY", "could not read the request body")
+                    }
+                })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|error| {
+                use serde_json::error::Category;
+                match error.classify() {
+                    Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
+                        "INVALID_JSON",
+                        format!("request body is not valid JSON: {error}"),
+                    ),
+                    Category::Data => ApiError::bad_request(
+                        "INVALID_BODY",
+                        format!("request body has the wrong shape: {error}"),
+                    ),
                 }
-            })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|error| {
-            use serde_json::error::Category;
-            match error.classify() {
-                Category::Syntax | Category::Eof | Category::Io => {
-                    ApiError::bad_request("INVALID_JSON", format!("request body is not valid JSON: {error}"))
-                }
-                Category::Data => ApiError::bad_request("INVALID_BODY", format!("request body has the wrong shape: {error}")),
-            }
-        })
+            })
     }
 }
 

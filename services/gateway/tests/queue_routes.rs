@@ -1,5 +1,7 @@
 //! The queue routes of the HTTP contract, through the real gateway and queue service.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
+
 mod support;
 
 use std::{collections::HashSet, time::Duration};
@@ -9,7 +11,10 @@ use support::{System, assert_error, default_policy};
 #[tokio::test]
 async fn issue_token_answers_the_original_shape_and_is_idempotent_per_user() {
     let system = System::start(default_policy()).await;
-    let first = system.http.post("/queue/issue-token", r#"{"userId": 12345}"#).await;
+    let first = system
+        .http
+        .post("/queue/issue-token", r#"{"userId": 12345}"#)
+        .await;
     assert_eq!(first.status, 200, "{}", first.json);
     let token = first.json["token"].as_str().expect("token");
     assert!(uuid::Uuid::parse_str(token).is_ok());
@@ -17,9 +22,15 @@ async fn issue_token_answers_the_original_shape_and_is_idempotent_per_user() {
     assert_eq!(first.json["position"], 1);
     assert!(first.json["etaSeconds"].as_u64().is_some());
 
-    let again = system.http.post("/queue/issue-token", r#"{"userId": 12345}"#).await;
+    let again = system
+        .http
+        .post("/queue/issue-token", r#"{"userId": 12345}"#)
+        .await;
     assert_eq!(again.json["token"], token);
-    let other = system.http.post("/queue/issue-token", r#"{"userId": 2, "concertId": 1}"#).await;
+    let other = system
+        .http
+        .post("/queue/issue-token", r#"{"userId": 2, "concertId": 1}"#)
+        .await;
     assert_eq!(other.status, 200);
     assert_ne!(other.json["token"], token);
     assert_eq!(other.json["concertId"], 1);
@@ -28,29 +39,46 @@ async fn issue_token_answers_the_original_shape_and_is_idempotent_per_user() {
 #[tokio::test]
 async fn concurrent_issues_through_http_get_one_token_per_user_and_distinct_positions() {
     let system = System::start(default_policy()).await;
-    let same_user = futures::future::join_all(
-        (0..100).map(|_| system.http.post("/queue/issue-token", r#"{"userId": 100000}"#)),
-    )
+    let same_user = futures::future::join_all((0..100).map(|_| {
+        system
+            .http
+            .post("/queue/issue-token", r#"{"userId": 100000}"#)
+    }))
     .await;
     let tokens: HashSet<_> = same_user.iter().map(|r| r.json["token"].clone()).collect();
     assert_eq!(tokens.len(), 1);
 
-    let bodies: Vec<String> = (1..=100).map(|user| format!(r#"{{"userId": {user}}}"#)).collect();
-    let users =
-        futures::future::join_all(bodies.iter().map(|body| system.http.post("/queue/issue-token", body))).await;
-    let positions: HashSet<u64> = users.iter().map(|r| r.json["position"].as_u64().expect("position")).collect();
+    let bodies: Vec<String> = (1..=100)
+        .map(|user| format!(r#"{{"userId": {user}}}"#))
+        .collect();
+    let users = futures::future::join_all(
+        bodies
+            .iter()
+            .map(|body| system.http.post("/queue/issue-token", body)),
+    )
+    .await;
+    let positions: HashSet<u64> = users
+        .iter()
+        .map(|r| r.json["position"].as_u64().expect("position"))
+        .collect();
     assert_eq!(positions, (2..=101).collect());
 }
 
 #[tokio::test]
 async fn check_queue_walks_from_waiting_to_active_to_expired() {
     let system = System::start(default_policy()).await;
-    let issued = system.http.post("/queue/issue-token", r#"{"userId": 1}"#).await;
+    let issued = system
+        .http
+        .post("/queue/issue-token", r#"{"userId": 1}"#)
+        .await;
     let token = issued.json["token"].as_str().expect("token").to_owned();
     let path = format!("/queue/check-queue?token={token}");
 
     let waiting = system.http.get(&path).await;
-    assert_eq!((waiting.status, &waiting.json["status"]), (200, &"WAITING".into()));
+    assert_eq!(
+        (waiting.status, &waiting.json["status"]),
+        (200, &"WAITING".into())
+    );
     assert_eq!(waiting.json["position"], 1);
     assert!(waiting.json.get("activeUntil").is_none());
 
@@ -71,10 +99,32 @@ async fn unknown_and_malformed_tokens_are_clear_errors() {
     let system = System::start(default_policy()).await;
     let unknown = format!("/queue/check-queue?token={}", uuid::Uuid::new_v4());
     assert_error(&system.http.get(&unknown).await, 404, "TOKEN_NOT_FOUND");
-    assert_error(&system.http.get("/queue/check-queue?token=abc").await, 400, "INVALID_TOKEN");
-    assert_error(&system.http.get("/queue/check-queue").await, 400, "MISSING_TOKEN");
-    assert_error(&system.http.get("/queue/check-queue?token=").await, 400, "MISSING_TOKEN");
-    assert_error(&system.http.get(&format!("/queue/check-queue?token={0}&token={0}", uuid::Uuid::new_v4())).await, 400, "INVALID_QUERY");
+    assert_error(
+        &system.http.get("/queue/check-queue?token=abc").await,
+        400,
+        "INVALID_TOKEN",
+    );
+    assert_error(
+        &system.http.get("/queue/check-queue").await,
+        400,
+        "MISSING_TOKEN",
+    );
+    assert_error(
+        &system.http.get("/queue/check-queue?token=").await,
+        400,
+        "MISSING_TOKEN",
+    );
+    assert_error(
+        &system
+            .http
+            .get(&format!(
+                "/queue/check-queue?token={0}&token={0}",
+                uuid::Uuid::new_v4()
+            ))
+            .await,
+        400,
+        "INVALID_QUERY",
+    );
 }
 
 #[tokio::test]
@@ -111,14 +161,22 @@ async fn bad_bodies_are_400_json_never_500() {
     assert_eq!(untyped.status, 200);
     // An oversized body is refused, as JSON.
     let huge = format!(r#"{{"userId": 1, "pad": "{}"}}"#, "x".repeat(100_000));
-    assert_error(&system.http.post("/queue/issue-token", &huge).await, 413, "PAYLOAD_TOO_LARGE");
+    assert_error(
+        &system.http.post("/queue/issue-token", &huge).await,
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_json_errors() {
     let system = System::start(default_policy()).await;
     assert_error(&system.http.get("/nope").await, 404, "NOT_FOUND");
-    assert_error(&system.http.get("/queue/issue-token").await, 405, "METHOD_NOT_ALLOWED");
+    assert_error(
+        &system.http.get("/queue/issue-token").await,
+        405,
+        "METHOD_NOT_ALLOWED",
+    );
 }
 
 #[tokio::test]
@@ -161,11 +219,17 @@ mod slow_queue {
 
     #[tonic::async_trait]
     impl QueueService for SlowQueue {
-        async fn issue_token(&self, _: Request<pb::IssueTokenRequest>) -> Result<Response<pb::TokenStatus>, Status> {
+        async fn issue_token(
+            &self,
+            _: Request<pb::IssueTokenRequest>,
+        ) -> Result<Response<pb::TokenStatus>, Status> {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Err(Status::internal("too late"))
         }
-        async fn get_status(&self, _: Request<pb::GetStatusRequest>) -> Result<Response<pb::TokenStatus>, Status> {
+        async fn get_status(
+            &self,
+            _: Request<pb::GetStatusRequest>,
+        ) -> Result<Response<pb::TokenStatus>, Status> {
             Err(Status::unimplemented("slow queue"))
         }
         async fn validate_token(
@@ -185,16 +249,30 @@ mod slow_queue {
 
 #[tokio::test]
 async fn a_slow_queue_service_is_cut_off_by_the_deadline_with_504_json() {
-    let (addr, incoming) = kit::grpc::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let (addr, incoming) = kit::grpc::bind("127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("bind");
     let server = tonic::transport::Server::builder()
-        .add_service(ticketing_proto::queue::v1::queue_service_server::QueueServiceServer::new(slow_queue::SlowQueue))
+        .add_service(
+            ticketing_proto::queue::v1::queue_service_server::QueueServiceServer::new(
+                slow_queue::SlowQueue,
+            ),
+        )
         .serve_with_incoming(incoming);
     tokio::spawn(server);
     let http = support::Http::new(
-        support::start_gateway(&format!("http://{addr}"), &["--grpc-timeout-ms=200", "--request-timeout-ms=2000"]).await,
+        support::start_gateway(
+            &format!("http://{addr}"),
+            &["--grpc-timeout-ms=200", "--request-timeout-ms=2000"],
+        )
+        .await,
     );
     let started = std::time::Instant::now();
     let reply = http.post("/queue/issue-token", r#"{"userId": 1}"#).await;
     assert_error(&reply, 504, "UPSTREAM_TIMEOUT");
-    assert!(started.elapsed() < Duration::from_secs(2), "answered after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered after {:?}",
+        started.elapsed()
+    );
 }

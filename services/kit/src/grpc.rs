@@ -107,7 +107,10 @@ where
     })
 }
 
-async fn publish<S: tonic::server::NamedService>(reporter: &tonic_health::server::HealthReporter, healthy: bool) {
+async fn publish<S: tonic::server::NamedService>(
+    reporter: &tonic_health::server::HealthReporter,
+    healthy: bool,
+) {
     let status = if healthy {
         tonic_health::ServingStatus::Serving
     } else {

@@ -24,7 +24,11 @@ pub fn init(service: &'static str) -> TelemetryGuard {
     let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
         registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true),
+            )
             .try_init()
     } else {
         registry.with(tracing_subscriber::fmt::layer()).try_init()

@@ -29,7 +29,11 @@ pub async fn run(store: QueueStore, tick: Duration) {
 }
 
 /// One tick: renew the lease, then admit in every live queue. Returns whether we lead.
-async fn step(store: &QueueStore, holder: &str, lease: Duration) -> Result<bool, crate::error::QueueError> {
+async fn step(
+    store: &QueueStore,
+    holder: &str,
+    lease: Duration,
+) -> Result<bool, crate::error::QueueError> {
     if !store.hold_lease(holder, lease).await? {
         return Ok(false);
     }

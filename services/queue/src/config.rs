@@ -58,7 +58,10 @@ impl Config {
             return Err("QUEUE_ADMISSION_RATE must be a finite number >= 0".into());
         }
         if self.admission_rate == 0.0 && self.active_cap == 0 {
-            return Err("set QUEUE_ADMISSION_RATE or QUEUE_ACTIVE_CAP: with neither, nobody ever waits".into());
+            return Err(
+                "set QUEUE_ADMISSION_RATE or QUEUE_ACTIVE_CAP: with neither, nobody ever waits"
+                    .into(),
+            );
         }
         if self.active_ttl_secs == 0 || self.waiting_grace_secs == 0 {
             return Err("QUEUE_ACTIVE_TTL_SECS and QUEUE_WAITING_GRACE_SECS must be > 0".into());

@@ -17,7 +17,10 @@ impl UserId {
         if raw > 0 {
             Ok(Self(raw))
         } else {
-            Err(QueueError::invalid("INVALID_USER_ID", "userId must be a positive integer"))
+            Err(QueueError::invalid(
+                "INVALID_USER_ID",
+                "userId must be a positive integer",
+            ))
         }
     }
 
@@ -155,9 +158,10 @@ impl TryFrom<pb::ValidateTokenRequest> for ValidateToken {
 impl From<TokenStatus> for pb::TokenStatus {
     fn from(status: TokenStatus) -> Self {
         let (state, position, eta_seconds, active_until_unix_ms) = match status.standing {
-            Standing::Waiting { position, eta_seconds } => {
-                (pb::TokenState::Waiting, position, eta_seconds, None)
-            }
+            Standing::Waiting {
+                position,
+                eta_seconds,
+            } => (pb::TokenState::Waiting, position, eta_seconds, None),
             Standing::Active { until_unix_ms } => {
                 (pb::TokenState::Active, 0, 0, Some(until_unix_ms))
             }
@@ -177,9 +181,14 @@ impl From<TokenStatus> for pb::TokenStatus {
 impl From<Verdict> for pb::ValidateTokenResponse {
     fn from(verdict: Verdict) -> Self {
         let (verdict, active_until_unix_ms, concert_id) = match verdict {
-            Verdict::Valid { until_unix_ms, queue } => {
-                (pb::TokenVerdict::Valid, Some(until_unix_ms), queue.concert_id())
-            }
+            Verdict::Valid {
+                until_unix_ms,
+                queue,
+            } => (
+                pb::TokenVerdict::Valid,
+                Some(until_unix_ms),
+                queue.concert_id(),
+            ),
             Verdict::NotFound => (pb::TokenVerdict::NotFound, None, None),
             Verdict::Expired => (pb::TokenVerdict::Expired, None, None),
             Verdict::NotAdmitted => (pb::TokenVerdict::NotAdmitted, None, None),

@@ -69,7 +69,9 @@ pub async fn build_with_store(
         .add_service(QueueServiceServer::new(grpc::QueueGrpc::new(store)));
     tracing::info!(%addr, "queue listening");
     let serve = async move {
-        let result = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+        let result = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
         health_probe.abort();
         if let Some(admitter) = admitter {
             admitter.abort();

@@ -164,7 +164,10 @@ impl QueueStore {
         millis(self.policy.waiting_grace + WAITING_KEY_SLACK)
     }
 
-    async fn run<T: FromRedisValue>(&self, invocation: &mut ScriptInvocation<'_>) -> Result<T, QueueError> {
+    async fn run<T: FromRedisValue>(
+        &self,
+        invocation: &mut ScriptInvocation<'_>,
+    ) -> Result<T, QueueError> {
         let call = async {
             let mut connection = self.pool.get().await?;
             Ok::<T, QueueError>(invocation.invoke_async(&mut connection).await?)
@@ -204,7 +207,15 @@ impl QueueStore {
     /// Position and ETA of a waiting token (and a heartbeat), or an active token's expiry.
     #[tracing::instrument(name = "redis status.lua", skip(self), fields(db.system = "redis"))]
     pub async fn status(&self, token: Token) -> Result<TokenStatus, QueueError> {
-        let (outcome, state, position, eta, until, user, queue): (String, String, u64, u64, i64, String, String) = self
+        let (outcome, state, position, eta, until, user, queue): (
+            String,
+            String,
+            u64,
+            u64,
+            i64,
+            String,
+            String,
+        ) = self
             .run(
                 self.scripts
                     .status
@@ -266,7 +277,12 @@ impl QueueStore {
     #[tracing::instrument(name = "redis release.lua", skip(self), fields(db.system = "redis"))]
     pub async fn release(&self, token: Token) -> Result<bool, QueueError> {
         let released: i64 = self
-            .run(self.scripts.release.arg(&*self.prefix).arg(token.to_string()))
+            .run(
+                self.scripts
+                    .release
+                    .arg(&*self.prefix)
+                    .arg(token.to_string()),
+            )
             .await?;
         Ok(released == 1)
     }
@@ -312,7 +328,10 @@ impl QueueStore {
         let members = tokio::time::timeout(self.deadline, call)
             .await
             .map_err(|_| QueueError::Timeout)??;
-        Ok(members.iter().filter_map(|m| QueueId::from_key(m)).collect())
+        Ok(members
+            .iter()
+            .filter_map(|m| QueueId::from_key(m))
+            .collect())
     }
 
     /// Takes or renews the single-admitter lease for `holder`. True while held.

@@ -1,9 +1,14 @@
 //! The waiting room against a real Redis: each test has its own key prefix, and a manual clock
 //! so time moves without sleeping.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
+
 use std::{
     collections::HashSet,
-    sync::{Arc, atomic::{AtomicI64, Ordering}},
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
     time::Duration,
 };
 
@@ -41,9 +46,15 @@ impl Room {
 
     /// A second store (another replica) on the same keys and the same clock.
     fn replica(&self) -> QueueStore {
-        QueueStore::connect(&redis_url(), 4, &self.prefix, self.store.policy().clone(), Duration::from_secs(5))
-            .expect("store")
-            .with_clock(Clock::Manual(self.now.clone()))
+        QueueStore::connect(
+            &redis_url(),
+            4,
+            &self.prefix,
+            self.store.policy().clone(),
+            Duration::from_secs(5),
+        )
+        .expect("store")
+        .with_clock(Clock::Manual(self.now.clone()))
     }
 
     fn advance(&self, ms: i64) {
@@ -58,7 +69,10 @@ impl Room {
     }
 
     async fn validate(&self, status: &TokenStatus) -> Verdict {
-        self.store.validate(status.token, status.user).await.expect("validate")
+        self.store
+            .validate(status.token, status.user)
+            .await
+            .expect("validate")
     }
 
     async fn admit(&self) -> queue::store::Admission {
@@ -88,7 +102,11 @@ async fn second_issue_returns_the_same_token_even_concurrently() {
     let first = room.issue(7).await;
     assert_eq!(position(&first), 1);
     let again = futures::future::join_all((0..50).map(|_| room.issue(7))).await;
-    assert!(again.iter().all(|s| s.token == first.token && position(s) == 1));
+    assert!(
+        again
+            .iter()
+            .all(|s| s.token == first.token && position(s) == 1)
+    );
     // Another user in another concert's room is independent.
     let other = room
         .store
@@ -113,7 +131,10 @@ async fn concurrent_arrivals_get_distinct_fifo_positions_and_are_admitted_in_tha
     for status in &statuses {
         let verdict = room.validate(status).await;
         if position(status) <= 50 {
-            assert!(matches!(verdict, Verdict::Valid { .. }), "{status:?} -> {verdict:?}");
+            assert!(
+                matches!(verdict, Verdict::Valid { .. }),
+                "{status:?} -> {verdict:?}"
+            );
         } else {
             assert_eq!(verdict, Verdict::NotAdmitted, "{status:?}");
         }
@@ -140,7 +161,10 @@ async fn admission_follows_the_configured_rate() {
     room.advance(60_000);
     // Keep the waiters alive through the pause (they poll).
     let admission = room.admit().await;
-    assert_eq!(admission.admitted, 0, "waiters that stopped polling were dropped, not admitted");
+    assert_eq!(
+        admission.admitted, 0,
+        "waiters that stopped polling were dropped, not admitted"
+    );
     assert_eq!(admission.dropped, 34);
 }
 
@@ -161,12 +185,21 @@ async fn the_active_cap_holds_and_a_release_frees_a_slot_at_once() {
     let room = Room::new(policy(0.0, 3));
     let statuses: Vec<_> = futures::future::join_all((1..=5).map(|u| room.issue(u))).await;
     let admission = room.admit().await;
-    assert_eq!((admission.admitted, admission.active, admission.waiting), (3, 3, 2));
+    assert_eq!(
+        (admission.admitted, admission.active, admission.waiting),
+        (3, 3, 2)
+    );
     assert_eq!(room.admit().await.admitted, 0, "cap reached");
 
     let first = statuses.iter().find(|s| position(s) == 1).expect("first");
     assert!(room.store.release(first.token).await.expect("release"));
-    assert!(!room.store.release(first.token).await.expect("release twice"));
+    assert!(
+        !room
+            .store
+            .release(first.token)
+            .await
+            .expect("release twice")
+    );
     assert_eq!(room.validate(first).await, Verdict::NotFound);
 
     assert_eq!(room.admit().await.admitted, 1);
@@ -191,7 +224,10 @@ async fn waiters_who_stop_polling_are_dropped_and_stop_counting() {
     assert_eq!(admission.dropped, 2);
     let c_now = room.store.status(c.token).await.expect("c polls again");
     assert_eq!(position(&c_now), 1);
-    assert!(matches!(room.store.status(a.token).await, Err(QueueError::TokenNotFound)));
+    assert!(matches!(
+        room.store.status(a.token).await,
+        Err(QueueError::TokenNotFound)
+    ));
     // b asks for a token again: it is new and at the back.
     let b_again = room.issue(2).await;
     assert_ne!(b_again.token, b.token);
@@ -203,7 +239,10 @@ async fn a_late_poll_is_refused_even_before_the_sweeper_runs() {
     let room = Room::new(policy(1.0, 0));
     let a = room.issue(1).await;
     room.advance(60_001);
-    assert!(matches!(room.store.status(a.token).await, Err(QueueError::TokenExpired)));
+    assert!(matches!(
+        room.store.status(a.token).await,
+        Err(QueueError::TokenExpired)
+    ));
 }
 
 #[tokio::test]
@@ -212,7 +251,12 @@ async fn active_tokens_expire_after_their_ttl() {
     let a = room.issue(1).await;
     assert_eq!(room.admit().await.admitted, 1);
     let active = room.store.status(a.token).await.expect("status");
-    assert_eq!(active.standing, Standing::Active { until_unix_ms: START_MS + 600_000 });
+    assert_eq!(
+        active.standing,
+        Standing::Active {
+            until_unix_ms: START_MS + 600_000
+        }
+    );
     // Issuing again while active returns the active token.
     assert_eq!(room.issue(1).await.token, a.token);
 
@@ -221,7 +265,10 @@ async fn active_tokens_expire_after_their_ttl() {
     assert!(room.store.status(a.token).await.is_err());
     let again = room.issue(1).await;
     assert_ne!(again.token, a.token);
-    assert!(matches!(again.standing, Standing::Waiting { position: 1, .. }));
+    assert!(matches!(
+        again.standing,
+        Standing::Waiting { position: 1, .. }
+    ));
 }
 
 #[tokio::test]
@@ -249,13 +296,19 @@ async fn validation_gives_a_precise_verdict() {
     room.admit().await;
     assert!(matches!(room.validate(&a).await, Verdict::Valid { .. }));
     assert_eq!(
-        room.store.validate(a.token, UserId::new(2).expect("user")).await.expect("validate"),
+        room.store
+            .validate(a.token, UserId::new(2).expect("user"))
+            .await
+            .expect("validate"),
         Verdict::WrongUser
     );
     assert_eq!(room.validate(&b).await, Verdict::NotAdmitted);
     assert_eq!(
         room.store
-            .validate(queue::domain::Token::random(), UserId::new(1).expect("user"))
+            .validate(
+                queue::domain::Token::random(),
+                UserId::new(1).expect("user")
+            )
             .await
             .expect("validate"),
         Verdict::NotFound
@@ -273,7 +326,13 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
     });
     let statuses: Vec<_> = futures::future::join_all((1..=100).map(|u| room.issue(u))).await;
     let last = statuses.iter().find(|s| position(s) == 100).expect("last");
-    assert_eq!(last.standing, Standing::Waiting { position: 100, eta_seconds: 10 });
+    assert_eq!(
+        last.standing,
+        Standing::Waiting {
+            position: 100,
+            eta_seconds: 10
+        }
+    );
 
     room.admit().await;
     for _ in 0..300 {
@@ -281,7 +340,11 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
         room.admit().await;
     }
     let now = room.store.status(last.token).await.expect("status");
-    let Standing::Waiting { position, eta_seconds } = now.standing else {
+    let Standing::Waiting {
+        position,
+        eta_seconds,
+    } = now.standing
+    else {
         panic!("still waiting expected, got {now:?}");
     };
     // 30 s at ~2/s admitted ~60; the rest at ~2/s need ~position/2 seconds.
@@ -297,8 +360,14 @@ async fn only_one_replica_holds_the_admission_lease_and_the_rate_is_shared() {
     let room = Room::new(policy(4.0, 0));
     let replica = room.replica();
     let lease = Duration::from_secs(2);
-    let (a, b) = tokio::join!(room.store.hold_lease("a", lease), replica.hold_lease("b", lease));
-    assert!(a.expect("lease a") ^ b.expect("lease b"), "exactly one holder");
+    let (a, b) = tokio::join!(
+        room.store.hold_lease("a", lease),
+        replica.hold_lease("b", lease)
+    );
+    assert!(
+        a.expect("lease a") ^ b.expect("lease b"),
+        "exactly one holder"
+    );
 
     // Even if both replicas step (a lease hand-over overlap), the bucket in Redis keeps the
     // total at the configured rate: 10 s at 4/s.
@@ -309,7 +378,10 @@ async fn only_one_replica_holds_the_admission_lease_and_the_rate_is_shared() {
     // 10 simulated seconds: within the waiters' grace, so nobody needs to poll.
     for _ in 0..100 {
         room.advance(100);
-        let (x, y) = tokio::join!(room.store.admit(QueueId::Default), replica.admit(QueueId::Default));
+        let (x, y) = tokio::join!(
+            room.store.admit(QueueId::Default),
+            replica.admit(QueueId::Default)
+        );
         admitted += x.expect("admit").admitted + y.expect("admit").admitted;
     }
     assert_eq!(admitted, 40);

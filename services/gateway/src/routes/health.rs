@@ -2,7 +2,9 @@
 
 use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
 use serde_json::{Value, json};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::AppState;
 
@@ -14,7 +16,9 @@ pub fn routes() -> Router<AppState> {
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let checks = state.backends.channels().map(|(name, channel)| {
-        let request = state.backends.request(HealthCheckRequest { service: String::new() });
+        let request = state.backends.request(HealthCheckRequest {
+            service: String::new(),
+        });
         async move {
             let serving = HealthClient::new(channel)
                 .check(request)
@@ -29,7 +33,11 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         .into_iter()
         .map(|(name, serving)| (name.to_owned(), json!(if serving { "UP" } else { "DOWN" })))
         .collect();
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (
         status,
         Json(json!({"status": if ready { "UP" } else { "DOWN" }, "dependencies": dependencies})),

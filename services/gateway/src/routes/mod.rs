@@ -16,7 +16,11 @@ pub fn rfc3339(unix_ms: i64) -> Option<String> {
 pub const MAX_ID: i64 = 9_007_199_254_740_991;
 
 /// A positive id no larger than [`MAX_ID`], or a 400 naming the field.
-pub fn valid_id(value: i64, code: &'static str, field: &str) -> Result<i64, crate::error::ApiError> {
+pub fn valid_id(
+    value: i64,
+    code: &'static str,
+    field: &str,
+) -> Result<i64, crate::error::ApiError> {
     if (1..=MAX_ID).contains(&value) {
         Ok(value)
     } else {
@@ -34,7 +38,10 @@ mod tests {
     #[test]
     fn instants_render_as_rfc3339() {
         assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
-        assert_eq!(rfc3339(1_800_000_000_123).as_deref(), Some("2027-01-15T08:00:00.123Z"));
+        assert_eq!(
+            rfc3339(1_800_000_000_123).as_deref(),
+            Some("2027-01-15T08:00:00.123Z")
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! `POST /queue/issue-token` and `GET /queue/check-queue?token=`.
 
-use axum::{Json, Router, extract::State, routing::{get, post}};
+use axum::{
+    Json, Router,
+    extract::State,
+    routing::{get, post},
+};
 use serde::{Deserialize, Serialize};
 use ticketing_proto::queue::v1 as pb;
 
@@ -51,7 +55,11 @@ impl TryFrom<pb::TokenStatus> for TokenView {
         let state = match pb::TokenState::try_from(status.state) {
             Ok(pb::TokenState::Waiting) => "WAITING",
             Ok(pb::TokenState::Active) => "ACTIVE",
-            _ => return Err(ApiError::from(tonic::Status::internal("queue returned no token state"))),
+            _ => {
+                return Err(ApiError::from(tonic::Status::internal(
+                    "queue returned no token state",
+                )));
+            }
         };
         Ok(Self {
             token: status.token,
@@ -92,7 +100,9 @@ async fn check_queue(
     let token = params
         .token
         .filter(|token| !token.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("MISSING_TOKEN", "query parameter `token` is required"))?;
+        .ok_or_else(|| {
+            ApiError::bad_request("MISSING_TOKEN", "query parameter `token` is required")
+        })?;
     uuid::Uuid::parse_str(token.trim())
         .map_err(|_| ApiError::bad_request("INVALID_TOKEN", "token must be a UUID"))?;
     let status = state

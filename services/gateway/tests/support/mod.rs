@@ -4,7 +4,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, atomic::{AtomicI64, Ordering}},
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
     time::Duration,
 };
 
@@ -31,9 +34,10 @@ impl System {
     pub async fn start(policy: Policy) -> Self {
         let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
         let (clock, now) = Clock::manual(START_MS);
-        let queue_store = QueueStore::connect(&redis_url(), 16, &prefix, policy, Duration::from_secs(5))
-            .expect("store")
-            .with_clock(clock);
+        let queue_store =
+            QueueStore::connect(&redis_url(), 16, &prefix, policy, Duration::from_secs(5))
+                .expect("store")
+                .with_clock(clock);
         let queue_config = queue::Config::parse_from([
             "queue",
             "--listen-addr=127.0.0.1:0",
@@ -41,12 +45,17 @@ impl System {
             &format!("--redis-url={}", redis_url()),
             &format!("--key-prefix={prefix}"),
         ]);
-        let (queue_addr, serve) = queue::build_with_store(queue_config, queue_store.clone(), std::future::pending())
-            .await
-            .expect("queue starts");
+        let (queue_addr, serve) =
+            queue::build_with_store(queue_config, queue_store.clone(), std::future::pending())
+                .await
+                .expect("queue starts");
         tokio::spawn(serve);
         let http = Http::new(start_gateway(&format!("http://{queue_addr}"), &[]).await);
-        Self { http, queue_store, now }
+        Self {
+            http,
+            queue_store,
+            now,
+        }
     }
 
     pub fn advance(&self, ms: i64) {
@@ -54,7 +63,11 @@ impl System {
     }
 
     pub async fn admit(&self) -> u64 {
-        self.queue_store.admit(QueueId::Default).await.expect("admit").admitted
+        self.queue_store
+            .admit(QueueId::Default)
+            .await
+            .expect("admit")
+            .admitted
     }
 }
 
@@ -67,7 +80,9 @@ pub async fn start_gateway(queue_url: &str, extra: &[&str]) -> SocketAddr {
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let config = gateway::Config::parse_from(args);
-    let (addr, serve) = gateway::build(config, std::future::pending()).await.expect("gateway starts");
+    let (addr, serve) = gateway::build(config, std::future::pending())
+        .await
+        .expect("gateway starts");
     tokio::spawn(serve);
     addr
 }
@@ -103,7 +118,13 @@ impl Http {
         }
     }
 
-    pub async fn send(&self, method: &str, path: &str, body: Option<&str>, content_type: Option<&str>) -> Reply {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: Option<&str>,
+    ) -> Reply {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{}", self.addr, path));
@@ -124,15 +145,28 @@ impl Http {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned();
-        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!("{method} {path} -> {status} with a non-JSON body: {:?}", String::from_utf8_lossy(&bytes))
+            panic!(
+                "{method} {path} -> {status} with a non-JSON body: {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
         });
-        Reply { status, content_type, json }
+        Reply {
+            status,
+            content_type,
+            json,
+        }
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Reply {
-        self.send("POST", path, Some(body), Some("application/json")).await
+        self.send("POST", path, Some(body), Some("application/json"))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -145,6 +179,16 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.status, status, "body: {}", reply.json);
     assert_eq!(reply.json["status"], status, "body: {}", reply.json);
     assert_eq!(reply.json["code"], code, "body: {}", reply.json);
-    assert!(reply.json["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", reply.json);
-    assert!(reply.content_type.starts_with("application/json"), "content-type {}", reply.content_type);
+    assert!(
+        reply.json["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "body: {}",
+        reply.json
+    );
+    assert!(
+        reply.content_type.starts_with("application/json"),
+        "content-type {}",
+        reply.content_type
+    );
 }

@@ -1,0 +1,223 @@
+//! `cargo xtask up`: builds the services in release, starts them against the stores with local
+//! defaults, prints the gateway URL, and stops everything cleanly on Ctrl-C/SIGTERM.
+
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    process::{ExitCode, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    process::{Child, Command},
+};
+
+use crate::stores::{self, StoreArgs, wait_until};
+
+#[derive(clap::Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    stores: StoreArgs,
+
+    /// Waiters admitted per second per queue.
+    #[arg(long, env = "QUEUE_ADMISSION_RATE")]
+    admission_rate: Option<f64>,
+
+    /// Most concurrently active users per queue.
+    #[arg(long, env = "QUEUE_ACTIVE_CAP")]
+    active_cap: Option<u32>,
+
+    /// Where the gateway listens.
+    #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    gateway_addr: SocketAddr,
+
+    /// Where the queue service listens.
+    #[arg(long, env = "QUEUE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    queue_addr: SocketAddr,
+
+    /// Use the binaries already built instead of building first.
+    #[arg(long)]
+    no_build: bool,
+}
+
+/// The services built so far, in start order.
+const SERVICES: &[&str] = &["queue", "gateway"];
+
+pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    for addr in [args.gateway_addr, args.queue_addr] {
+        if std::net::TcpListener::bind(addr).is_err() {
+            bail!(
+                "{addr} is already in use: stop what runs there or pick another address (see --help)"
+            );
+        }
+    }
+    if !args.no_build {
+        build_release().await?;
+    }
+    let stores = stores::ensure(&args.stores).await?;
+    eprintln!(
+        "xtask: Redis {}  PostgreSQL {}",
+        stores.redis_url, stores.database_url
+    );
+
+    let mut running: Vec<(&'static str, Child)> = Vec::new();
+    let result = start_all(&args, &stores, &mut running).await;
+    if let Err(error) = &result {
+        eprintln!("xtask: {error:#}");
+    } else {
+        println!();
+        println!("  gateway   http://{}", args.gateway_addr);
+        println!(
+            "  try       curl -s -X POST http://{}/queue/issue-token -H 'content-type: application/json' -d '{{\"userId\": 1}}'",
+            args.gateway_addr
+        );
+        println!("  stop      Ctrl-C");
+        println!();
+        tokio::select! {
+            () = crate::wait_for_signal() => eprintln!("xtask: stopping"),
+            name = first_exit(&mut running) => eprintln!("xtask: {name} exited on its own; stopping the rest"),
+        }
+    }
+    for (name, child) in running.iter_mut().rev() {
+        terminate(name, child, Duration::from_secs(15)).await;
+    }
+    stores.stop().await;
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn start_all(
+    args: &UpArgs,
+    stores: &stores::Stores,
+    running: &mut Vec<(&'static str, Child)>,
+) -> anyhow::Result<()> {
+    let mut queue = service("queue")?;
+    queue
+        .env("QUEUE_LISTEN_ADDR", args.queue_addr.to_string())
+        .env("REDIS_URL", &stores.redis_url);
+    if let Some(rate) = args.admission_rate {
+        queue.env("QUEUE_ADMISSION_RATE", rate.to_string());
+    }
+    if let Some(cap) = args.active_cap {
+        queue.env("QUEUE_ACTIVE_CAP", cap.to_string());
+    }
+    running.push(("queue", queue.spawn().context("starting queue")?));
+    let queue_addr = args.queue_addr;
+    wait_until("queue", Duration::from_secs(20), || async move {
+        TcpStream::connect(queue_addr).await.is_ok()
+    })
+    .await?;
+
+    let mut gateway = service("gateway")?;
+    gateway
+        .env("GATEWAY_LISTEN_ADDR", args.gateway_addr.to_string())
+        .env("QUEUE_URL", format!("http://{}", args.queue_addr));
+    running.push(("gateway", gateway.spawn().context("starting gateway")?));
+    let gateway_addr = args.gateway_addr;
+    wait_until("gateway /readyz", Duration::from_secs(20), || {
+        http_ok(gateway_addr, "/readyz")
+    })
+    .await
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::root().join("target"))
+}
+
+/// A command for a built service binary, logging at info unless RUST_LOG says otherwise.
+fn service(name: &str) -> anyhow::Result<Command> {
+    let binary = target_dir().join("release").join(name);
+    if !binary.exists() {
+        bail!("{} is missing: run without --no-build", binary.display());
+    }
+    let mut command = Command::new(binary);
+    command.stdin(Stdio::null()).kill_on_drop(true);
+    if std::env::var_os("RUST_LOG").is_none() {
+        command.env("RUST_LOG", "info");
+    }
+    Ok(command)
+}
+
+async fn build_release() -> anyhow::Result<()> {
+    let mut command = Command::new(crate::cargo());
+    command
+        .current_dir(crate::root())
+        .args(["build", "--release"]);
+    for name in SERVICES {
+        command.args(["-p", name]);
+    }
+    if !command.status().await?.success() {
+        bail!("the release build failed");
+    }
+    Ok(())
+}
+
+/// True when `GET path` at `addr` answers 200.
+async fn http_ok(addr: SocketAddr, path: &str) -> bool {
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), attempt).await,
+        Ok(Some(true))
+    )
+}
+
+async fn first_exit(running: &mut [(&'static str, Child)]) -> &'static str {
+    let waits = running.iter_mut().map(|(name, child)| {
+        Box::pin(async move {
+            let _ = child.wait().await;
+            *name
+        })
+    });
+    futures_select_all(waits).await
+}
+
+/// The first of several futures to finish (small, no extra crate for it).
+async fn futures_select_all<F: std::future::Future + Unpin>(
+    futures: impl IntoIterator<Item = F>,
+) -> F::Output {
+    let mut futures: Vec<F> = futures.into_iter().collect();
+    std::future::poll_fn(move |cx| {
+        for future in &mut futures {
+            if let std::task::Poll::Ready(output) = std::pin::Pin::new(future).poll(cx) {
+                return std::task::Poll::Ready(output);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL.
+pub async fn terminate(name: &str, child: &mut Child, grace: Duration) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(_) => eprintln!("xtask: {name} stopped"),
+        Err(_) => {
+            eprintln!("xtask: {name} did not stop within {grace:?}; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}

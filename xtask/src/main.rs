@@ -1,0 +1,173 @@
+//! Project automation. `cargo xtask up` runs the whole system on this machine;
+//! `cargo xtask test` runs every test against real stores.
+
+mod launch;
+mod stores;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Run, test and benchmark the ticketing system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build in release and run every service locally until Ctrl-C.
+    Up(launch::UpArgs),
+    /// Find or start PostgreSQL and Redis, then run the whole workspace's tests.
+    Test {
+        #[command(flatten)]
+        stores: stores::StoreArgs,
+        /// Extra arguments passed to `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Find or start PostgreSQL and Redis and print their URLs (kept running until Ctrl-C
+    /// when private instances had to be started).
+    Stores(stores::StoreArgs),
+}
+
+/// The repository root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// The cargo that invoked us, so the same toolchain builds everything.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Up(args) => launch::up(args).await,
+        Command::Test { stores, cargo_args } => test(stores, cargo_args).await,
+        Command::Stores(args) => print_stores(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("xtask: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn test(
+    args: stores::StoreArgs,
+    cargo_args: Vec<String>,
+) -> anyhow::Result<std::process::ExitCode> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let stores = stores::ensure(&args).await?;
+    eprintln!(
+        "xtask: Redis {}  PostgreSQL {}",
+        stores.redis_url, stores.database_url
+    );
+    let mut child = tokio::process::Command::new(cargo())
+        .current_dir(root())
+        .args(["test", "--workspace"])
+        .args(&cargo_args)
+        .env("REDIS_URL", &stores.redis_url)
+        .env("DATABASE_URL", &stores.database_url)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut totals = TestTotals::default();
+    if let Some(stdout) = child.stdout.take() {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(line) = lines.next_line().await? {
+            println!("{line}");
+            totals.add(&line);
+        }
+    }
+    let status = child.wait().await?;
+    stores.stop().await;
+    // One closing line for the whole workspace (cargo's own last line is often an empty doc-test run).
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    Ok(if status.success() && totals.passed > 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
+/// Sums cargo's `test result:` lines.
+#[derive(Default)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestTotals {
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split([';', '.']) {
+            let mut words = part.split_whitespace();
+            if let (Some(count), Some(kind)) = (words.next(), words.next()) {
+                let Ok(count) = count.parse::<u64>() else {
+                    continue;
+                };
+                match kind {
+                    "passed" => self.passed += count,
+                    "failed" => self.failed += count,
+                    "ignored" => self.ignored += count,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+async fn print_stores(args: stores::StoreArgs) -> anyhow::Result<std::process::ExitCode> {
+    let stores = stores::ensure(&args).await?;
+    println!("REDIS_URL={}", stores.redis_url);
+    println!("DATABASE_URL={}", stores.database_url);
+    if stores.has_private_instances() {
+        eprintln!("xtask: private instances running; Ctrl-C stops them");
+        wait_for_signal().await;
+    }
+    stores.stop().await;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = async {
+            match terminate.as_mut() {
+                Some(stream) => { stream.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestTotals;
+
+    #[test]
+    fn sums_cargo_test_result_lines() {
+        let mut totals = TestTotals::default();
+        totals.add("test result: ok. 13 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.29s");
+        totals.add("test result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.00s");
+        totals.add("running 3 tests");
+        assert_eq!((totals.passed, totals.failed, totals.ignored), (15, 1, 1));
+    }
+}
