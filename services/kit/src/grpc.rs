@@ -124,3 +124,21 @@ async fn publish<S: tonic::server::NamedService>(
         tracing::warn!(service = S::NAME, "not ready: dependency probe failed");
     }
 }
+
+/// The grpc.reflection.v1 service over the given encoded descriptor sets (plus grpc.health.v1),
+/// so tools like grpcurl can call a service without its .proto files.
+pub fn reflection(
+    descriptor_sets: &[&'static [u8]],
+) -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::Error,
+> {
+    let mut builder = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for set in descriptor_sets {
+        builder = builder.register_encoded_file_descriptor_set(set);
+    }
+    builder.build_v1()
+}

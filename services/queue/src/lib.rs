@@ -66,6 +66,9 @@ pub async fn build_with_store(
         .then(|| tokio::spawn(admitter::run(store.clone(), config.admission_tick())));
     let router = kit::grpc::server(kit::grpc::ServerLimits::default())
         .add_service(health)
+        .add_service(kit::grpc::reflection(&[
+            ticketing_proto::FILE_DESCRIPTOR_SET,
+        ])?)
         .add_service(QueueServiceServer::new(grpc::QueueGrpc::new(store)));
     tracing::info!(%addr, "queue listening");
     let serve = async move {
