@@ -160,8 +160,15 @@ impl QueueStore {
         &self.policy
     }
 
-    fn waiting_key_ttl_ms(&self) -> u64 {
-        millis(self.policy.waiting_grace + WAITING_KEY_SLACK)
+    /// The trailing arguments of the scripts that keep a waiter alive and estimate its wait:
+    /// grace ms, waiting key ttl ms, assumed rate, outflow time constant ms.
+    fn waiting_args(&self) -> (u64, u64, f64, u64) {
+        (
+            millis(self.policy.waiting_grace),
+            millis(self.policy.waiting_grace + WAITING_KEY_SLACK),
+            self.policy.assumed_rate(),
+            OUTFLOW_TAU_MS,
+        )
     }
 
     async fn run<T: FromRedisValue>(
@@ -190,10 +197,7 @@ impl QueueStore {
                     .arg(user.get())
                     .arg(fresh.to_string())
                     .arg(self.clock.arg())
-                    .arg(millis(self.policy.waiting_grace))
-                    .arg(self.waiting_key_ttl_ms())
-                    .arg(self.policy.assumed_rate())
-                    .arg(OUTFLOW_TAU_MS),
+                    .arg(self.waiting_args()),
             )
             .await?;
         Ok(TokenStatus {
@@ -222,22 +226,14 @@ impl QueueStore {
                     .arg(&*self.prefix)
                     .arg(token.to_string())
                     .arg(self.clock.arg())
-                    .arg(millis(self.policy.waiting_grace))
-                    .arg(self.waiting_key_ttl_ms())
-                    .arg(self.policy.assumed_rate())
-                    .arg(OUTFLOW_TAU_MS),
+                    .arg(self.waiting_args()),
             )
             .await?;
         match outcome.as_str() {
             "OK" => Ok(TokenStatus {
                 token,
-                user: user
-                    .parse()
-                    .ok()
-                    .and_then(|id| UserId::new(id).ok())
-                    .ok_or_else(|| QueueError::Protocol(format!("stored user {user:?}")))?,
-                queue: QueueId::from_key(&queue)
-                    .ok_or_else(|| QueueError::Protocol(format!("stored queue {queue:?}")))?,
+                user: stored_user(&user)?,
+                queue: stored_queue(&queue)?,
                 standing: standing(&state, position, eta, until)?,
             }),
             "NOT_FOUND" => Err(QueueError::TokenNotFound),
@@ -262,8 +258,7 @@ impl QueueStore {
         Ok(match verdict.as_str() {
             "VALID" => Verdict::Valid {
                 until_unix_ms: until,
-                queue: QueueId::from_key(&queue)
-                    .ok_or_else(|| QueueError::Protocol(format!("stored queue {queue:?}")))?,
+                queue: stored_queue(&queue)?,
             },
             "NOT_FOUND" => Verdict::NotFound,
             "EXPIRED" => Verdict::Expired,
@@ -370,6 +365,17 @@ fn standing(state: &str, position: u64, eta: u64, until: i64) -> Result<Standing
         }),
         other => Err(QueueError::Protocol(format!("token state {other:?}"))),
     }
+}
+
+fn stored_user(raw: &str) -> Result<UserId, QueueError> {
+    raw.parse()
+        .ok()
+        .and_then(|id| UserId::new(id).ok())
+        .ok_or_else(|| QueueError::Protocol(format!("stored user {raw:?}")))
+}
+
+fn stored_queue(raw: &str) -> Result<QueueId, QueueError> {
+    QueueId::from_key(raw).ok_or_else(|| QueueError::Protocol(format!("stored queue {raw:?}")))
 }
 
 fn millis(duration: Duration) -> u64 {
