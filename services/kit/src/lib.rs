@@ -4,5 +4,7 @@
 
 pub mod error_code;
 pub mod grpc;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,0 +1,69 @@
+//! The gRPC edge: wire requests in, repository calls, wire responses out.
+
+use ticketing_proto::catalog::v1::{self as pb, catalog_service_server::CatalogService};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{SeatKey, positive_id},
+    repo::CatalogRepo,
+};
+
+pub struct CatalogGrpc {
+    repo: CatalogRepo,
+}
+
+impl CatalogGrpc {
+    pub fn new(repo: CatalogRepo) -> Self {
+        Self { repo }
+    }
+}
+
+#[tonic::async_trait]
+impl CatalogService for CatalogGrpc {
+    async fn list_concerts(
+        &self,
+        _: Request<pb::ListConcertsRequest>,
+    ) -> Result<Response<pb::ListConcertsResponse>, Status> {
+        let concerts = self.repo.concerts().await?;
+        Ok(Response::new(pb::ListConcertsResponse {
+            concerts: concerts.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn list_options(
+        &self,
+        request: Request<pb::ListOptionsRequest>,
+    ) -> Result<Response<pb::ListOptionsResponse>, Status> {
+        let concert_id = positive_id(
+            request.into_inner().concert_id,
+            "INVALID_CONCERT_ID",
+            "concertId",
+        )?;
+        let options = self.repo.options(concert_id).await?;
+        Ok(Response::new(pb::ListOptionsResponse {
+            options: options.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_seat_map(
+        &self,
+        request: Request<pb::GetSeatMapRequest>,
+    ) -> Result<Response<pb::SeatMap>, Status> {
+        let option_id = positive_id(
+            request.into_inner().concert_option_id,
+            "INVALID_CONCERT_OPTION_ID",
+            "concertOptionId",
+        )?;
+        Ok(Response::new(self.repo.seat_map(option_id).await?.into()))
+    }
+
+    async fn get_seat(
+        &self,
+        request: Request<pb::GetSeatRequest>,
+    ) -> Result<Response<pb::Seat>, Status> {
+        let SeatKey { option_id, seat_no } = request.into_inner().try_into()?;
+        Ok(Response::new(
+            self.repo.seat(option_id, seat_no).await?.into(),
+        ))
+    }
+}

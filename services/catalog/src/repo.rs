@@ -1,0 +1,131 @@
+//! The catalog's queries. Each is one statement on one index.
+
+use sqlx::PgPool;
+
+use crate::{
+    domain::{Concert, ConcertOption, Seat, SeatMap},
+    error::CatalogError,
+};
+
+#[derive(Clone)]
+pub struct CatalogRepo {
+    pool: PgPool,
+}
+
+/// Epoch milliseconds of a timestamptz column, as every query returns instants.
+macro_rules! epoch_ms {
+    ($column:literal) => {
+        concat!("(extract(epoch from ", $column, ") * 1000)::bigint")
+    };
+}
+
+impl CatalogRepo {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    #[tracing::instrument(name = "SELECT concerts", skip(self), fields(db.system = "postgresql", db.operation = "SELECT"))]
+    pub async fn concerts(&self) -> Result<Vec<Concert>, CatalogError> {
+        Ok(
+            sqlx::query_as("select id, title, artist, description from concerts order by id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The concert's options by start time; `ConcertNotFound` for an unknown concert.
+    #[tracing::instrument(name = "SELECT concert_options", skip(self), fields(db.system = "postgresql", db.operation = "SELECT"))]
+    pub async fn options(&self, concert_id: i64) -> Result<Vec<ConcertOption>, CatalogError> {
+        // One statement answers both "does the concert exist" and "its options": the left join
+        // yields one all-null option row for a concert without options.
+        let rows: Vec<(
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+            Option<i32>,
+        )> = sqlx::query_as(concat!(
+            "select o.id, ",
+            epoch_ms!("o.starts_at"),
+            ", o.venue, ",
+            epoch_ms!("o.sale_opens_at"),
+            ", o.seat_count from concerts c left join concert_options o on o.concert_id = c.id ",
+            "where c.id = $1 order by o.starts_at, o.id"
+        ))
+        .bind(concert_id)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Err(CatalogError::ConcertNotFound);
+        }
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, starts_at_ms, venue, sale_opens_at_ms, seat_count)| {
+                Some(ConcertOption {
+                    id: id?,
+                    concert_id,
+                    starts_at_ms: starts_at_ms?,
+                    venue: venue?,
+                    sale_opens_at_ms: sale_opens_at_ms?,
+                    seat_count: seat_count?,
+                })
+            })
+            .collect())
+    }
+
+    /// The option's whole seat map; `OptionNotFound` for an unknown option.
+    #[tracing::instrument(name = "SELECT seats", skip(self), fields(db.system = "postgresql", db.operation = "SELECT"))]
+    pub async fn seat_map(&self, option_id: i64) -> Result<SeatMap, CatalogError> {
+        let sale_opens_at_ms: Option<(i64,)> = sqlx::query_as(concat!(
+            "select ",
+            epoch_ms!("sale_opens_at"),
+            " from concert_options where id = $1"
+        ))
+        .bind(option_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (sale_opens_at_ms,) = sale_opens_at_ms.ok_or(CatalogError::OptionNotFound)?;
+        let seats: Vec<Seat> = sqlx::query_as(
+            "select concert_option_id, seat_no, grade, price_minor from seats \
+             where concert_option_id = $1 order by seat_no",
+        )
+        .bind(option_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(SeatMap {
+            concert_option_id: option_id,
+            sale_opens_at_ms,
+            seats,
+        })
+    }
+
+    /// One seat; `OptionNotFound` or `SeatNotFound` when absent.
+    #[tracing::instrument(name = "SELECT seats", skip(self), fields(db.system = "postgresql", db.operation = "SELECT"))]
+    pub async fn seat(&self, option_id: i64, seat_no: i32) -> Result<Seat, CatalogError> {
+        let seat: Option<Seat> = sqlx::query_as(
+            "select concert_option_id, seat_no, grade, price_minor from seats \
+             where concert_option_id = $1 and seat_no = $2",
+        )
+        .bind(option_id)
+        .bind(seat_no)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(seat) = seat {
+            return Ok(seat);
+        }
+        let option_exists: (bool,) =
+            sqlx::query_as("select exists (select 1 from concert_options where id = $1)")
+                .bind(option_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Err(if option_exists.0 {
+            CatalogError::SeatNotFound
+        } else {
+            CatalogError::OptionNotFound
+        })
+    }
+}

@@ -1,0 +1,194 @@
+//! The catalog over gRPC on its own fresh database, seeded with the demo data.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
+
+use clap::Parser;
+use ticketing_proto::catalog::v1::{self as pb, catalog_service_client::CatalogServiceClient};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    config: catalog::Config,
+}
+
+fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn start(seed: catalog::seed::SeedArgs) -> CatalogServiceClient<Channel> {
+    let database_url = kit::postgres::fresh_database(&server_url())
+        .await
+        .expect("fresh database");
+    let config = Args::parse_from([
+        "catalog",
+        "--listen-addr=127.0.0.1:0",
+        &format!("--database-url={database_url}"),
+        "--db-pool-size=4",
+    ])
+    .config;
+    let pool = catalog::prepare_database(&config).await.expect("migrate");
+    catalog::seed::seed(&pool, seed).await.expect("seed");
+    // Seeding twice adds nothing.
+    catalog::seed::seed(&pool, seed).await.expect("seed again");
+    let (addr, serve) = catalog::build(config, std::future::pending())
+        .await
+        .expect("catalog starts");
+    tokio::spawn(serve);
+    CatalogServiceClient::new(
+        kit::grpc::channel(
+            &format!("http://{addr}"),
+            kit::grpc::ChannelTimeouts::default(),
+        )
+        .expect("channel"),
+    )
+}
+
+fn demo() -> catalog::seed::SeedArgs {
+    catalog::seed::SeedArgs {
+        concerts: 1,
+        options_per_concert: 10,
+        seats_per_option: 50,
+    }
+}
+
+#[tokio::test]
+async fn the_demo_data_is_what_the_original_load_tests_expect() {
+    let mut client = start(demo()).await;
+    let concerts = client
+        .list_concerts(pb::ListConcertsRequest {})
+        .await
+        .expect("concerts")
+        .into_inner();
+    assert_eq!(concerts.concerts.len(), 1);
+    assert_eq!(concerts.concerts[0].id, 1);
+
+    let options = client
+        .list_options(pb::ListOptionsRequest { concert_id: 1 })
+        .await
+        .expect("options")
+        .into_inner()
+        .options;
+    assert_eq!(
+        options.iter().map(|o| o.id).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert!(
+        options
+            .windows(2)
+            .all(|w| w[0].starts_at_unix_ms < w[1].starts_at_unix_ms)
+    );
+    assert!(
+        options
+            .iter()
+            .all(|o| o.seat_count == 50 && o.concert_id == 1)
+    );
+
+    let map = client
+        .get_seat_map(pb::GetSeatMapRequest {
+            concert_option_id: 3,
+        })
+        .await
+        .expect("seat map")
+        .into_inner();
+    assert_eq!(
+        map.seats.iter().map(|s| s.seat_id).collect::<Vec<_>>(),
+        (1..=50).collect::<Vec<_>>()
+    );
+    assert_eq!(map.seats.iter().filter(|s| s.grade == "VIP").count(), 5);
+    assert_eq!(map.seats.iter().filter(|s| s.grade == "R").count(), 15);
+    assert!(map.sale_opens_at_unix_ms > 0);
+
+    let seat = client
+        .get_seat(pb::GetSeatRequest {
+            concert_option_id: 3,
+            seat_id: 1,
+        })
+        .await
+        .expect("seat")
+        .into_inner();
+    assert_eq!((seat.grade.as_str(), seat.price_minor), ("VIP", 150_000));
+}
+
+#[tokio::test]
+async fn larger_sets_seed_with_distinct_option_ranges() {
+    let mut client = start(catalog::seed::SeedArgs {
+        concerts: 3,
+        options_per_concert: 4,
+        seats_per_option: 1000,
+    })
+    .await;
+    let options = client
+        .list_options(pb::ListOptionsRequest { concert_id: 3 })
+        .await
+        .expect("options")
+        .into_inner()
+        .options;
+    assert_eq!(
+        options.iter().map(|o| o.id).collect::<Vec<_>>(),
+        vec![9, 10, 11, 12]
+    );
+    let map = client
+        .get_seat_map(pb::GetSeatMapRequest {
+            concert_option_id: 12,
+        })
+        .await
+        .expect("seat map")
+        .into_inner();
+    assert_eq!(map.seats.len(), 1000);
+}
+
+#[tokio::test]
+async fn unknown_and_invalid_ids_have_stable_codes() {
+    let mut client = start(demo()).await;
+    assert_eq!(
+        failure(
+            client
+                .list_options(pb::ListOptionsRequest { concert_id: 99 })
+                .await
+        ),
+        (tonic::Code::NotFound, "CONCERT_NOT_FOUND".into())
+    );
+    assert_eq!(
+        failure(
+            client
+                .list_options(pb::ListOptionsRequest { concert_id: 0 })
+                .await
+        ),
+        (tonic::Code::InvalidArgument, "INVALID_CONCERT_ID".into())
+    );
+    assert_eq!(
+        failure(
+            client
+                .get_seat_map(pb::GetSeatMapRequest {
+                    concert_option_id: 11
+                })
+                .await
+        ),
+        (tonic::Code::NotFound, "OPTION_NOT_FOUND".into())
+    );
+    let seat = |option, seat| pb::GetSeatRequest {
+        concert_option_id: option,
+        seat_id: seat,
+    };
+    assert_eq!(
+        failure(client.get_seat(seat(1, 51)).await),
+        (tonic::Code::NotFound, "SEAT_NOT_FOUND".into())
+    );
+    assert_eq!(
+        failure(client.get_seat(seat(77, 1)).await),
+        (tonic::Code::NotFound, "OPTION_NOT_FOUND".into())
+    );
+    assert_eq!(
+        failure(client.get_seat(seat(1, -1)).await),
+        (tonic::Code::InvalidArgument, "INVALID_SEAT_ID".into())
+    );
+}
+
+/// The gRPC code and stable error code of a call that must fail.
+fn failure<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (tonic::Code, String) {
+    let status = result.expect_err("the call must fail");
+    let code = kit::error_code::of(&status).unwrap_or("").to_owned();
+    (status.code(), code)
+}
