@@ -7,6 +7,16 @@ use crate::{
     error::CatalogError,
 };
 
+/// An option row of a concert left-joined to its options (all null for a concert without).
+#[derive(sqlx::FromRow)]
+struct JoinedOption {
+    id: Option<i64>,
+    starts_at_ms: Option<i64>,
+    venue: Option<String>,
+    sale_opens_at_ms: Option<i64>,
+    seat_count: Option<i32>,
+}
+
 #[derive(Clone)]
 pub struct CatalogRepo {
     pool: PgPool,
@@ -42,18 +52,12 @@ impl CatalogRepo {
     pub async fn options(&self, concert_id: i64) -> Result<Vec<ConcertOption>, CatalogError> {
         // One statement answers both "does the concert exist" and "its options": the left join
         // yields one all-null option row for a concert without options.
-        let rows: Vec<(
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<i64>,
-            Option<i32>,
-        )> = sqlx::query_as(concat!(
+        let rows: Vec<JoinedOption> = sqlx::query_as(concat!(
             "select o.id, ",
             epoch_ms!("o.starts_at"),
-            ", o.venue, ",
+            " as starts_at_ms, o.venue, ",
             epoch_ms!("o.sale_opens_at"),
-            ", o.seat_count from concerts c left join concert_options o on o.concert_id = c.id ",
+            " as sale_opens_at_ms, o.seat_count from concerts c left join concert_options o on o.concert_id = c.id ",
             "where c.id = $1 order by o.starts_at, o.id"
         ))
         .bind(concert_id)
@@ -64,14 +68,14 @@ impl CatalogRepo {
         }
         Ok(rows
             .into_iter()
-            .filter_map(|(id, starts_at_ms, venue, sale_opens_at_ms, seat_count)| {
+            .filter_map(|row| {
                 Some(ConcertOption {
-                    id: id?,
+                    id: row.id?,
                     concert_id,
-                    starts_at_ms: starts_at_ms?,
-                    venue: venue?,
-                    sale_opens_at_ms: sale_opens_at_ms?,
-                    seat_count: seat_count?,
+                    starts_at_ms: row.starts_at_ms?,
+                    venue: row.venue?,
+                    sale_opens_at_ms: row.sale_opens_at_ms?,
+                    seat_count: row.seat_count?,
                 })
             })
             .collect())

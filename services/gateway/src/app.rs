@@ -18,6 +18,10 @@ use crate::{AppState, config::Config, error::ApiError, routes};
 pub fn router(state: AppState, config: &Config) -> Router {
     Router::new()
         .merge(routes::queue::routes())
+        .merge(routes::concerts::routes())
+        .merge(routes::reservations::routes())
+        .merge(routes::payments::routes())
+        .merge(routes::wallets::routes())
         .merge(routes::health::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {

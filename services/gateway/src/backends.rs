@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
-use ticketing_proto::queue::v1::queue_service_client::QueueServiceClient;
+use ticketing_proto::{
+    catalog::v1::catalog_service_client::CatalogServiceClient,
+    queue::v1::queue_service_client::QueueServiceClient,
+    reservation::v1::reservation_service_client::ReservationServiceClient,
+};
 use tonic::transport::Channel;
 
 use crate::config::Config;
@@ -10,17 +14,27 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct Backends {
     pub queue: QueueServiceClient<Channel>,
-    queue_channel: Channel,
+    pub catalog: CatalogServiceClient<Channel>,
+    pub reservation: ReservationServiceClient<Channel>,
+    channels: [(&'static str, Channel); 3],
     deadline: Duration,
 }
 
 impl Backends {
     pub fn connect(config: &Config) -> anyhow::Result<Self> {
         let timeouts = config.grpc_timeouts();
-        let queue_channel = kit::grpc::channel(&config.queue_url, timeouts)?;
+        let queue = kit::grpc::channel(&config.queue_url, timeouts)?;
+        let catalog = kit::grpc::channel(&config.catalog_url, timeouts)?;
+        let reservation = kit::grpc::channel(&config.reservation_url, timeouts)?;
         Ok(Self {
-            queue: QueueServiceClient::new(queue_channel.clone()),
-            queue_channel,
+            queue: QueueServiceClient::new(queue.clone()),
+            catalog: CatalogServiceClient::new(catalog.clone()),
+            reservation: ReservationServiceClient::new(reservation.clone()),
+            channels: [
+                ("queue", queue),
+                ("catalog", catalog),
+                ("reservation", reservation),
+            ],
             deadline: timeouts.request,
         })
     }
@@ -31,11 +45,7 @@ impl Backends {
     }
 
     /// Each backend's name and channel, for readiness checks.
-    pub fn channels(&self) -> [(&'static str, Channel); 1] {
-        [("queue", self.queue_channel.clone())]
-    }
-
-    pub fn deadline(&self) -> Duration {
-        self.deadline
+    pub fn channels(&self) -> [(&'static str, Channel); 3] {
+        self.channels.clone()
     }
 }

@@ -14,6 +14,18 @@ pub struct Config {
     #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
     pub queue_url: String,
 
+    /// The catalog service's gRPC URL.
+    #[arg(long, env = "CATALOG_URL", default_value = "http://127.0.0.1:50052")]
+    pub catalog_url: String,
+
+    /// The reservation service's gRPC URL.
+    #[arg(
+        long,
+        env = "RESERVATION_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub reservation_url: String,
+
     /// Deadline of each gRPC call to a backend, in milliseconds.
     #[arg(long, env = "GATEWAY_GRPC_TIMEOUT_MS", default_value_t = 2000)]
     pub grpc_timeout_ms: u64,
@@ -38,7 +50,11 @@ pub struct Config {
 impl Config {
     /// Rejects settings that cannot work, so a bad deployment fails at start-up.
     pub fn validate(&self) -> Result<(), String> {
-        for (name, url) in [("QUEUE_URL", &self.queue_url)] {
+        for (name, url) in [
+            ("QUEUE_URL", &self.queue_url),
+            ("CATALOG_URL", &self.catalog_url),
+            ("RESERVATION_URL", &self.reservation_url),
+        ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(format!(
                     "{name} must be an http:// or https:// URL, got {url:?}"

@@ -74,12 +74,23 @@ fn http_for(code: tonic::Code) -> (StatusCode, &'static str) {
     }
 }
 
+/// Where the original clients expect another status than the table gives: they treat 400 on
+/// reserve as "seat taken, move on", and the payment contract answers 400 for a short balance.
+const CONTRACT_OVERRIDES: &[(&str, StatusCode)] = &[
+    ("SEAT_TAKEN", StatusCode::BAD_REQUEST),
+    ("INSUFFICIENT_BALANCE", StatusCode::BAD_REQUEST),
+];
+
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
-        let (http, fallback_code) = http_for(status.code());
+        let (table_http, fallback_code) = http_for(status.code());
         let code = kit::error_code::of(&status)
             .map(|code| Cow::Owned(code.to_owned()))
             .unwrap_or(Cow::Borrowed(fallback_code));
+        let http = CONTRACT_OVERRIDES
+            .iter()
+            .find(|(name, _)| *name == code)
+            .map_or(table_http, |(_, http)| *http);
         let message = if http.is_server_error() {
             tracing::warn!(grpc.code = ?status.code(), grpc.message = status.message(), "backend call failed");
             match http {
@@ -114,6 +125,22 @@ mod tests {
         assert_eq!(deadline.status, StatusCode::GATEWAY_TIMEOUT);
         let timeout = ApiError::from(tonic::Status::cancelled("Timeout expired"));
         assert_eq!(timeout.status, StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn the_contract_overrides_win_over_the_table() {
+        let taken = ApiError::from(kit::error_code::status(
+            tonic::Code::AlreadyExists,
+            "SEAT_TAKEN",
+            "taken",
+        ));
+        assert_eq!(taken.status, StatusCode::BAD_REQUEST);
+        let other = ApiError::from(kit::error_code::status(
+            tonic::Code::AlreadyExists,
+            "OTHER",
+            "x",
+        ));
+        assert_eq!(other.status, StatusCode::CONFLICT);
     }
 
     #[test]

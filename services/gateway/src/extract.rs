@@ -76,3 +76,25 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
             .map_err(|rejection| ApiError::bad_request("INVALID_PATH", rejection.body_text()))
     }
 }
+
+/// The optional `Idempotency-Key` header (its format is checked by the service that keeps it).
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        match parts.headers.get("idempotency-key") {
+            None => Ok(Self(None)),
+            Some(value) => value
+                .to_str()
+                .map(|key| Self(Some(key.to_owned())))
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "INVALID_IDEMPOTENCY_KEY",
+                        "Idempotency-Key must be visible ASCII",
+                    )
+                }),
+        }
+    }
+}

@@ -1,1 +1,71 @@
+//! The reservation service: seat holds, bookings, wallets and payments on its own PostgreSQL
+//! database. It asks the catalog (over gRPC) for seats and prices and never reads its tables.
 
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod seat_prices;
+pub mod store;
+pub mod sweeper;
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use ticketing_proto::reservation::v1::reservation_service_server::ReservationServiceServer;
+
+pub use config::Config;
+
+/// The migrations of this service's database, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Binds the gRPC server and returns its address and the future that serves until `shutdown`.
+pub async fn build(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    kit::postgres::ensure_database(&config.database_url).await;
+    let pool = kit::postgres::pool(&config.database_url, config.pool_settings())?;
+    MIGRATOR.run(&pool).await?;
+    let catalog = kit::grpc::channel(&config.catalog_url, config.catalog_timeouts())?;
+
+    let (addr, incoming) = kit::grpc::bind(config.listen_addr).await?;
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let probe_pool = pool.clone();
+    let health_probe = kit::grpc::publish_health::<
+        ReservationServiceServer<grpc::ReservationGrpc>,
+        _,
+        _,
+    >(reporter, Duration::from_secs(2), move || {
+        let pool = probe_pool.clone();
+        async move { sqlx::query("select 1").execute(&pool).await.is_ok() }
+    })
+    .await;
+    let sweeper = tokio::spawn(sweeper::run(
+        pool.clone(),
+        Duration::from_millis(config.sweep_interval_ms),
+        config.idempotency_retention_hours,
+    ));
+    let service = grpc::ReservationGrpc {
+        pool,
+        seat_prices: seat_prices::SeatPrices::new(catalog, config.catalog_timeouts().request),
+        hold: config.hold(),
+        max_charge_minor: config.max_charge_minor,
+    };
+    let router = kit::grpc::server(kit::grpc::ServerLimits::default())
+        .add_service(health)
+        .add_service(kit::grpc::reflection(&[
+            ticketing_proto::FILE_DESCRIPTOR_SET,
+        ])?)
+        .add_service(ReservationServiceServer::new(service));
+    tracing::info!(%addr, "reservation listening");
+    let serve = async move {
+        let result = router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        health_probe.abort();
+        sweeper.abort();
+        result.map_err(anyhow::Error::from)
+    };
+    Ok((addr, serve))
+}

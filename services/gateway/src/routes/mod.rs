@@ -1,7 +1,12 @@
 //! One module per route group of the HTTP contract.
 
+pub mod admission;
+pub mod concerts;
 pub mod health;
+pub mod payments;
 pub mod queue;
+pub mod reservations;
+pub mod wallets;
 
 /// RFC 3339 (UTC) text for unix milliseconds, as the JSON bodies carry instants.
 pub fn rfc3339(unix_ms: i64) -> Option<String> {
@@ -29,6 +34,19 @@ pub fn valid_id(
             format!("{field} must be an integer between 1 and {MAX_ID}"),
         ))
     }
+}
+
+/// A seat number: 1 to 2^31 - 1.
+pub fn valid_seat(value: i64) -> Result<i32, crate::error::ApiError> {
+    i32::try_from(value)
+        .ok()
+        .filter(|seat| *seat > 0)
+        .ok_or_else(|| {
+            crate::error::ApiError::bad_request(
+                "INVALID_SEAT_ID",
+                "seatId must be a positive integer",
+            )
+        })
 }
 
 #[cfg(test)]

@@ -28,6 +28,74 @@ pub struct System {
     pub http: Http,
     pub queue_store: QueueStore,
     pub now: Arc<AtomicI64>,
+    /// The reservation service's own database, for tests that move its clock (age holds).
+    pub reservation_db: sqlx::PgPool,
+}
+
+pub fn postgres_server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Catalog (fresh database, demo data) and reservation (fresh database) on port 0; returns
+/// their URLs and the reservation database.
+async fn start_catalog_and_reservation() -> (String, String, sqlx::PgPool) {
+    #[derive(Parser)]
+    struct CatalogArgs {
+        #[command(flatten)]
+        config: catalog::Config,
+    }
+    let server = postgres_server_url();
+    let catalog_db = kit::postgres::fresh_database(&server)
+        .await
+        .expect("catalog database");
+    let catalog_config = CatalogArgs::parse_from([
+        "catalog",
+        "--listen-addr=127.0.0.1:0",
+        &format!("--database-url={catalog_db}"),
+        "--db-pool-size=4",
+    ])
+    .config;
+    let pool = catalog::prepare_database(&catalog_config)
+        .await
+        .expect("catalog migrates");
+    catalog::seed::seed(
+        &pool,
+        catalog::seed::SeedArgs {
+            concerts: 1,
+            options_per_concert: 10,
+            seats_per_option: 50,
+        },
+    )
+    .await
+    .expect("seed");
+    let (catalog_addr, serve) = catalog::build(catalog_config, std::future::pending())
+        .await
+        .expect("catalog starts");
+    tokio::spawn(serve);
+
+    let reservation_db = kit::postgres::fresh_database(&server)
+        .await
+        .expect("reservation database");
+    let reservation_config = reservation::Config::parse_from([
+        "reservation",
+        "--listen-addr=127.0.0.1:0",
+        &format!("--database-url={reservation_db}"),
+        &format!("--catalog-url=http://{catalog_addr}"),
+        "--db-pool-size=16",
+    ]);
+    let (reservation_addr, serve) = reservation::build(reservation_config, std::future::pending())
+        .await
+        .expect("reservation starts");
+    tokio::spawn(serve);
+    let reservation_pool = sqlx::PgPool::connect(&reservation_db)
+        .await
+        .expect("reservation pool");
+    (
+        format!("http://{catalog_addr}"),
+        format!("http://{reservation_addr}"),
+        reservation_pool,
+    )
 }
 
 impl System {
@@ -50,12 +118,69 @@ impl System {
                 .await
                 .expect("queue starts");
         tokio::spawn(serve);
-        let http = Http::new(start_gateway(&format!("http://{queue_addr}"), &[]).await);
+        let (catalog_url, reservation_url, reservation_db) = start_catalog_and_reservation().await;
+        let catalog_flag = format!("--catalog-url={catalog_url}");
+        let reservation_flag = format!("--reservation-url={reservation_url}");
+        let http = Http::new(
+            start_gateway(
+                &format!("http://{queue_addr}"),
+                &[catalog_flag.as_str(), reservation_flag.as_str()],
+            )
+            .await,
+        );
         Self {
             http,
             queue_store,
             now,
+            reservation_db,
         }
+    }
+
+    /// Issues tokens for `users` and admits them all; returns each user's ACTIVE token.
+    pub async fn active_tokens(&self, users: impl IntoIterator<Item = i64>) -> Vec<(i64, String)> {
+        let mut tokens = Vec::new();
+        for user in users {
+            let reply = self
+                .http
+                .post("/queue/issue-token", &format!(r#"{{"userId": {user}}}"#))
+                .await;
+            assert_eq!(reply.status, 200, "{}", reply.json);
+            tokens.push((
+                user,
+                reply.json["token"].as_str().expect("token").to_owned(),
+            ));
+        }
+        // Admission runs on the queue's manual clock: stepping it admits everyone.
+        self.admit().await;
+        loop {
+            self.advance(1_000);
+            let admission = self
+                .queue_store
+                .admit(QueueId::Default)
+                .await
+                .expect("admit");
+            if admission.waiting == 0 {
+                break;
+            }
+        }
+        tokens
+    }
+
+    /// Moves every hold's deadline into the past, as if the hold time had run out.
+    pub async fn expire_holds(&self) {
+        sqlx::query(
+            "update reservations set expires_at = now() - interval '1 second' where status = 'HELD'",
+        )
+        .execute(&self.reservation_db)
+        .await
+        .expect("age reservations");
+        sqlx::query(
+            "update seat_claims set held_until = now() - interval '1 second' \
+             where held_until is not null",
+        )
+        .execute(&self.reservation_db)
+        .await
+        .expect("age claims");
     }
 
     pub fn advance(&self, ms: i64) {
@@ -108,6 +233,8 @@ pub struct Reply {
     pub status: u16,
     pub content_type: String,
     pub json: Value,
+    /// Whether the response carried a Location header.
+    pub location: bool,
 }
 
 impl Http {
@@ -125,11 +252,25 @@ impl Http {
         body: Option<&str>,
         content_type: Option<&str>,
     ) -> Reply {
+        self.send_with(method, path, body, content_type, &[]).await
+    }
+
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(format!("http://{}{}", self.addr, path));
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
@@ -139,6 +280,7 @@ impl Http {
             .expect("the gateway answers within 10 s")
             .expect("response");
         let status = response.status().as_u16();
+        let location = response.headers().get("location").is_some();
         let content_type = response
             .headers()
             .get("content-type")
@@ -161,11 +303,18 @@ impl Http {
             status,
             content_type,
             json,
+            location,
         }
     }
 
     pub async fn post(&self, path: &str, body: &str) -> Reply {
         self.send("POST", path, Some(body), Some("application/json"))
+            .await
+    }
+
+    /// POST with extra headers (e.g. Idempotency-Key).
+    pub async fn post_with(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+        self.send_with("POST", path, Some(body), Some("application/json"), headers)
             .await
     }
 
@@ -175,6 +324,7 @@ impl Http {
 }
 
 /// Asserts a JSON error of the contract's shape with this status and code.
+#[track_caller]
 pub fn assert_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.status, status, "body: {}", reply.json);
     assert_eq!(reply.json["status"], status, "body: {}", reply.json);

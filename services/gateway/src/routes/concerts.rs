@@ -1,0 +1,178 @@
+//! Browsing: concerts, their dates with free-seat counts, and an option's free seats.
+
+use std::collections::HashSet;
+
+use axum::{Json, Router, extract::State, routing::get};
+use serde::Serialize;
+use ticketing_proto::{catalog::v1 as catalog, reservation::v1 as reservation};
+
+use crate::{
+    AppState,
+    error::ApiError,
+    extract::PathParams,
+    routes::{rfc3339, valid_id},
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/concert/get-concerts", get(concerts))
+        .route("/api/concert/{id}/available-dates", get(available_dates))
+        .route("/api/concert/{id}/available-seats", get(available_seats))
+        .route(
+            "/api/concert/concert/{concert_id}/available-concert-options",
+            get(available_concert_options),
+        )
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcertView {
+    id: i64,
+    title: String,
+    artist: String,
+    description: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OptionView {
+    /// The concert option id (what available-seats and reserve take).
+    id: i64,
+    concert_id: i64,
+    starts_at: Option<String>,
+    venue: String,
+    sale_opens_at: Option<String>,
+    total_seats: u32,
+    available_seats: u32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatView {
+    /// The seat's number within its option.
+    id: i32,
+    grade: String,
+    price: i64,
+}
+
+async fn concerts(State(state): State<AppState>) -> Result<Json<Vec<ConcertView>>, ApiError> {
+    let concerts = state
+        .backends
+        .catalog
+        .clone()
+        .list_concerts(state.backends.request(catalog::ListConcertsRequest {}))
+        .await?
+        .into_inner()
+        .concerts;
+    Ok(Json(
+        concerts
+            .into_iter()
+            .map(|c| ConcertView {
+                id: c.id,
+                title: c.title,
+                artist: c.artist,
+                description: c.description,
+            })
+            .collect(),
+    ))
+}
+
+/// The concert's options with free-seat counts: two hops (options, then one count query for
+/// all of them).
+async fn options_with_counts(
+    state: &AppState,
+    concert_id: i64,
+) -> Result<Vec<OptionView>, ApiError> {
+    let concert_id = valid_id(concert_id, "INVALID_CONCERT_ID", "concertId")?;
+    let options = state
+        .backends
+        .catalog
+        .clone()
+        .list_options(
+            state
+                .backends
+                .request(catalog::ListOptionsRequest { concert_id }),
+        )
+        .await?
+        .into_inner()
+        .options;
+    if options.is_empty() {
+        return Ok(Vec::new());
+    }
+    let taken = state
+        .backends
+        .reservation
+        .clone()
+        .count_taken(state.backends.request(reservation::CountTakenRequest {
+            concert_option_ids: options.iter().map(|o| o.id).collect(),
+        }))
+        .await?
+        .into_inner()
+        .taken;
+    Ok(options
+        .into_iter()
+        .map(|o| {
+            let taken = taken.get(&o.id).copied().unwrap_or(0);
+            OptionView {
+                id: o.id,
+                concert_id: o.concert_id,
+                starts_at: rfc3339(o.starts_at_unix_ms),
+                venue: o.venue,
+                sale_opens_at: rfc3339(o.sale_opens_at_unix_ms),
+                total_seats: o.seat_count,
+                available_seats: o.seat_count.saturating_sub(taken),
+            }
+        })
+        .collect())
+}
+
+/// Dates that still have free seats.
+async fn available_dates(
+    State(state): State<AppState>,
+    PathParams(concert_id): PathParams<i64>,
+) -> Result<Json<Vec<OptionView>>, ApiError> {
+    let mut options = options_with_counts(&state, concert_id).await?;
+    options.retain(|o| o.available_seats > 0);
+    Ok(Json(options))
+}
+
+/// Every option with its free-seat count, in one call.
+async fn available_concert_options(
+    State(state): State<AppState>,
+    PathParams(concert_id): PathParams<i64>,
+) -> Result<Json<Vec<OptionView>>, ApiError> {
+    Ok(Json(options_with_counts(&state, concert_id).await?))
+}
+
+/// The option's seat map minus held and sold seats; both fetched in parallel.
+async fn available_seats(
+    State(state): State<AppState>,
+    PathParams(option_id): PathParams<i64>,
+) -> Result<Json<Vec<SeatView>>, ApiError> {
+    let option_id = valid_id(option_id, "INVALID_CONCERT_OPTION_ID", "concertOptionId")?;
+    let mut catalog_client = state.backends.catalog.clone();
+    let mut reservation_client = state.backends.reservation.clone();
+    let (map, occupancy) = tokio::join!(
+        catalog_client.get_seat_map(state.backends.request(catalog::GetSeatMapRequest {
+            concert_option_id: option_id,
+        })),
+        reservation_client.get_occupancy(state.backends.request(
+            reservation::GetOccupancyRequest {
+                concert_option_id: option_id,
+            }
+        )),
+    );
+    let taken: HashSet<i32> = occupancy?.into_inner().taken_seat_ids.into_iter().collect();
+    Ok(Json(
+        map?.into_inner()
+            .seats
+            .into_iter()
+            .filter(|seat| !taken.contains(&seat.seat_id))
+            .map(|seat| SeatView {
+                id: seat.seat_id,
+                grade: seat.grade,
+                price: seat.price_minor,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,124 @@
+//! `POST /api/reserve` (303 See Other with the reservation, no Location) and
+//! `GET /api/reservations/{id}`.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+use ticketing_proto::reservation::v1 as pb;
+
+use crate::{
+    AppState,
+    error::ApiError,
+    extract::{IdempotencyKey, JsonBody, PathParams},
+    routes::{admission::require_active_token, rfc3339, valid_id, valid_seat},
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/reserve", post(reserve))
+        .route("/api/reservations/{reservation_id}", get(reservation))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReserveBody {
+    #[serde(default)]
+    token: String,
+    concert_option_id: i64,
+    seat_id: i64,
+    user_id: i64,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationView {
+    reservation_id: i64,
+    user_id: i64,
+    concert_option_id: i64,
+    seat_id: i32,
+    status: &'static str,
+    price: i64,
+    grade: String,
+    created_at: Option<String>,
+    expires_at: Option<String>,
+}
+
+impl From<pb::Reservation> for ReservationView {
+    fn from(r: pb::Reservation) -> Self {
+        let status = match r.status() {
+            pb::ReservationStatus::Held => "HELD",
+            pb::ReservationStatus::Confirmed => "CONFIRMED",
+            pb::ReservationStatus::Expired => "EXPIRED",
+            pb::ReservationStatus::Cancelled => "CANCELLED",
+            pb::ReservationStatus::Unspecified => "UNKNOWN",
+        };
+        Self {
+            reservation_id: r.id,
+            user_id: r.user_id,
+            concert_option_id: r.concert_option_id,
+            seat_id: r.seat_id,
+            status,
+            price: r.price_minor,
+            grade: r.grade,
+            created_at: rfc3339(r.created_at_unix_ms),
+            expires_at: rfc3339(r.expires_at_unix_ms),
+        }
+    }
+}
+
+async fn reserve(
+    State(state): State<AppState>,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
+    JsonBody(body): JsonBody<ReserveBody>,
+) -> Result<Response, ApiError> {
+    let user_id = valid_id(body.user_id, "INVALID_USER_ID", "userId")?;
+    let concert_option_id = valid_id(
+        body.concert_option_id,
+        "INVALID_CONCERT_OPTION_ID",
+        "concertOptionId",
+    )?;
+    let seat_id = valid_seat(body.seat_id)?;
+    require_active_token(&state, &body.token, user_id).await?;
+    let reservation = state
+        .backends
+        .reservation
+        .clone()
+        .hold_seat(state.backends.request(pb::HoldSeatRequest {
+            user_id,
+            concert_option_id,
+            seat_id,
+            idempotency_key,
+        }))
+        .await?
+        .into_inner();
+    // The original clients look for the 303 itself; there is deliberately no Location header.
+    Ok((
+        StatusCode::SEE_OTHER,
+        Json(ReservationView::from(reservation)),
+    )
+        .into_response())
+}
+
+async fn reservation(
+    State(state): State<AppState>,
+    PathParams(reservation_id): PathParams<i64>,
+) -> Result<Json<ReservationView>, ApiError> {
+    let reservation_id = valid_id(reservation_id, "INVALID_RESERVATION_ID", "reservationId")?;
+    let reservation = state
+        .backends
+        .reservation
+        .clone()
+        .get_reservation(
+            state
+                .backends
+                .request(pb::GetReservationRequest { reservation_id }),
+        )
+        .await?
+        .into_inner();
+    Ok(Json(reservation.into()))
+}

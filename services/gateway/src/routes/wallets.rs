@@ -1,0 +1,79 @@
+//! `GET /api/users/{userId}/balance` and `POST /api/users/{userId}/balance/charge`.
+
+use axum::{
+    Json, Router,
+    extract::State,
+    routing::{get, post},
+};
+use serde::{Deserialize, Serialize};
+use ticketing_proto::reservation::v1 as pb;
+
+use crate::{
+    AppState,
+    error::ApiError,
+    extract::{IdempotencyKey, JsonBody, PathParams},
+    routes::valid_id,
+};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/users/{user_id}/balance", get(balance))
+        .route("/api/users/{user_id}/balance/charge", post(charge))
+}
+
+#[derive(Deserialize)]
+pub struct ChargeBody {
+    amount: i64,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct BalanceView {
+    user_id: i64,
+    balance: i64,
+}
+
+impl From<pb::Wallet> for BalanceView {
+    fn from(wallet: pb::Wallet) -> Self {
+        Self {
+            user_id: wallet.user_id,
+            balance: wallet.balance_minor,
+        }
+    }
+}
+
+async fn balance(
+    State(state): State<AppState>,
+    PathParams(user_id): PathParams<i64>,
+) -> Result<Json<BalanceView>, ApiError> {
+    let user_id = valid_id(user_id, "INVALID_USER_ID", "userId")?;
+    let wallet = state
+        .backends
+        .reservation
+        .clone()
+        .get_balance(state.backends.request(pb::GetBalanceRequest { user_id }))
+        .await?
+        .into_inner();
+    Ok(Json(wallet.into()))
+}
+
+async fn charge(
+    State(state): State<AppState>,
+    PathParams(user_id): PathParams<i64>,
+    IdempotencyKey(idempotency_key): IdempotencyKey,
+    JsonBody(body): JsonBody<ChargeBody>,
+) -> Result<Json<BalanceView>, ApiError> {
+    let user_id = valid_id(user_id, "INVALID_USER_ID", "userId")?;
+    let wallet = state
+        .backends
+        .reservation
+        .clone()
+        .charge_wallet(state.backends.request(pb::ChargeWalletRequest {
+            user_id,
+            amount_minor: body.amount,
+            idempotency_key,
+        }))
+        .await?
+        .into_inner();
+    Ok(Json(wallet.into()))
+}

@@ -1,0 +1,108 @@
+//! Reservation service configuration: environment (or flags), validated at start-up.
+
+use std::{net::SocketAddr, time::Duration};
+
+/// Seat holds, bookings, wallets and payments on PostgreSQL.
+#[derive(clap::Parser, Clone, Debug)]
+#[command(name = "reservation", version, about)]
+pub struct Config {
+    /// gRPC listen address (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "RESERVATION_LISTEN_ADDR",
+        default_value = "127.0.0.1:50053"
+    )]
+    pub listen_addr: SocketAddr,
+
+    /// This service's own PostgreSQL database (created if missing, migrated at start-up).
+    #[arg(
+        long,
+        env = "RESERVATION_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/ticketing_reservation"
+    )]
+    pub database_url: String,
+
+    /// The catalog service's gRPC URL (seat existence and prices).
+    #[arg(long, env = "CATALOG_URL", default_value = "http://127.0.0.1:50052")]
+    pub catalog_url: String,
+
+    /// How long a hold keeps a seat, in seconds.
+    #[arg(long, env = "RESERVATION_HOLD_SECS", default_value_t = 300)]
+    pub hold_secs: u64,
+
+    /// How often expired holds are swept, in milliseconds.
+    #[arg(long, env = "RESERVATION_SWEEP_INTERVAL_MS", default_value_t = 1000)]
+    pub sweep_interval_ms: u64,
+
+    /// Largest single wallet charge, in minor units.
+    #[arg(
+        long,
+        env = "RESERVATION_MAX_CHARGE_MINOR",
+        default_value_t = 100_000_000
+    )]
+    pub max_charge_minor: i64,
+
+    /// How long first answers to Idempotency-Key requests are kept, in hours.
+    #[arg(
+        long,
+        env = "RESERVATION_IDEMPOTENCY_RETENTION_HOURS",
+        default_value_t = 24
+    )]
+    pub idempotency_retention_hours: u64,
+
+    /// Connection pool size.
+    #[arg(long, env = "RESERVATION_DB_POOL_SIZE", default_value_t = 32)]
+    pub db_pool_size: u32,
+
+    /// Deadline of each statement and of each wait for a connection, in milliseconds.
+    #[arg(long, env = "RESERVATION_DB_TIMEOUT_MS", default_value_t = 3000)]
+    pub db_timeout_ms: u64,
+
+    /// Deadline of each call to the catalog, in milliseconds.
+    #[arg(long, env = "RESERVATION_CATALOG_TIMEOUT_MS", default_value_t = 1000)]
+    pub catalog_timeout_ms: u64,
+}
+
+impl Config {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.catalog_url.starts_with("http://") || self.catalog_url.starts_with("https://")) {
+            return Err(format!(
+                "CATALOG_URL must be an http(s) URL, got {:?}",
+                self.catalog_url
+            ));
+        }
+        if self.hold_secs == 0
+            || self.sweep_interval_ms == 0
+            || self.idempotency_retention_hours == 0
+        {
+            return Err("hold time, sweep interval and idempotency retention must be > 0".into());
+        }
+        if self.max_charge_minor <= 0 {
+            return Err("RESERVATION_MAX_CHARGE_MINOR must be > 0".into());
+        }
+        if self.db_pool_size == 0 || self.db_timeout_ms == 0 || self.catalog_timeout_ms == 0 {
+            return Err("pool size and timeouts must be > 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn hold(&self) -> Duration {
+        Duration::from_secs(self.hold_secs)
+    }
+
+    pub fn pool_settings(&self) -> kit::postgres::PoolSettings {
+        let timeout = Duration::from_millis(self.db_timeout_ms);
+        kit::postgres::PoolSettings {
+            max_connections: self.db_pool_size,
+            acquire_timeout: timeout,
+            statement_timeout: timeout,
+        }
+    }
+
+    pub fn catalog_timeouts(&self) -> kit::grpc::ChannelTimeouts {
+        kit::grpc::ChannelTimeouts {
+            connect: Duration::from_millis(self.catalog_timeout_ms),
+            request: Duration::from_millis(self.catalog_timeout_ms),
+        }
+    }
+}

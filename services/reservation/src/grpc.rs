@@ -1,0 +1,219 @@
+//! The gRPC edge: wire requests in, domain calls, wire responses out.
+
+use std::{collections::HashMap, time::Duration};
+
+use sqlx::PgPool;
+use ticketing_proto::reservation::v1::{
+    self as pb, reservation_service_server::ReservationService,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{Charge, HoldSeat, Pay, positive_id},
+    error::ReservationError,
+    seat_prices::SeatPrices,
+    store::{holds, idempotency, payments, wallets},
+};
+
+/// Most options one CountTaken may ask about.
+const MAX_OPTIONS_PER_COUNT: usize = 1_000;
+
+pub struct ReservationGrpc {
+    pub pool: PgPool,
+    pub seat_prices: SeatPrices,
+    pub hold: Duration,
+    pub max_charge_minor: i64,
+}
+
+#[tonic::async_trait]
+impl ReservationService for ReservationGrpc {
+    async fn hold_seat(
+        &self,
+        request: Request<pb::HoldSeatRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        let HoldSeat {
+            user_id,
+            option_id,
+            seat_no,
+            idempotency_key,
+        } = request.into_inner().try_into()?;
+        let seat = self.seat_prices.seat(option_id, seat_no).await?;
+        let hold = self.hold;
+        let reservation = match idempotency_key {
+            None => holds::hold(
+                &self.pool,
+                user_id,
+                option_id,
+                seat_no,
+                &seat.grade,
+                seat.price_minor,
+                hold,
+            )
+            .await?
+            .into(),
+            Some(key) => {
+                let scope = idempotency::Scope {
+                    operation: "hold",
+                    user_id,
+                    key: &key,
+                    fingerprint: format!("{option_id}:{seat_no}"),
+                };
+                idempotency::once(&self.pool, scope, |tx| {
+                    Box::pin(async move {
+                        let held = holds::hold(
+                            tx,
+                            user_id,
+                            option_id,
+                            seat_no,
+                            &seat.grade,
+                            seat.price_minor,
+                            hold,
+                        )
+                        .await?;
+                        Ok(pb::Reservation::from(held))
+                    })
+                })
+                .await?
+            }
+        };
+        Ok(Response::new(reservation))
+    }
+
+    async fn get_reservation(
+        &self,
+        request: Request<pb::GetReservationRequest>,
+    ) -> Result<Response<pb::Reservation>, Status> {
+        let id = positive_id(
+            request.into_inner().reservation_id,
+            "INVALID_RESERVATION_ID",
+            "reservationId",
+        )?;
+        Ok(Response::new(holds::get(&self.pool, id).await?.into()))
+    }
+
+    async fn get_occupancy(
+        &self,
+        request: Request<pb::GetOccupancyRequest>,
+    ) -> Result<Response<pb::Occupancy>, Status> {
+        let option_id = positive_id(
+            request.into_inner().concert_option_id,
+            "INVALID_CONCERT_OPTION_ID",
+            "concertOptionId",
+        )?;
+        Ok(Response::new(pb::Occupancy {
+            concert_option_id: option_id,
+            taken_seat_ids: holds::occupancy(&self.pool, option_id).await?,
+        }))
+    }
+
+    async fn count_taken(
+        &self,
+        request: Request<pb::CountTakenRequest>,
+    ) -> Result<Response<pb::CountTakenResponse>, Status> {
+        let option_ids = request.into_inner().concert_option_ids;
+        if option_ids.len() > MAX_OPTIONS_PER_COUNT {
+            return Err(ReservationError::invalid(
+                "TOO_MANY_OPTIONS",
+                format!("at most {MAX_OPTIONS_PER_COUNT} options per call"),
+            )
+            .into());
+        }
+        for id in &option_ids {
+            positive_id(*id, "INVALID_CONCERT_OPTION_ID", "concertOptionId")?;
+        }
+        let counts = holds::count_taken(&self.pool, &option_ids).await?;
+        let mut taken: HashMap<i64, u32> = option_ids.iter().map(|id| (*id, 0)).collect();
+        for (option_id, count) in counts {
+            taken.insert(option_id, u32::try_from(count).unwrap_or(u32::MAX));
+        }
+        Ok(Response::new(pb::CountTakenResponse { taken }))
+    }
+
+    async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::Payment>, Status> {
+        let Pay {
+            reservation_id,
+            user_id,
+            idempotency_key,
+            replay_only,
+        } = request.into_inner().try_into()?;
+        let payment = match idempotency_key {
+            None if replay_only => return Err(ReservationError::NothingToReplay.into()),
+            Some(key) if replay_only => {
+                let scope = idempotency::Scope {
+                    operation: "pay",
+                    user_id,
+                    key: &key,
+                    fingerprint: reservation_id.to_string(),
+                };
+                idempotency::replay(&self.pool, scope).await?
+            }
+            None => {
+                let mut tx = self.pool.begin().await.map_err(ReservationError::from)?;
+                let payment = payments::pay(&mut tx, reservation_id, user_id).await?;
+                tx.commit().await.map_err(ReservationError::from)?;
+                payment
+            }
+            Some(key) => {
+                let scope = idempotency::Scope {
+                    operation: "pay",
+                    user_id,
+                    key: &key,
+                    fingerprint: reservation_id.to_string(),
+                };
+                idempotency::once(&self.pool, scope, |tx| {
+                    Box::pin(payments::pay(tx, reservation_id, user_id))
+                })
+                .await?
+            }
+        };
+        Ok(Response::new(payment))
+    }
+
+    async fn get_balance(
+        &self,
+        request: Request<pb::GetBalanceRequest>,
+    ) -> Result<Response<pb::Wallet>, Status> {
+        let user_id = positive_id(request.into_inner().user_id, "INVALID_USER_ID", "userId")?;
+        let balance_minor = wallets::balance(&self.pool, user_id).await?;
+        Ok(Response::new(pb::Wallet {
+            user_id,
+            balance_minor,
+        }))
+    }
+
+    async fn charge_wallet(
+        &self,
+        request: Request<pb::ChargeWalletRequest>,
+    ) -> Result<Response<pb::Wallet>, Status> {
+        let Charge {
+            user_id,
+            amount_minor,
+            idempotency_key,
+        } = Charge::parse(request.into_inner(), self.max_charge_minor)?;
+        let wallet = match idempotency_key {
+            None => pb::Wallet {
+                user_id,
+                balance_minor: wallets::charge(&self.pool, user_id, amount_minor).await?,
+            },
+            Some(key) => {
+                let scope = idempotency::Scope {
+                    operation: "charge",
+                    user_id,
+                    key: &key,
+                    fingerprint: amount_minor.to_string(),
+                };
+                idempotency::once(&self.pool, scope, |tx| {
+                    Box::pin(async move {
+                        let balance_minor = wallets::charge(tx, user_id, amount_minor).await?;
+                        Ok(pb::Wallet {
+                            user_id,
+                            balance_minor,
+                        })
+                    })
+                })
+                .await?
+            }
+        };
+        Ok(Response::new(wallet))
+    }
+}

@@ -1,0 +1,76 @@
+//! Paying for a held seat: one transaction, all or nothing.
+
+use sqlx::PgConnection;
+use ticketing_proto::reservation::v1 as pb;
+
+use crate::{
+    error::ReservationError,
+    store::{epoch_ms, wallets},
+};
+
+/// Within the caller's transaction: the hold must still be live and the user's, the balance
+/// must cover the price (conditional debit, never negative); then the seat is sold for good
+/// (its claim loses its deadline), the reservation CONFIRMED and the payment recorded.
+#[tracing::instrument(name = "pay", skip(tx), fields(db.system = "postgresql"))]
+pub async fn pay(
+    tx: &mut PgConnection,
+    reservation_id: i64,
+    user_id: i64,
+) -> Result<pb::Payment, ReservationError> {
+    // Lock the reservation so concurrent payments of it serialise here.
+    let row: Option<(i64, i64, i32, String, i64, bool)> = sqlx::query_as(
+        "select user_id, concert_option_id, seat_no, status, price_minor, expires_at > now() \
+         from reservations where id = $1 for update",
+    )
+    .bind(reservation_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (owner, option_id, seat_no, status, price_minor, live) =
+        row.ok_or(ReservationError::ReservationNotFound)?;
+    if owner != user_id {
+        return Err(ReservationError::NotYourReservation);
+    }
+    match status.as_str() {
+        "CONFIRMED" => return Err(ReservationError::AlreadyPaid),
+        "HELD" if live => {}
+        _ => return Err(ReservationError::HoldExpired),
+    }
+    // Sell the seat only if this reservation still holds it: a reclaim by someone else after
+    // the deadline, or a deadline passing mid-flight, leaves nothing to update.
+    let sold = sqlx::query(
+        "update seat_claims set held_until = null \
+         where concert_option_id = $1 and seat_no = $2 and reservation_id = $3 and held_until > now()",
+    )
+    .bind(option_id)
+    .bind(seat_no)
+    .bind(reservation_id)
+    .execute(&mut *tx)
+    .await?;
+    if sold.rows_affected() != 1 {
+        return Err(ReservationError::HoldExpired);
+    }
+    let balance_after = wallets::debit(&mut *tx, user_id, price_minor).await?;
+    sqlx::query("update reservations set status = 'CONFIRMED', confirmed_at = now() where id = $1")
+        .bind(reservation_id)
+        .execute(&mut *tx)
+        .await?;
+    let (id, paid_at_ms): (i64, i64) = sqlx::query_as(concat!(
+        "insert into payments (reservation_id, user_id, amount_minor, balance_after) values ($1, $2, $3, $4) ",
+        "returning id, ",
+        epoch_ms!("paid_at")
+    ))
+    .bind(reservation_id)
+    .bind(user_id)
+    .bind(price_minor)
+    .bind(balance_after)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(pb::Payment {
+        id,
+        reservation_id,
+        user_id,
+        amount_minor: price_minor,
+        paid_at_unix_ms: paid_at_ms,
+        balance_after_minor: balance_after,
+    })
+}
