@@ -38,24 +38,72 @@ pub struct UpArgs {
     #[arg(long, env = "QUEUE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     queue_addr: SocketAddr,
 
+    /// Where the catalog service listens.
+    #[arg(long, env = "CATALOG_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
+    catalog_addr: SocketAddr,
+
+    /// Where the reservation service listens.
+    #[arg(
+        long,
+        env = "RESERVATION_LISTEN_ADDR",
+        default_value = "127.0.0.1:50053"
+    )]
+    reservation_addr: SocketAddr,
+
+    /// Concerts to seed (demo: 1 concert of 10 options × 50 seats, what the original load tests use).
+    #[arg(long, default_value_t = 1)]
+    seed_concerts: i64,
+
+    /// Options per seeded concert.
+    #[arg(long, default_value_t = 10)]
+    seed_options: i64,
+
+    /// Seats per seeded option.
+    #[arg(long, default_value_t = 50)]
+    seed_seats: i32,
+
     /// Use the binaries already built instead of building first.
     #[arg(long)]
     no_build: bool,
 }
 
-/// The services built so far, in start order.
-const SERVICES: &[&str] = &["queue", "gateway"];
+/// What to start: addresses, databases, admission and seed sizes.
+pub struct SystemSpec {
+    pub gateway_addr: SocketAddr,
+    pub queue_addr: SocketAddr,
+    pub catalog_addr: SocketAddr,
+    pub reservation_addr: SocketAddr,
+    pub catalog_database: &'static str,
+    pub reservation_database: &'static str,
+    pub admission_rate: Option<f64>,
+    pub active_cap: Option<u32>,
+    pub seed: (i64, i64, i32),
+}
 
-pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    for addr in [args.gateway_addr, args.queue_addr] {
-        if std::net::TcpListener::bind(addr).is_err() {
-            bail!(
-                "{addr} is already in use: stop what runs there or pick another address (see --help)"
-            );
+impl From<&UpArgs> for SystemSpec {
+    fn from(args: &UpArgs) -> Self {
+        Self {
+            gateway_addr: args.gateway_addr,
+            queue_addr: args.queue_addr,
+            catalog_addr: args.catalog_addr,
+            reservation_addr: args.reservation_addr,
+            catalog_database: "ticketing_catalog",
+            reservation_database: "ticketing_reservation",
+            admission_rate: args.admission_rate,
+            active_cap: args.active_cap,
+            seed: (args.seed_concerts, args.seed_options, args.seed_seats),
         }
     }
+}
+
+/// The services, in start order.
+const SERVICES: &[&str] = &["queue", "catalog", "reservation", "gateway"];
+
+pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let spec = SystemSpec::from(&args);
+    spec.check_free()?;
     if !args.no_build {
-        build_release().await?;
+        build_release(&[]).await?;
     }
     let stores = stores::ensure(&args.stores).await?;
     eprintln!(
@@ -64,7 +112,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     );
 
     let mut running: Vec<(&'static str, Child)> = Vec::new();
-    let result = start_all(&args, &stores, &mut running).await;
+    let result = start_all(&spec, &stores, &mut running).await;
     if let Err(error) = &result {
         eprintln!("xtask: {error:#}");
     } else {
@@ -81,9 +129,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             name = first_exit(&mut running) => eprintln!("xtask: {name} exited on its own; stopping the rest"),
         }
     }
-    for (name, child) in running.iter_mut().rev() {
-        terminate(name, child, Duration::from_secs(15)).await;
-    }
+    stop_all(&mut running).await;
     stores.stop().await;
     Ok(if result.is_ok() {
         ExitCode::SUCCESS
@@ -92,11 +138,43 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn start_all(
-    args: &UpArgs,
+impl SystemSpec {
+    /// Fails early, and clearly, when an address is taken.
+    pub fn check_free(&self) -> anyhow::Result<()> {
+        for addr in [
+            self.gateway_addr,
+            self.queue_addr,
+            self.catalog_addr,
+            self.reservation_addr,
+        ] {
+            if std::net::TcpListener::bind(addr).is_err() {
+                bail!(
+                    "{addr} is already in use: stop what runs there or pick another address (see --help)"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stops the services in reverse start order.
+pub async fn stop_all(running: &mut [(&'static str, Child)]) {
+    for (name, child) in running.iter_mut().rev() {
+        terminate(name, child, Duration::from_secs(15)).await;
+    }
+}
+
+pub async fn start_all(
+    args: &SystemSpec,
     stores: &stores::Stores,
     running: &mut Vec<(&'static str, Child)>,
 ) -> anyhow::Result<()> {
+    let catalog_db = kit::postgres::with_database(&stores.database_url, args.catalog_database)
+        .map_err(anyhow::Error::msg)?;
+    let reservation_db =
+        kit::postgres::with_database(&stores.database_url, args.reservation_database)
+            .map_err(anyhow::Error::msg)?;
+
     let mut queue = service("queue")?;
     queue
         .env("QUEUE_LISTEN_ADDR", args.queue_addr.to_string())
@@ -108,25 +186,53 @@ async fn start_all(
         queue.env("QUEUE_ACTIVE_CAP", cap.to_string());
     }
     running.push(("queue", queue.spawn().context("starting queue")?));
-    let queue_addr = args.queue_addr;
-    wait_until("queue", Duration::from_secs(20), || async move {
-        TcpStream::connect(queue_addr).await.is_ok()
-    })
-    .await?;
+
+    // Migrate and seed the catalog before it serves (idempotent: existing rows stay).
+    let seeded = service("catalog")?
+        .env("CATALOG_DATABASE_URL", &catalog_db)
+        .args(["seed", "--concerts", &args.seed.0.to_string()])
+        .args(["--options-per-concert", &args.seed.1.to_string()])
+        .args(["--seats-per-option", &args.seed.2.to_string()])
+        .status()
+        .await?;
+    if !seeded.success() {
+        bail!("seeding the catalog failed");
+    }
+    let mut catalog = service("catalog")?;
+    catalog
+        .env("CATALOG_LISTEN_ADDR", args.catalog_addr.to_string())
+        .env("CATALOG_DATABASE_URL", &catalog_db);
+    running.push(("catalog", catalog.spawn().context("starting catalog")?));
+
+    let mut reservation = service("reservation")?;
+    reservation
+        .env("RESERVATION_LISTEN_ADDR", args.reservation_addr.to_string())
+        .env("RESERVATION_DATABASE_URL", &reservation_db)
+        .env("CATALOG_URL", format!("http://{}", args.catalog_addr));
+    running.push((
+        "reservation",
+        reservation.spawn().context("starting reservation")?,
+    ));
 
     let mut gateway = service("gateway")?;
     gateway
         .env("GATEWAY_LISTEN_ADDR", args.gateway_addr.to_string())
-        .env("QUEUE_URL", format!("http://{}", args.queue_addr));
+        .env("QUEUE_URL", format!("http://{}", args.queue_addr))
+        .env("CATALOG_URL", format!("http://{}", args.catalog_addr))
+        .env(
+            "RESERVATION_URL",
+            format!("http://{}", args.reservation_addr),
+        );
     running.push(("gateway", gateway.spawn().context("starting gateway")?));
+    // Ready means every backend's gRPC health says SERVING.
     let gateway_addr = args.gateway_addr;
-    wait_until("gateway /readyz", Duration::from_secs(20), || {
+    wait_until("gateway /readyz", Duration::from_secs(30), || {
         http_ok(gateway_addr, "/readyz")
     })
     .await
 }
 
-fn target_dir() -> PathBuf {
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::root().join("target"))
@@ -146,12 +252,13 @@ fn service(name: &str) -> anyhow::Result<Command> {
     Ok(command)
 }
 
-async fn build_release() -> anyhow::Result<()> {
+/// Builds every service, plus `extra` packages, in release.
+pub async fn build_release(extra: &[&str]) -> anyhow::Result<()> {
     let mut command = Command::new(crate::cargo());
     command
         .current_dir(crate::root())
         .args(["build", "--release"]);
-    for name in SERVICES {
+    for name in SERVICES.iter().chain(extra) {
         command.args(["-p", name]);
     }
     if !command.status().await?.success() {

@@ -1,6 +1,7 @@
 //! Project automation. `cargo xtask up` runs the whole system on this machine;
 //! `cargo xtask test` runs every test against real stores.
 
+mod bench;
 mod launch;
 mod stores;
 
@@ -27,6 +28,8 @@ enum Command {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Measure the system beside this machine's own limits (pgbench -N) in one run.
+    Bench(bench::BenchArgs),
     /// Find or start PostgreSQL and Redis and print their URLs (kept running until Ctrl-C
     /// when private instances had to be started).
     Stores(stores::StoreArgs),
@@ -50,6 +53,7 @@ async fn main() -> std::process::ExitCode {
         Command::Up(args) => launch::up(args).await,
         Command::Test { stores, cargo_args } => test(stores, cargo_args).await,
         Command::Stores(args) => print_stores(args).await,
+        Command::Bench(args) => bench::bench(args).await,
     };
     match result {
         Ok(code) => code,

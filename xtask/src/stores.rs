@@ -210,28 +210,17 @@ async fn postgres(args: &StoreArgs) -> anyhow::Result<Found> {
     Ok(Found::Started(url, child))
 }
 
-/// True when a server answers at the URL's address and, when `psql` is on this machine,
-/// accepts the URL's credentials.
+/// True when the server at `url` accepts a connection with the URL's credentials.
 async fn postgres_usable(url: &str) -> bool {
-    let Some(addr) = address_of(url) else {
-        return false;
-    };
-    let reachable = matches!(
-        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    );
-    if !reachable {
-        return false;
+    use sqlx::Connection;
+    let attempt = sqlx::PgConnection::connect(url);
+    match tokio::time::timeout(Duration::from_secs(3), attempt).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            true
+        }
+        _ => false,
     }
-    let Some(psql) = find_binary("psql", &[]) else {
-        return true;
-    };
-    let check = Command::new(psql)
-        .args([url, "-tAc", "select 1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    matches!(tokio::time::timeout(Duration::from_secs(5), check).await, Ok(Ok(status)) if status.success())
 }
 
 /// The newest PostgreSQL server binaries on this machine.
@@ -297,19 +286,6 @@ async fn chown(dir: &Path, user: Option<&str>) -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------- helpers
 
-fn address_of(url: &str) -> Option<SocketAddr> {
-    let rest = url.split("://").nth(1)?;
-    let authority = rest.split('/').next()?;
-    let host_port = authority.rsplit('@').next()?;
-    let (host, port) = host_port.rsplit_once(':').unwrap_or((host_port, "5432"));
-    let host = if host == "localhost" {
-        "127.0.0.1"
-    } else {
-        host
-    };
-    format!("{host}:{port}").parse().ok()
-}
-
 fn find_binary(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
@@ -368,22 +344,4 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("{what} did not become ready within {limit:?}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_come_out_of_urls() {
-        assert_eq!(
-            address_of("postgres://postgres@127.0.0.1:5433/db"),
-            Some(([127, 0, 0, 1], 5433).into())
-        );
-        assert_eq!(
-            address_of("postgres://u:p@localhost/db"),
-            Some(([127, 0, 0, 1], 5432).into())
-        );
-        assert_eq!(address_of("nonsense"), None);
-    }
 }

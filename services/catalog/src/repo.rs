@@ -29,6 +29,21 @@ macro_rules! epoch_ms {
     };
 }
 
+/// The options of concert $1 by start time (one index range scan on
+/// `concert_options_by_concert`; the join adds one primary-key probe of `concerts`).
+pub const OPTIONS_OF_CONCERT: &str = concat!(
+    "select o.id, ",
+    epoch_ms!("o.starts_at"),
+    " as starts_at_ms, o.venue, ",
+    epoch_ms!("o.sale_opens_at"),
+    " as sale_opens_at_ms, o.seat_count from concerts c left join concert_options o on o.concert_id = c.id ",
+    "where c.id = $1 order by o.starts_at, o.id"
+);
+
+/// The seat map of option $1 (one index-only range scan on the seats primary key).
+pub const SEATS_OF_OPTION: &str = "select concert_option_id, seat_no, grade, price_minor from seats \
+     where concert_option_id = $1 order by seat_no";
+
 impl CatalogRepo {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -52,17 +67,10 @@ impl CatalogRepo {
     pub async fn options(&self, concert_id: i64) -> Result<Vec<ConcertOption>, CatalogError> {
         // One statement answers both "does the concert exist" and "its options": the left join
         // yields one all-null option row for a concert without options.
-        let rows: Vec<JoinedOption> = sqlx::query_as(concat!(
-            "select o.id, ",
-            epoch_ms!("o.starts_at"),
-            " as starts_at_ms, o.venue, ",
-            epoch_ms!("o.sale_opens_at"),
-            " as sale_opens_at_ms, o.seat_count from concerts c left join concert_options o on o.concert_id = c.id ",
-            "where c.id = $1 order by o.starts_at, o.id"
-        ))
-        .bind(concert_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<JoinedOption> = sqlx::query_as(OPTIONS_OF_CONCERT)
+            .bind(concert_id)
+            .fetch_all(&self.pool)
+            .await?;
         if rows.is_empty() {
             return Err(CatalogError::ConcertNotFound);
         }
@@ -93,13 +101,10 @@ impl CatalogRepo {
         .fetch_optional(&self.pool)
         .await?;
         let (sale_opens_at_ms,) = sale_opens_at_ms.ok_or(CatalogError::OptionNotFound)?;
-        let seats: Vec<Seat> = sqlx::query_as(
-            "select concert_option_id, seat_no, grade, price_minor from seats \
-             where concert_option_id = $1 order by seat_no",
-        )
-        .bind(option_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let seats: Vec<Seat> = sqlx::query_as(SEATS_OF_OPTION)
+            .bind(option_id)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(SeatMap {
             concert_option_id: option_id,
             sale_opens_at_ms,

@@ -64,5 +64,11 @@ pub async fn seed(pool: &PgPool, args: SeedArgs) -> Result<(), sqlx::Error> {
     )
     .execute(&mut *tx)
     .await?;
-    tx.commit().await
+    tx.commit().await?;
+    // Bulk-loaded reference data: set the visibility map and statistics now, so seat maps are
+    // index-only scans from the first request rather than after autovacuum gets round to it.
+    sqlx::raw_sql("vacuum (analyze) concerts, concert_options, seats")
+        .execute(pool)
+        .await?;
+    Ok(())
 }

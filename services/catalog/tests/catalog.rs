@@ -192,3 +192,52 @@ fn failure<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (tonic::Code
     let code = kit::error_code::of(&status).unwrap_or("").to_owned();
     (status.code(), code)
 }
+
+/// The EXPLAIN text of `sql` with `$1` bound to `id`.
+async fn plan(pool: &sqlx::PgPool, sql: &str, id: i64) -> String {
+    let rows: Vec<(String,)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("explain (costs off) {sql}")))
+            .bind(id)
+            .fetch_all(pool)
+            .await
+            .expect("explain");
+    rows.into_iter()
+        .map(|(line,)| line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn every_read_is_an_index_scan() {
+    let database_url = kit::postgres::fresh_database(&server_url())
+        .await
+        .expect("fresh database");
+    let config = Args::parse_from(["catalog", &format!("--database-url={database_url}")]).config;
+    let pool = catalog::prepare_database(&config).await.expect("migrate");
+    catalog::seed::seed(
+        &pool,
+        catalog::seed::SeedArgs {
+            concerts: 20,
+            options_per_concert: 10,
+            seats_per_option: 500,
+        },
+    )
+    .await
+    .expect("seed");
+    sqlx::query("analyze")
+        .execute(&pool)
+        .await
+        .expect("analyze");
+
+    let seats = plan(&pool, catalog::repo::SEATS_OF_OPTION, 77).await;
+    assert!(
+        seats.contains("Index Only Scan using seats_pkey"),
+        "{seats}"
+    );
+    let options = plan(&pool, catalog::repo::OPTIONS_OF_CONCERT, 7).await;
+    assert!(options.contains("concert_options_by_concert"), "{options}");
+    assert!(
+        !options.contains("Seq Scan on concert_options"),
+        "{options}"
+    );
+}

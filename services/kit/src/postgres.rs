@@ -89,6 +89,27 @@ pub async fn fresh_database(server_url: &str) -> Result<String, sqlx::Error> {
     with_database(server_url, &name).map_err(|error| sqlx::Error::Configuration(error.into()))
 }
 
+/// Drops the database `name` on the server of `server_url` (terminating its sessions).
+pub async fn drop_database(server_url: &str, name: &str) -> Result<(), sqlx::Error> {
+    let mut admin = PgConnection::connect(server_url).await?;
+    drop_named(&mut admin, name).await?;
+    admin.close().await
+}
+
+async fn drop_named(admin: &mut PgConnection, name: &str) -> Result<(), sqlx::Error> {
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Err(sqlx::Error::Configuration(
+            format!("refusing to drop database {name:?}").into(),
+        ));
+    }
+    admin
+        .execute(sqlx::raw_sql(AssertSqlSafe(format!(
+            r#"drop database if exists "{name}" with (force)"#
+        ))))
+        .await?;
+    Ok(())
+}
+
 /// Drops every database [`fresh_database`] made on this server (before a test run, so they do
 /// not pile up). Returns how many were dropped.
 pub async fn drop_test_databases(server_url: &str) -> Result<usize, sqlx::Error> {
@@ -99,11 +120,7 @@ pub async fn drop_test_databases(server_url: &str) -> Result<usize, sqlx::Error>
             .fetch_all(&mut admin)
             .await?;
     for (name,) in &names {
-        admin
-            .execute(sqlx::raw_sql(AssertSqlSafe(format!(
-                r#"drop database if exists "{name}" with (force)"#
-            ))))
-            .await?;
+        drop_named(&mut admin, name).await?;
     }
     admin.close().await?;
     Ok(names.len())

@@ -6,6 +6,16 @@ use sqlx::{PgExecutor, PgPool};
 
 use crate::{domain::Reservation, error::ReservationError, store::reservation_columns};
 
+/// Seats of option $1 held (unexpired) or sold: one range scan of the seat_claims primary key,
+/// which carries `held_until`.
+pub const OCCUPANCY: &str = "select seat_no from seat_claims where concert_option_id = $1 \
+     and (held_until is null or held_until > now())";
+
+/// Held-or-sold counts for the options in $1: one range scan per option on the same key.
+pub const TAKEN_COUNTS: &str = "select concert_option_id, count(*) from seat_claims \
+     where concert_option_id = any($1) and (held_until is null or held_until > now()) \
+     group by concert_option_id";
+
 /// Holds the seat for `user_id` for `hold`, in one statement: the claim row is inserted, or
 /// reclaimed when its previous hold has run out; a live hold or a sale leaves it untouched and
 /// the statement returns nothing (`SeatTaken`). The primary key makes the winner unique under
@@ -65,13 +75,10 @@ pub async fn get<'e>(db: impl PgExecutor<'e>, id: i64) -> Result<Reservation, Re
 /// Seat numbers of the option that are held (unexpired) or sold.
 #[tracing::instrument(name = "SELECT seat_claims", skip(pool), fields(db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn occupancy(pool: &PgPool, option_id: i64) -> Result<Vec<i32>, ReservationError> {
-    let rows: Vec<(i32,)> = sqlx::query_as(
-        "select seat_no from seat_claims where concert_option_id = $1 \
-         and (held_until is null or held_until > now()) order by seat_no",
-    )
-    .bind(option_id)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i32,)> = sqlx::query_as(OCCUPANCY)
+        .bind(option_id)
+        .fetch_all(pool)
+        .await?;
     Ok(rows.into_iter().map(|(seat,)| seat).collect())
 }
 
@@ -81,13 +88,10 @@ pub async fn count_taken(
     pool: &PgPool,
     option_ids: &[i64],
 ) -> Result<Vec<(i64, i64)>, ReservationError> {
-    Ok(sqlx::query_as(
-        "select concert_option_id, count(*) from seat_claims where concert_option_id = any($1) \
-         and (held_until is null or held_until > now()) group by concert_option_id",
-    )
-    .bind(option_ids)
-    .fetch_all(pool)
-    .await?)
+    Ok(sqlx::query_as(TAKEN_COUNTS)
+        .bind(option_ids)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Marks up to `batch` run-out holds EXPIRED and deletes their claims. Reads and holds already

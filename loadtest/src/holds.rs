@@ -1,0 +1,243 @@
+//! `holds`: many users hold seats as fast as the system answers (a closed loop per user: this
+//! measures capacity, not latency under a target rate). Each seat is attempted by `contenders`
+//! users; afterwards the run checks, from its own successes and through the API, that no seat
+//! was held twice and that availability agrees.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::{client::Client, stats};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Concurrent users, each with its own id and admitted token.
+    #[arg(long, default_value_t = 64)]
+    pub users: u64,
+    /// First user id (keeps runs from meeting earlier users' tokens).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub first_user: u64,
+    /// How long to hold seats, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub seconds: u64,
+    /// Users attempting each seat (1 = every attempt should win).
+    #[arg(long, default_value_t = 1)]
+    pub contenders: u64,
+    /// First option id of the seat space.
+    #[arg(long, default_value_t = 1)]
+    pub first_option: u64,
+    /// Options in the seat space.
+    #[arg(long, default_value_t = 100)]
+    pub options: u64,
+    /// Seats per option.
+    #[arg(long, default_value_t = 1000)]
+    pub seats: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub users: u64,
+    pub contenders: u64,
+    pub seconds: f64,
+    pub attempts: u64,
+    pub holds: u64,
+    pub seat_taken: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub holds_per_second: f64,
+    pub attempts_per_second: f64,
+    pub latency: stats::Latency,
+    pub double_bookings: u64,
+    pub availability_consistent: bool,
+}
+
+pub async fn run(client: &Client, args: Args) -> anyhow::Result<Report> {
+    let tokens = admitted_tokens(client, &args).await?;
+    eprintln!(
+        "holds: {} users admitted; holding for {} s",
+        tokens.len(),
+        args.seconds
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let started = Instant::now();
+    let workers = tokens.into_iter().map(|(user, token)| {
+        let client = client.clone();
+        let next = next.clone();
+        let args = args.clone();
+        tokio::spawn(async move { worker(client, args, user, token, next, deadline).await })
+    });
+    let mut outcome = Outcome::default();
+    for worker in futures::future::join_all(workers).await {
+        outcome.merge(worker?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let unique: HashSet<(u64, u64)> = outcome.won.iter().copied().collect();
+    let double_bookings = (outcome.won.len() - unique.len()) as u64;
+    let availability_consistent = availability_agrees(client, &args, &outcome.won).await?;
+    let report = Report {
+        scenario: "holds",
+        users: args.users,
+        contenders: args.contenders,
+        seconds: elapsed,
+        attempts: outcome.attempts,
+        holds: outcome.won.len() as u64,
+        seat_taken: outcome.taken,
+        errors: outcome.errors,
+        holds_per_second: outcome.won.len() as f64 / elapsed,
+        attempts_per_second: outcome.attempts as f64 / elapsed,
+        latency: stats::Latency::from(&outcome.latency),
+        double_bookings,
+        availability_consistent,
+    };
+    eprintln!(
+        "holds: {:.0} holds/s ({:.0} attempts/s), p50 {:.1} ms, p99 {:.1} ms, {} double bookings, errors {:?}",
+        report.holds_per_second,
+        report.attempts_per_second,
+        report.latency.p50_ms,
+        report.latency.p99_ms,
+        report.double_bookings,
+        report.errors
+    );
+    Ok(report)
+}
+
+/// Issues a token per user and polls until all are ACTIVE (bounded).
+async fn admitted_tokens(client: &Client, args: &Args) -> anyhow::Result<Vec<(u64, String)>> {
+    let mut tokens = Vec::new();
+    for user in args.first_user..args.first_user + args.users {
+        let reply = client
+            .post("/queue/issue-token", format!(r#"{{"userId": {user}}}"#))
+            .await?;
+        let token = reply.json["token"]
+            .as_str()
+            .context("issue-token gave no token")?
+            .to_owned();
+        tokens.push((user, token));
+    }
+    let limit = Instant::now() + Duration::from_secs(120);
+    let mut waiting: Vec<&String> = tokens.iter().map(|(_, t)| t).collect();
+    while !waiting.is_empty() {
+        if Instant::now() > limit {
+            bail!(
+                "{} users still waiting after 120 s: raise the admission rate",
+                waiting.len()
+            );
+        }
+        let mut still = Vec::new();
+        for token in waiting {
+            let reply = client
+                .get(&format!("/queue/check-queue?token={token}"))
+                .await?;
+            if reply.json["status"] != "ACTIVE" {
+                still.push(token);
+            }
+        }
+        waiting = still;
+        if !waiting.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(tokens)
+}
+
+struct Outcome {
+    attempts: u64,
+    taken: u64,
+    won: Vec<(u64, u64)>,
+    errors: BTreeMap<String, u64>,
+    latency: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Self {
+            attempts: 0,
+            taken: 0,
+            won: Vec::new(),
+            errors: BTreeMap::new(),
+            latency: stats::histogram(),
+        }
+    }
+}
+
+impl Outcome {
+    fn merge(&mut self, other: Outcome) {
+        self.attempts += other.attempts;
+        self.taken += other.taken;
+        self.won.extend(other.won);
+        for (key, count) in other.errors {
+            *self.errors.entry(key).or_default() += count;
+        }
+        let _ = self.latency.add(&other.latency);
+    }
+}
+
+async fn worker(
+    client: Client,
+    args: Args,
+    user: u64,
+    token: String,
+    next: Arc<AtomicU64>,
+    deadline: Instant,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let space = args.options * args.seats;
+    while Instant::now() < deadline {
+        let slot = next.fetch_add(1, Ordering::Relaxed) / args.contenders.max(1);
+        if slot >= space {
+            break;
+        }
+        let (option, seat) = (args.first_option + slot / args.seats, slot % args.seats + 1);
+        let body = format!(
+            r#"{{"token": "{token}", "concertOptionId": {option}, "seatId": {seat}, "userId": {user}}}"#
+        );
+        let started = Instant::now();
+        let reply = client.post("/api/reserve", body).await;
+        let _ = outcome.latency.record(started.elapsed().as_micros() as u64);
+        outcome.attempts += 1;
+        match reply {
+            Ok(reply) if reply.status == 303 => outcome.won.push((option, seat)),
+            Ok(reply) if reply.json["code"] == "SEAT_TAKEN" => outcome.taken += 1,
+            Ok(reply) => *outcome.errors.entry(reply.status.to_string()).or_default() += 1,
+            Err(_) => *outcome.errors.entry("transport".into()).or_default() += 1,
+        }
+    }
+    outcome
+}
+
+/// For every option touched, the API's free seats must equal its seats minus this run's holds
+/// (the seat space must be fresh: seeded and not held by anyone else).
+async fn availability_agrees(
+    client: &Client,
+    args: &Args,
+    won: &[(u64, u64)],
+) -> anyhow::Result<bool> {
+    let mut held: HashMap<u64, u64> = HashMap::new();
+    for (option, _) in won {
+        *held.entry(*option).or_default() += 1;
+    }
+    for (option, count) in held {
+        let reply = client
+            .get(&format!("/api/concert/{option}/available-seats"))
+            .await?;
+        let free = reply.json.as_array().map_or(0, Vec::len) as u64;
+        if free + count != args.seats {
+            eprintln!(
+                "holds: option {option}: {free} free + {count} held != {} seats",
+                args.seats
+            );
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
