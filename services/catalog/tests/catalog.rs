@@ -193,20 +193,6 @@ fn failure<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (tonic::Code
     (status.code(), code)
 }
 
-/// The EXPLAIN text of `sql` with `$1` bound to `id`.
-async fn plan(pool: &sqlx::PgPool, sql: &str, id: i64) -> String {
-    let rows: Vec<(String,)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("explain (costs off) {sql}")))
-            .bind(id)
-            .fetch_all(pool)
-            .await
-            .expect("explain");
-    rows.into_iter()
-        .map(|(line,)| line)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test]
 async fn every_read_is_an_index_scan() {
     let database_url = kit::postgres::fresh_database(&server_url())
@@ -229,12 +215,16 @@ async fn every_read_is_an_index_scan() {
         .await
         .expect("analyze");
 
-    let seats = plan(&pool, catalog::repo::SEATS_OF_OPTION, 77).await;
+    let seats = kit::postgres::explain(&pool, catalog::repo::SEATS_OF_OPTION, 77)
+        .await
+        .expect("explain");
     assert!(
         seats.contains("Index Only Scan using seats_pkey"),
         "{seats}"
     );
-    let options = plan(&pool, catalog::repo::OPTIONS_OF_CONCERT, 7).await;
+    let options = kit::postgres::explain(&pool, catalog::repo::OPTIONS_OF_CONCERT, 7)
+        .await
+        .expect("explain");
     assert!(options.contains("concert_options_by_concert"), "{options}");
     assert!(
         !options.contains("Seq Scan on concert_options"),

@@ -274,22 +274,8 @@ async fn an_expired_hold_frees_its_seat_exactly_once_and_a_paid_one_never() {
     // At once, before any sweep: the expired seat reads as free, the paid one does not.
     let free = ids(&system.http.get("/api/concert/1/available-seats").await);
     assert!(free.contains(&1) && !free.contains(&2), "{free:?}");
-    assert_eq!(
-        system
-            .http
-            .get(&format!("/api/reservations/{expired_id}"))
-            .await
-            .json["status"],
-        "EXPIRED"
-    );
-    assert_eq!(
-        system
-            .http
-            .get(&format!("/api/reservations/{sold_id}"))
-            .await
-            .json["status"],
-        "CONFIRMED"
-    );
+    assert_eq!(system.reservation_status(expired_id).await, "EXPIRED");
+    assert_eq!(system.reservation_status(sold_id).await, "CONFIRMED");
     assert_error(
         &system
             .http
@@ -329,22 +315,8 @@ async fn an_expired_hold_frees_its_seat_exactly_once_and_a_paid_one_never() {
     reservation::store::holds::sweep(&system.reservation_db, 1000)
         .await
         .unwrap();
-    assert_eq!(
-        system
-            .http
-            .get(&format!("/api/reservations/{expired_id}"))
-            .await
-            .json["status"],
-        "EXPIRED"
-    );
-    assert_eq!(
-        system
-            .http
-            .get(&format!("/api/reservations/{sold_id}"))
-            .await
-            .json["status"],
-        "CONFIRMED"
-    );
+    assert_eq!(system.reservation_status(expired_id).await, "EXPIRED");
+    assert_eq!(system.reservation_status(sold_id).await, "CONFIRMED");
     let (paid_claims,): (i64,) =
         sqlx::query_as("select count(*) from seat_claims where seat_no = 2 and held_until is null")
             .fetch_one(&system.reservation_db)

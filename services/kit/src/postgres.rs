@@ -126,6 +126,23 @@ pub async fn drop_test_databases(server_url: &str) -> Result<usize, sqlx::Error>
     Ok(names.len())
 }
 
+/// The plan PostgreSQL chooses for `sql` with `$1` bound to `param` (`EXPLAIN (COSTS OFF)`),
+/// one line per node — for tests that hold queries to their indexes.
+pub async fn explain<T>(pool: &PgPool, sql: &str, param: T) -> Result<String, sqlx::Error>
+where
+    T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
+{
+    let rows: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(format!("explain (costs off) {sql}")))
+        .bind(param)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(line,)| line)
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

@@ -52,12 +52,12 @@ impl ReservationService for ReservationGrpc {
             .await?
             .into(),
             Some(key) => {
-                let scope = idempotency::Scope {
-                    operation: "hold",
+                let scope = idempotency::Scope::new(
+                    "hold",
                     user_id,
-                    key: &key,
-                    fingerprint: format!("{option_id}:{seat_no}"),
-                };
+                    &key,
+                    format!("{option_id}:{seat_no}"),
+                );
                 idempotency::once(&self.pool, scope, |tx| {
                     Box::pin(async move {
                         let held = holds::hold(
@@ -139,12 +139,8 @@ impl ReservationService for ReservationGrpc {
         let payment = match idempotency_key {
             None if replay_only => return Err(ReservationError::NothingToReplay.into()),
             Some(key) if replay_only => {
-                let scope = idempotency::Scope {
-                    operation: "pay",
-                    user_id,
-                    key: &key,
-                    fingerprint: reservation_id.to_string(),
-                };
+                let scope =
+                    idempotency::Scope::new("pay", user_id, &key, reservation_id.to_string());
                 idempotency::replay(&self.pool, scope).await?
             }
             None => {
@@ -154,12 +150,8 @@ impl ReservationService for ReservationGrpc {
                 payment
             }
             Some(key) => {
-                let scope = idempotency::Scope {
-                    operation: "pay",
-                    user_id,
-                    key: &key,
-                    fingerprint: reservation_id.to_string(),
-                };
+                let scope =
+                    idempotency::Scope::new("pay", user_id, &key, reservation_id.to_string());
                 idempotency::once(&self.pool, scope, |tx| {
                     Box::pin(payments::pay(tx, reservation_id, user_id))
                 })
@@ -196,12 +188,8 @@ impl ReservationService for ReservationGrpc {
                 balance_minor: wallets::charge(&self.pool, user_id, amount_minor).await?,
             },
             Some(key) => {
-                let scope = idempotency::Scope {
-                    operation: "charge",
-                    user_id,
-                    key: &key,
-                    fingerprint: amount_minor.to_string(),
-                };
+                let scope =
+                    idempotency::Scope::new("charge", user_id, &key, amount_minor.to_string());
                 idempotency::once(&self.pool, scope, |tx| {
                     Box::pin(async move {
                         let balance_minor = wallets::charge(tx, user_id, amount_minor).await?;

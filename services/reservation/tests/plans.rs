@@ -2,22 +2,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
-async fn plan<T>(pool: &sqlx::PgPool, sql: &str, param: T) -> String
-where
-    T: for<'q> sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send,
-{
-    let rows: Vec<(String,)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("explain (costs off) {sql}")))
-            .bind(param)
-            .fetch_all(pool)
-            .await
-            .expect("explain");
-    rows.into_iter()
-        .map(|(line,)| line)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[tokio::test]
 async fn occupancy_reads_are_index_scans_over_a_hundred_thousand_claims() {
     let server = std::env::var("DATABASE_URL")
@@ -41,16 +25,19 @@ async fn occupancy_reads_are_index_scans_over_a_hundred_thousand_claims() {
         .await
         .expect("analyze");
 
-    let occupancy = plan(&pool, reservation::store::holds::OCCUPANCY, 42_i64).await;
+    let occupancy = kit::postgres::explain(&pool, reservation::store::holds::OCCUPANCY, 42_i64)
+        .await
+        .expect("explain");
     assert!(occupancy.contains("on seat_claims_pkey"), "{occupancy}");
     assert!(!occupancy.contains("Sort"), "{occupancy}");
     assert!(!occupancy.contains("Seq Scan"), "{occupancy}");
-    let counts = plan(
+    let counts = kit::postgres::explain(
         &pool,
         reservation::store::holds::TAKEN_COUNTS,
         vec![1_i64, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     )
-    .await;
+    .await
+    .expect("explain");
     assert!(counts.contains("on seat_claims_pkey"), "{counts}");
     assert!(!counts.contains("Seq Scan"), "{counts}");
 

@@ -60,18 +60,7 @@ async fn pay(
             _ => Err(refused),
         };
     }
-    let payment = state
-        .backends
-        .reservation
-        .clone()
-        .pay(state.backends.request(pb::PayRequest {
-            reservation_id,
-            user_id,
-            idempotency_key,
-            replay_only: false,
-        }))
-        .await?
-        .into_inner();
+    let payment = call_pay(&state, reservation_id, user_id, idempotency_key, false).await?;
     // The payment stands whatever happens here; a failed release only delays the next
     // admission until the token's own expiry.
     let release = state
@@ -94,19 +83,32 @@ async fn replay(
     user_id: i64,
     key: String,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let payment = state
+    Ok(Json(
+        call_pay(state, reservation_id, user_id, Some(key), true)
+            .await?
+            .into(),
+    ))
+}
+
+async fn call_pay(
+    state: &AppState,
+    reservation_id: i64,
+    user_id: i64,
+    idempotency_key: Option<String>,
+    replay_only: bool,
+) -> Result<pb::Payment, ApiError> {
+    Ok(state
         .backends
         .reservation
         .clone()
         .pay(state.backends.request(pb::PayRequest {
             reservation_id,
             user_id,
-            idempotency_key: Some(key),
-            replay_only: true,
+            idempotency_key,
+            replay_only,
         }))
         .await?
-        .into_inner();
-    Ok(Json(payment.into()))
+        .into_inner())
 }
 
 impl From<pb::Payment> for PaymentView {

@@ -166,6 +166,11 @@ impl System {
         tokens
     }
 
+    /// A reservation's status as the API reports it.
+    pub async fn reservation_status(&self, id: i64) -> serde_json::Value {
+        self.http.get(&format!("/api/reservations/{id}")).await.json["status"].clone()
+    }
+
     /// Moves every hold's deadline into the past, as if the hold time had run out.
     pub async fn expire_holds(&self) {
         sqlx::query(

@@ -16,6 +16,22 @@ pub struct Scope<'a> {
     pub fingerprint: String,
 }
 
+impl<'a> Scope<'a> {
+    pub fn new(
+        operation: &'static str,
+        user_id: i64,
+        key: &'a IdempotencyKey,
+        fingerprint: String,
+    ) -> Self {
+        Self {
+            operation,
+            user_id,
+            key,
+            fingerprint,
+        }
+    }
+}
+
 /// Runs `operation` in a transaction once per key; later calls with the key get the first
 /// answer.
 pub async fn once<T, F>(
