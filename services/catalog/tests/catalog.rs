@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
 use clap::Parser;
+use kit::grpc::TracedChannel as Channel;
 use ticketing_proto::catalog::v1::{self as pb, catalog_service_client::CatalogServiceClient};
-use tonic::transport::Channel;
 
 #[derive(Parser)]
 struct Args {

@@ -36,7 +36,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(CatchPanicLayer::custom(panic_response))
-                .layer(TraceLayer::new_for_http().make_span_with(http_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(http_span)
+                        .on_response(record_status),
+                )
                 .layer(HandleErrorLayer::new(middleware_error))
                 .load_shed()
                 .concurrency_limit(config.max_in_flight)
@@ -44,18 +48,33 @@ pub fn router(state: AppState, config: &Config) -> Router {
         )
 }
 
-/// Spans are named by route template (`POST /queue/issue-token`), never by raw path.
+/// Spans are named by route template (`POST /api/reserve`), never by raw path, and continue the
+/// caller's trace when the request carries `traceparent`.
 fn http_span<B>(request: &Request<B>) -> tracing::Span {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "http",
         otel.name = %format!("{} {}", request.method(), route),
+        otel.kind = "server",
         http.request.method = %request.method(),
         http.route = route,
-    )
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    kit::trace_context::continue_from(&span, request.headers());
+    span
+}
+
+/// Records the status; server errors mark the span as failed.
+fn record_status<B>(response: &Response<B>, _latency: std::time::Duration, span: &tracing::Span) {
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
 }
 
 async fn middleware_error(error: BoxError) -> ApiError {

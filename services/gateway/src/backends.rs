@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
+use kit::grpc::TracedChannel as Channel;
 use ticketing_proto::{
     catalog::v1::catalog_service_client::CatalogServiceClient,
     queue::v1::queue_service_client::QueueServiceClient,
     reservation::v1::reservation_service_client::ReservationServiceClient,
 };
-use tonic::transport::Channel;
 
 use crate::config::Config;
 

@@ -5,6 +5,9 @@
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use tokio::net::TcpListener;
+use tower::layer::util::{Identity, Stack};
+
+use crate::trace_context::{GrpcTrace, GrpcTraceLayer};
 use tonic::transport::{Channel, Endpoint, Server, server::TcpIncoming};
 
 /// Limits applied to every gRPC server.
@@ -25,14 +28,21 @@ impl Default for ServerLimits {
     }
 }
 
-/// A server builder with the shared timeouts and transport settings.
-pub fn server(limits: ServerLimits) -> Server {
+/// A server with every call traced (continuing the caller's trace context).
+pub type TracedServer = Server<Stack<GrpcTraceLayer, Identity>>;
+
+/// A channel whose every call is traced and carries the current trace context.
+pub type TracedChannel = GrpcTrace<Channel>;
+
+/// A server builder with the shared timeouts, transport settings and call tracing.
+pub fn server(limits: ServerLimits) -> TracedServer {
     Server::builder()
         .timeout(limits.request_timeout)
         .concurrency_limit_per_connection(limits.concurrency_per_connection)
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(GrpcTraceLayer::server())
 }
 
 /// Binds `addr` (port 0 picks a free port) and returns the bound address with the incoming
@@ -62,15 +72,19 @@ impl Default for ChannelTimeouts {
 
 /// A lazily connecting channel to `url` (`http://host:port`): the first call connects, so a
 /// service can start before its dependencies and reconnects after they restart.
-pub fn channel(url: &str, timeouts: ChannelTimeouts) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+pub fn channel(
+    url: &str,
+    timeouts: ChannelTimeouts,
+) -> Result<TracedChannel, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(20))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true)
-        .connect_lazy())
+        .connect_lazy();
+    Ok(tower::Layer::layer(&GrpcTraceLayer::client(), channel))
 }
 
 /// Wraps a message in a request that carries `deadline` to the server as `grpc-timeout`.

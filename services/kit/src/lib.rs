@@ -8,3 +8,4 @@ pub mod grpc;
 pub mod postgres;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace_context;

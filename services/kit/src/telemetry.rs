@@ -1,40 +1,220 @@
-//! Tracing subscriber set-up. `init` returns a guard that flushes buffered telemetry on drop;
-//! keep it alive for the life of `main`.
+//! Tracing set-up for every service: human or JSON logs filtered by `RUST_LOG`, and OpenTelemetry
+//! spans exported over OTLP/gRPC, configured only by the standard `OTEL_*` variables and off
+//! when no endpoint is set. The OpenTelemetry layer has its own filter (`OTEL_SPAN_FILTER`,
+//! default `info`), so quieting the logs never silently drops exported spans.
 
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+use opentelemetry::{global, trace::TracerProvider as _};
+use opentelemetry_sdk::{
+    Resource,
+    propagation::{BaggagePropagator, TraceContextPropagator},
+    trace::{Sampler, SdkTracerProvider, SpanExporter},
+};
+use tracing::Subscriber;
+use tracing_subscriber::{
+    EnvFilter, Layer, layer::SubscriberExt, registry::LookupSpan, util::SubscriberInitExt,
+};
 
-/// Flushes telemetry when dropped (end of `main`, after the server future returns).
+/// Flushes and shuts down span export when dropped (end of `main`, after the server future).
 #[must_use = "telemetry is flushed when the guard drops; bind it to a variable in main"]
 pub struct TelemetryGuard {
-    service: &'static str,
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    /// Sends every buffered span now.
+    pub fn flush(&self) {
+        if let Some(provider) = &self.provider
+            && let Err(error) = provider.force_flush()
+        {
+            tracing::warn!(%error, "span flush failed");
+        }
+    }
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        tracing::debug!(service = self.service, "telemetry flushed");
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("telemetry: span export shutdown failed: {error}");
+        }
     }
 }
 
-/// Installs the global subscriber: `RUST_LOG` filter (default `info`), human-readable output,
-/// or one JSON object per line when `LOG_FORMAT=json` (for log collectors).
-/// Safe to call more than once (tests): later calls keep the first subscriber.
+/// Whether the standard variables ask for OTLP export.
+fn otlp_configured() -> bool {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|value| !value.trim().is_empty()))
+        && !std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|value| value == "none")
+}
+
+/// Installs the global subscriber (and, with an OTLP endpoint, the exporter). Call inside the
+/// Tokio runtime. Safe to call more than once: later calls keep the first subscriber.
 pub fn init(service: &'static str) -> TelemetryGuard {
+    let provider = if otlp_configured() {
+        match opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()
+        {
+            Ok(exporter) => Some(provider(exporter, service, true)),
+            Err(error) => {
+                eprintln!("telemetry: OTLP exporter not started: {error}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    install(service, provider)
+}
+
+/// A tracer provider for `service` over `exporter` (batched, or one span at a time for tests),
+/// sampling as `OTEL_TRACES_SAMPLER`/`_ARG` say, by default parent-based ratio sampling.
+pub fn provider(
+    exporter: impl SpanExporter + 'static,
+    service: &'static str,
+    batched: bool,
+) -> SdkTracerProvider {
+    let mut resource = Resource::builder();
+    if std::env::var("OTEL_SERVICE_NAME").is_err() {
+        resource = resource.with_service_name(service);
+    }
+    let builder = SdkTracerProvider::builder().with_resource(resource.build());
+    let builder = match default_sampler() {
+        Some(sampler) => builder.with_sampler(sampler),
+        None => builder,
+    };
+    if batched {
+        builder.with_batch_exporter(exporter).build()
+    } else {
+        builder.with_simple_exporter(exporter).build()
+    }
+}
+
+/// Parent-based ratio sampling when `OTEL_TRACES_SAMPLER` is unset (the SDK reads it when set).
+fn default_sampler() -> Option<Sampler> {
+    if std::env::var("OTEL_TRACES_SAMPLER").is_ok() {
+        return None;
+    }
+    let ratio = std::env::var("OTEL_TRACES_SAMPLER_ARG")
+        .ok()
+        .and_then(|arg| arg.parse::<f64>().ok())
+        .filter(|ratio| (0.0..=1.0).contains(ratio))
+        .unwrap_or(1.0);
+    Some(parent_based_ratio(ratio))
+}
+
+/// Follow the caller's sampling decision; sample `ratio` of new traces.
+pub fn parent_based_ratio(ratio: f64) -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
+}
+
+/// Installs the global subscriber with `provider` (if any) exporting spans.
+pub fn install(service: &'static str, provider: Option<SdkTracerProvider>) -> TelemetryGuard {
+    global::set_text_map_propagator(opentelemetry::propagation::TextMapCompositePropagator::new(
+        vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ],
+    ));
+    let otel = provider.as_ref().map(|provider| {
+        let span_filter = std::env::var("OTEL_SPAN_FILTER").unwrap_or_else(|_| "info".into());
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service))
+            .with_filter(EnvFilter::new(span_filter))
+    });
+    let result = tracing_subscriber::registry()
+        .with(otel)
+        .with(log_layer())
+        .try_init();
+    if result.is_ok() {
+        tracing::info!(
+            service,
+            spans_exported = provider.is_some(),
+            "telemetry initialised"
+        );
+    }
+    TelemetryGuard { provider }
+}
+
+/// Logs: `RUST_LOG` filter (default `info`), one JSON object per line with `LOG_FORMAT=json`.
+fn log_layer<S>() -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = if json {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true),
-            )
-            .try_init()
+    if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_filter(filter)
+            .boxed()
     } else {
-        registry.with(tracing_subscriber::fmt::layer()).try_init()
-    };
-    if result.is_ok() {
-        tracing::info!(service, "telemetry initialised");
+        tracing_subscriber::fmt::layer().with_filter(filter).boxed()
     }
-    TelemetryGuard { service }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{
+        SpanContext, SpanKind, TraceContextExt, TraceFlags, TraceState, Tracer, TracerProvider as _,
+    };
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
+    use super::parent_based_ratio;
+
+    fn provider(ratio: f64) -> (SdkTracerProvider, InMemorySpanExporter) {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(parent_based_ratio(ratio))
+            .with_simple_exporter(exporter.clone())
+            .build();
+        (provider, exporter)
+    }
+
+    #[test]
+    fn ratio_zero_exports_nothing_and_ratio_one_everything() {
+        for (ratio, expected) in [(0.0, 0), (1.0, 10)] {
+            let (provider, exporter) = provider(ratio);
+            let tracer = provider.tracer("test");
+            for _ in 0..10 {
+                tracer.in_span("work", |_| {});
+            }
+            assert_eq!(
+                exporter.get_finished_spans().expect("spans").len(),
+                expected,
+                "ratio {ratio}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_sampled_caller_is_followed_even_at_ratio_zero() {
+        let (provider, exporter) = provider(0.0);
+        let tracer = provider.tracer("test");
+        let remote = SpanContext::new(
+            opentelemetry::trace::TraceId::from(7_u128),
+            opentelemetry::trace::SpanId::from(9_u64),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        let parent = opentelemetry::Context::new().with_remote_span_context(remote);
+        let _span = tracer
+            .span_builder("child")
+            .with_kind(SpanKind::Server)
+            .start_with_context(&tracer, &parent);
+        drop(_span);
+        let spans = exporter.get_finished_spans().expect("spans");
+        assert_eq!(spans.len(), 1);
+        assert_eq!(
+            spans[0].span_context.trace_id(),
+            opentelemetry::trace::TraceId::from(7_u128)
+        );
+    }
 }

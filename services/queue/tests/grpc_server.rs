@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
 use clap::Parser;
+use kit::grpc::TracedChannel as Channel;
 use ticketing_proto::queue::v1::{self as pb, queue_service_client::QueueServiceClient};
-use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };

@@ -8,9 +8,9 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use kit::grpc::TracedChannel as Channel;
 use ticketing_proto::catalog::v1::{self as catalog, catalog_service_client::CatalogServiceClient};
 use tokio::sync::OnceCell;
-use tonic::transport::Channel;
 
 use crate::error::ReservationError;
 

@@ -1,0 +1,209 @@
+//! W3C trace context (traceparent/tracestate) and baggage, carried across every hop. Done once,
+//! in layers: the gateway's HTTP layer extracts from incoming headers, the gRPC client layer
+//! injects into outgoing metadata, the gRPC server layer extracts in every service. Handlers
+//! never see it.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
+use opentelemetry::{global, propagation::Extractor, propagation::Injector};
+use tracing::{Instrument, Span, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+/// Makes `span` a child of the trace context the headers carry (if any).
+pub fn continue_from(span: &Span, headers: &HeaderMap) {
+    let parent =
+        global::get_text_map_propagator(|propagator| propagator.extract(&HeaderExtractor(headers)));
+    // Without an OpenTelemetry layer there is nothing to attach to; that is not an error.
+    let _ = span.set_parent(parent);
+}
+
+/// Writes `span`'s trace context into outgoing headers.
+pub fn inject_into(span: &Span, headers: &mut HeaderMap) {
+    let context = span.context();
+    global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(headers))
+    });
+}
+
+/// "/pkg.Service/Method" → ("pkg.Service", "Method").
+fn rpc_parts(path: &str) -> (&str, &str) {
+    let path = path.trim_start_matches('/');
+    path.split_once('/').unwrap_or((path, ""))
+}
+
+/// Records the gRPC status of a response: unary errors are trailers-only, so their
+/// `grpc-status` is in the headers; a success's status arrives in trailers (OK).
+fn record_grpc_status<B>(span: &Span, response: &Response<B>) {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .unwrap_or(0);
+    span.record("rpc.grpc.status_code", code);
+    if code != 0 {
+        span.record("otel.status_code", "ERROR");
+        if let Some(message) = response
+            .headers()
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+        {
+            span.record("otel.status_description", message);
+        }
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Which side of a gRPC call a layer traces.
+#[derive(Clone, Copy, Debug)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// A span per gRPC call named by its method (`ticketing.queue.v1.QueueService/ValidateToken`),
+/// carrying trace context across the call.
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcTraceLayer {
+    side: Side,
+}
+
+impl GrpcTraceLayer {
+    /// For servers: continue the caller's trace.
+    pub fn server() -> Self {
+        Self { side: Side::Server }
+    }
+
+    /// For clients: pass the current trace on.
+    pub fn client() -> Self {
+        Self { side: Side::Client }
+    }
+}
+
+impl<S> tower::Layer<S> for GrpcTraceLayer {
+    type Service = GrpcTrace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcTrace {
+            inner,
+            side: self.side,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GrpcTrace<S> {
+    inner: S,
+    side: Side,
+}
+
+impl<S, B, R> tower::Service<Request<B>> for GrpcTrace<S>
+where
+    S: tower::Service<Request<B>, Response = Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let (service, method) = rpc_parts(request.uri().path());
+        let name = format!("{service}/{method}");
+        let span = match self.side {
+            Side::Server => tracing::info_span!(
+                "grpc.server",
+                otel.name = %name,
+                otel.kind = "server",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = Empty,
+                otel.status_code = Empty,
+                otel.status_description = Empty,
+            ),
+            Side::Client => tracing::info_span!(
+                "grpc.client",
+                otel.name = %name,
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = Empty,
+                otel.status_code = Empty,
+                otel.status_description = Empty,
+            ),
+        };
+        match self.side {
+            Side::Server => continue_from(&span, request.headers()),
+            Side::Client => inject_into(&span, request.headers_mut()),
+        }
+        // The service that was polled ready is the one to call; leave a fresh clone behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(
+            async move {
+                let result = inner.call(request).await;
+                let span = Span::current();
+                match &result {
+                    Ok(response) => record_grpc_status(&span, response),
+                    Err(_) => {
+                        span.record("otel.status_code", "ERROR");
+                        span.record("otel.status_description", "transport error");
+                    }
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rpc_parts;
+
+    #[test]
+    fn grpc_paths_split_into_service_and_method() {
+        assert_eq!(
+            rpc_parts("/ticketing.queue.v1.QueueService/ValidateToken"),
+            ("ticketing.queue.v1.QueueService", "ValidateToken")
+        );
+        assert_eq!(rpc_parts("/odd"), ("odd", ""));
+    }
+}
