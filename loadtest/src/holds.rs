@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::{client::Client, stats};
+use crate::{client::Client, spans, stats};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -40,6 +40,10 @@ pub struct Args {
     /// Seats per option.
     #[arg(long, default_value_t = 1000)]
     pub seats: u64,
+    /// Receive the services' spans over OTLP/gRPC on this address and report where the time
+    /// went (point the services' OTEL_EXPORTER_OTLP_ENDPOINT here).
+    #[arg(long)]
+    pub collect_spans: Option<std::net::SocketAddr>,
 }
 
 #[derive(Serialize, Debug)]
@@ -57,9 +61,20 @@ pub struct Report {
     pub latency: stats::Latency,
     pub double_bookings: u64,
     pub availability_consistent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<spans::Breakdown>,
 }
 
 pub async fn run(client: &Client, args: Args) -> anyhow::Result<Report> {
+    let collector = match args.collect_spans {
+        Some(addr) => {
+            let collector = spans::Collector::default();
+            let bound = collector.start(addr).await?;
+            eprintln!("holds: collecting spans on {bound}");
+            Some(collector)
+        }
+        None => None,
+    };
     let tokens = admitted_tokens(client, &args).await?;
     eprintln!(
         "holds: {} users admitted; holding for {} s",
@@ -84,6 +99,18 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Report> {
     let unique: HashSet<(u64, u64)> = outcome.won.iter().copied().collect();
     let double_bookings = (outcome.won.len() - unique.len()) as u64;
     let availability_consistent = availability_agrees(client, &args, &outcome.won).await?;
+    let breakdown = match collector {
+        Some(collector) => {
+            // Exporters batch on a timer: wait for them to go quiet.
+            collector
+                .settle(Duration::from_secs(2), Duration::from_secs(30))
+                .await;
+            let breakdown = spans::breakdown(&collector.spans());
+            spans::print(&breakdown);
+            Some(breakdown)
+        }
+        None => None,
+    };
     let report = Report {
         scenario: "holds",
         users: args.users,
@@ -98,6 +125,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Report> {
         latency: stats::Latency::from(&outcome.latency),
         double_bookings,
         availability_consistent,
+        breakdown,
     };
     eprintln!(
         "holds: {:.0} holds/s ({:.0} attempts/s), p50 {:.1} ms, p99 {:.1} ms, {} double bookings, errors {:?}",

@@ -3,6 +3,7 @@
 
 mod client;
 mod holds;
+mod spans;
 mod stats;
 
 use clap::{Parser, Subcommand};

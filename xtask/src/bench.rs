@@ -37,8 +37,42 @@ fn addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
 }
 
-pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
-    let spec = SystemSpec {
+/// Where the load generator receives the services' spans.
+const COLLECTOR: &str = "127.0.0.1:14317";
+
+/// Tracing settings a run is measured under.
+#[derive(Clone, Copy, Debug)]
+enum Tracing {
+    Off,
+    Sampled(f64),
+}
+
+impl Tracing {
+    fn label(self) -> String {
+        match self {
+            Self::Off => "tracing off".into(),
+            Self::Sampled(ratio) => format!("tracing at {}% sampling", ratio * 100.0),
+        }
+    }
+
+    fn env(self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Off => Vec::new(),
+            Self::Sampled(ratio) => vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{COLLECTOR}")),
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()),
+                ("OTEL_TRACES_SAMPLER_ARG", ratio.to_string()),
+                // Export often and buffer enough that a 100% run loses no spans.
+                ("OTEL_BSP_SCHEDULE_DELAY", "500".into()),
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "262144".into()),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096".into()),
+            ],
+        }
+    }
+}
+
+fn spec(tracing: Tracing) -> SystemSpec {
+    SystemSpec {
         gateway_addr: addr(18080),
         queue_addr: addr(18051),
         catalog_addr: addr(18052),
@@ -49,65 +83,94 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         admission_rate: Some(10_000.0),
         active_cap: Some(0),
         seed: (1, 100, 1000),
-    };
-    spec.check_free()?;
+        env: tracing.env(),
+    }
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    spec(Tracing::Off).check_free()?;
     if !args.no_build {
         launch::build_release(&["loadtest"]).await?;
     }
     let stores = stores::ensure(&args.stores).await?;
-    for database in [CATALOG_DB, RESERVATION_DB, PGBENCH_DB] {
-        kit::postgres::drop_database(&stores.database_url, database).await?;
+    kit::postgres::drop_database(&stores.database_url, PGBENCH_DB).await?;
+    let pgbench = pgbench(&stores.database_url, &args).await;
+
+    let mut runs = Vec::new();
+    for tracing in [Tracing::Off, Tracing::Sampled(0.01), Tracing::Sampled(1.0)] {
+        eprintln!("bench: holds with {}", tracing.label());
+        runs.push((tracing, run_holds(&stores, &args, tracing).await));
+    }
+    stores.stop().await;
+    let pgbench_tps = pgbench?;
+    let mut results = Vec::new();
+    for (tracing, run) in runs {
+        results.push((tracing, run?));
     }
 
-    let pgbench = pgbench(&stores.database_url, &args).await;
-    let mut running: Vec<(&'static str, Child)> = Vec::new();
-    let holds = match launch::start_all(&spec, &stores, &mut running).await {
-        Ok(()) => holds(&spec, &args).await,
-        Err(error) => Err(error),
-    };
-    launch::stop_all(&mut running).await;
-    stores.stop().await;
-    let (pgbench_tps, holds) = (pgbench?, holds?);
-
-    let holds_per_second = holds["holds_per_second"].as_f64().unwrap_or(0.0);
-    let ratio = holds_per_second / pgbench_tps;
+    let holds_per_second = |holds: &Value| holds["holds_per_second"].as_f64().unwrap_or(0.0);
+    let baseline = holds_per_second(&results[0].1);
+    println!();
+    println!(
+        "| measure | holds/s | vs pgbench -N | vs tracing off | p50 ms | p99 ms | double bookings |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| pgbench -N ({} clients, {} s) | {pgbench_tps:.0} tps | 100% | | | | |",
+        args.users, args.seconds
+    );
+    let mut clean = true;
+    for (tracing, holds) in &results {
+        let rate = holds_per_second(holds);
+        println!(
+            "| holds, {} ({} users) | {rate:.0} | {:.0}% | {:+.1}% | {} | {} | {} |",
+            tracing.label(),
+            args.users,
+            rate / pgbench_tps * 100.0,
+            (rate / baseline - 1.0) * 100.0,
+            holds["latency"]["p50_ms"],
+            holds["latency"]["p99_ms"],
+            holds["double_bookings"],
+        );
+        clean &= holds["double_bookings"] == 0 && holds["availability_consistent"] == true;
+    }
     let summary = json!({
         "machine_cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "pgbench_n_tps": pgbench_tps,
-        "holds": holds,
-        "holds_vs_pgbench": ratio,
+        "runs": results.iter().map(|(tracing, holds)| json!({"tracing": tracing.label(), "holds": holds})).collect::<Vec<_>>(),
     });
     let dir = launch::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("holds.json");
     std::fs::write(&path, serde_json::to_string_pretty(&summary)?)?;
-    println!();
-    println!("| measure | value |");
-    println!("|---|---|");
     println!(
-        "| pgbench -N ({} clients, {} s) | {pgbench_tps:.0} tps |",
-        args.users, args.seconds
+        "written to {} (the 100% run carries the per-hop breakdown)",
+        path.display()
     );
-    println!(
-        "| holds through the gateway ({} users) | {holds_per_second:.0} holds/s = {:.0}% of pgbench -N |",
-        args.users,
-        ratio * 100.0
-    );
-    println!(
-        "| hold latency p50 / p99 | {} / {} ms |",
-        holds["latency"]["p50_ms"], holds["latency"]["p99_ms"]
-    );
-    println!(
-        "| double bookings / availability consistent | {} / {} |",
-        holds["double_bookings"], holds["availability_consistent"]
-    );
-    println!("written to {}", path.display());
-    let clean = holds["double_bookings"] == 0 && holds["availability_consistent"] == true;
     Ok(if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// One holds run on fresh databases, with the system started under `tracing`.
+async fn run_holds(
+    stores: &stores::Stores,
+    args: &BenchArgs,
+    tracing: Tracing,
+) -> anyhow::Result<Value> {
+    for database in [CATALOG_DB, RESERVATION_DB] {
+        kit::postgres::drop_database(&stores.database_url, database).await?;
+    }
+    let spec = spec(tracing);
+    let mut running: Vec<(&'static str, Child)> = Vec::new();
+    let result = match launch::start_all(&spec, stores, &mut running).await {
+        Ok(()) => holds(&spec, args, tracing).await,
+        Err(error) => Err(error),
+    };
+    launch::stop_all(&mut running).await;
+    result
 }
 
 /// `pgbench -N` (TPC-B-like without the contended branch/teller updates) on a fresh database
@@ -175,9 +238,10 @@ fn pgbench_binary() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-async fn holds(spec: &SystemSpec, args: &BenchArgs) -> anyhow::Result<Value> {
+async fn holds(spec: &SystemSpec, args: &BenchArgs, tracing: Tracing) -> anyhow::Result<Value> {
     let binary = launch::target_dir().join("release").join("loadtest");
-    let output = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args([
             "--gateway",
             &format!("http://{}", spec.gateway_addr),
@@ -189,11 +253,18 @@ async fn holds(spec: &SystemSpec, args: &BenchArgs) -> anyhow::Result<Value> {
             "--seconds",
             &args.seconds.to_string(),
         ])
-        .args(["--options", "100", "--seats", "1000"])
+        .args(["--options", "100", "--seats", "1000"]);
+    if let Tracing::Sampled(_) = tracing {
+        command.args(["--collect-spans", COLLECTOR]);
+    }
+    // Its JSON report on stdout is ours; its progress and breakdown on stderr are the reader's.
+    let output = command
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .output()
-        .await
-        .context("running loadtest")?;
+        .spawn()
+        .context("running loadtest")?
+        .wait_with_output()
+        .await?;
     if !output.status.success() {
         bail!("the holds scenario failed");
     }

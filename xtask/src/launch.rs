@@ -65,6 +65,18 @@ pub struct UpArgs {
     /// Use the binaries already built instead of building first.
     #[arg(long)]
     no_build: bool,
+
+    /// Do not start the trace viewer (services then export no spans).
+    #[arg(long)]
+    no_traces: bool,
+
+    /// Where the trace viewer receives OTLP/gRPC.
+    #[arg(long, default_value = "127.0.0.1:4317")]
+    otlp_addr: SocketAddr,
+
+    /// Where the trace viewer's web UI listens.
+    #[arg(long, default_value = "127.0.0.1:16686")]
+    traces_ui_addr: SocketAddr,
 }
 
 /// What to start: addresses, databases, admission and seed sizes.
@@ -78,6 +90,8 @@ pub struct SystemSpec {
     pub admission_rate: Option<f64>,
     pub active_cap: Option<u32>,
     pub seed: (i64, i64, i32),
+    /// Extra environment for every service (e.g. the OTEL_* variables).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl From<&UpArgs> for SystemSpec {
@@ -92,6 +106,7 @@ impl From<&UpArgs> for SystemSpec {
             admission_rate: args.admission_rate,
             active_cap: args.active_cap,
             seed: (args.seed_concerts, args.seed_options, args.seed_seats),
+            env: Vec::new(),
         }
     }
 }
@@ -100,10 +115,24 @@ impl From<&UpArgs> for SystemSpec {
 const SERVICES: &[&str] = &["queue", "catalog", "reservation", "gateway"];
 
 pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    let spec = SystemSpec::from(&args);
+    let mut spec = SystemSpec::from(&args);
     spec.check_free()?;
     if !args.no_build {
         build_release(&[]).await?;
+    }
+    let mut running: Vec<(&'static str, Child)> = Vec::new();
+    if !args.no_traces {
+        for addr in [args.otlp_addr, args.traces_ui_addr] {
+            if std::net::TcpListener::bind(addr).is_err() {
+                bail!("{addr} is already in use (or pass --no-traces)");
+            }
+        }
+        let viewer = crate::viewer::build().await?;
+        running.push((
+            "trace-viewer",
+            crate::viewer::start(&viewer, args.otlp_addr, args.traces_ui_addr)?,
+        ));
+        spec.env.extend(crate::viewer::service_env(args.otlp_addr));
     }
     let stores = stores::ensure(&args.stores).await?;
     eprintln!(
@@ -111,13 +140,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         stores.redis_url, stores.database_url
     );
 
-    let mut running: Vec<(&'static str, Child)> = Vec::new();
     let result = start_all(&spec, &stores, &mut running).await;
     if let Err(error) = &result {
         eprintln!("xtask: {error:#}");
     } else {
         println!();
         println!("  gateway   http://{}", args.gateway_addr);
+        if !args.no_traces {
+            println!(
+                "  traces    http://{}  (every request, every hop)",
+                args.traces_ui_addr
+            );
+        }
         println!(
             "  try       curl -s -X POST http://{}/queue/issue-token -H 'content-type: application/json' -d '{{\"userId\": 1}}'",
             args.gateway_addr
@@ -176,6 +210,7 @@ pub async fn start_all(
             .map_err(anyhow::Error::msg)?;
 
     let mut queue = service("queue")?;
+    queue.envs(args.env.iter().map(|(k, v)| (*k, v.as_str())));
     queue
         .env("QUEUE_LISTEN_ADDR", args.queue_addr.to_string())
         .env("REDIS_URL", &stores.redis_url);
@@ -199,12 +234,14 @@ pub async fn start_all(
         bail!("seeding the catalog failed");
     }
     let mut catalog = service("catalog")?;
+    catalog.envs(args.env.iter().map(|(k, v)| (*k, v.as_str())));
     catalog
         .env("CATALOG_LISTEN_ADDR", args.catalog_addr.to_string())
         .env("CATALOG_DATABASE_URL", &catalog_db);
     running.push(("catalog", catalog.spawn().context("starting catalog")?));
 
     let mut reservation = service("reservation")?;
+    reservation.envs(args.env.iter().map(|(k, v)| (*k, v.as_str())));
     reservation
         .env("RESERVATION_LISTEN_ADDR", args.reservation_addr.to_string())
         .env("RESERVATION_DATABASE_URL", &reservation_db)
@@ -215,6 +252,7 @@ pub async fn start_all(
     ));
 
     let mut gateway = service("gateway")?;
+    gateway.envs(args.env.iter().map(|(k, v)| (*k, v.as_str())));
     gateway
         .env("GATEWAY_LISTEN_ADDR", args.gateway_addr.to_string())
         .env("QUEUE_URL", format!("http://{}", args.queue_addr))

@@ -4,6 +4,7 @@
 mod bench;
 mod launch;
 mod stores;
+mod viewer;
 
 use std::path::PathBuf;
 
@@ -19,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build in release and run every service locally until Ctrl-C.
-    Up(launch::UpArgs),
+    Up(Box<launch::UpArgs>),
     /// Find or start PostgreSQL and Redis, then run the whole workspace's tests.
     Test {
         #[command(flatten)]
@@ -28,6 +29,8 @@ enum Command {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
+    /// Check that the local trace viewer (deploy/trace-viewer) still builds.
+    ViewerCheck,
     /// Measure the system beside this machine's own limits (pgbench -N) in one run.
     Bench(bench::BenchArgs),
     /// Find or start PostgreSQL and Redis and print their URLs (kept running until Ctrl-C
@@ -50,10 +53,13 @@ pub fn cargo() -> String {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Up(args) => launch::up(args).await,
+        Command::Up(args) => launch::up(*args).await,
         Command::Test { stores, cargo_args } => test(stores, cargo_args).await,
         Command::Stores(args) => print_stores(args).await,
         Command::Bench(args) => bench::bench(args).await,
+        Command::ViewerCheck => viewer::check()
+            .await
+            .map(|()| std::process::ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

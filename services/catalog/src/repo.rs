@@ -53,7 +53,7 @@ impl CatalogRepo {
         &self.pool
     }
 
-    #[tracing::instrument(name = "SELECT concerts", skip(self), fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+    #[tracing::instrument(name = "SELECT concerts", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn concerts(&self) -> Result<Vec<Concert>, CatalogError> {
         Ok(
             sqlx::query_as("select id, title, artist, description from concerts order by id")
@@ -63,7 +63,7 @@ impl CatalogRepo {
     }
 
     /// The concert's options by start time; `ConcertNotFound` for an unknown concert.
-    #[tracing::instrument(name = "SELECT concert_options", skip(self), fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+    #[tracing::instrument(name = "SELECT concert_options", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn options(&self, concert_id: i64) -> Result<Vec<ConcertOption>, CatalogError> {
         // One statement answers both "does the concert exist" and "its options": the left join
         // yields one all-null option row for a concert without options.
@@ -90,7 +90,7 @@ impl CatalogRepo {
     }
 
     /// The option's whole seat map; `OptionNotFound` for an unknown option.
-    #[tracing::instrument(name = "SELECT seats", skip(self), fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+    #[tracing::instrument(name = "SELECT seats", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn seat_map(&self, option_id: i64) -> Result<SeatMap, CatalogError> {
         let sale_opens_at_ms: Option<(i64,)> = sqlx::query_as(concat!(
             "select ",
@@ -113,7 +113,7 @@ impl CatalogRepo {
     }
 
     /// One seat; `OptionNotFound` or `SeatNotFound` when absent.
-    #[tracing::instrument(name = "SELECT seats", skip(self), fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+    #[tracing::instrument(name = "SELECT seats", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn seat(&self, option_id: i64, seat_no: i32) -> Result<Seat, CatalogError> {
         let seat: Option<Seat> = sqlx::query_as(
             "select concert_option_id, seat_no, grade, price_minor from seats \

@@ -185,7 +185,7 @@ impl QueueStore {
     }
 
     /// The user's live token in `queue`: the existing one, or a new one at the back.
-    #[tracing::instrument(name = "redis issue.lua", skip(self), fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
+    #[tracing::instrument(name = "redis issue.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn issue(&self, user: UserId, queue: QueueId) -> Result<TokenStatus, QueueError> {
         let fresh = Token::random();
         let (token, state, position, eta, until): (String, String, u64, u64, i64) = self
@@ -209,7 +209,7 @@ impl QueueStore {
     }
 
     /// Position and ETA of a waiting token (and a heartbeat), or an active token's expiry.
-    #[tracing::instrument(name = "redis status.lua", skip(self), fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
+    #[tracing::instrument(name = "redis status.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn status(&self, token: Token) -> Result<TokenStatus, QueueError> {
         let (outcome, state, position, eta, until, user, queue): (
             String,
@@ -243,7 +243,7 @@ impl QueueStore {
     }
 
     /// Whether `token` is ACTIVE and bound to `user`.
-    #[tracing::instrument(name = "redis validate.lua", skip(self), fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
+    #[tracing::instrument(name = "redis validate.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn validate(&self, token: Token, user: UserId) -> Result<Verdict, QueueError> {
         let (verdict, until, queue): (String, i64, String) = self
             .run(
@@ -269,7 +269,7 @@ impl QueueStore {
     }
 
     /// Frees the token's slot now. False when it was already gone.
-    #[tracing::instrument(name = "redis release.lua", skip(self), fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
+    #[tracing::instrument(name = "redis release.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn release(&self, token: Token) -> Result<bool, QueueError> {
         let released: i64 = self
             .run(
@@ -283,7 +283,7 @@ impl QueueStore {
     }
 
     /// One admission step for `queue`: expire, sweep stale waiters, admit from the head.
-    #[tracing::instrument(name = "redis admit.lua", skip(self), fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
+    #[tracing::instrument(name = "redis admit.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn admit(&self, queue: QueueId) -> Result<Admission, QueueError> {
         let (admitted, expired, dropped, waiting, active): (u64, u64, u64, u64, u64) = self
             .run(

@@ -77,7 +77,7 @@ impl SeatPrices {
             .cloned()
     }
 
-    #[tracing::instrument(name = "catalog GetSeatMap", skip(self))]
+    #[tracing::instrument(name = "catalog GetSeatMap", skip_all)]
     async fn fetch(&self, option_id: i64) -> Result<Arc<OptionSeats>, ReservationError> {
         let request = kit::grpc::request(
             catalog::GetSeatMapRequest {

@@ -22,7 +22,7 @@ pub const TAKEN_COUNTS: &str = "select concert_option_id, count(*) from seat_cla
 /// any concurrency.
 #[tracing::instrument(
     name = "INSERT seat_claims",
-    skip(db),
+    skip_all,
     fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT", db.sql.table = "seat_claims")
 )]
 pub async fn hold<'e>(
@@ -59,7 +59,7 @@ pub async fn hold<'e>(
     reservation.ok_or(ReservationError::SeatTaken)
 }
 
-#[tracing::instrument(name = "SELECT reservations", skip(db), fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+#[tracing::instrument(name = "SELECT reservations", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: i64) -> Result<Reservation, ReservationError> {
     let reservation: Option<Reservation> = sqlx::query_as(concat!(
         "select ",
@@ -73,7 +73,7 @@ pub async fn get<'e>(db: impl PgExecutor<'e>, id: i64) -> Result<Reservation, Re
 }
 
 /// Seat numbers of the option that are held (unexpired) or sold.
-#[tracing::instrument(name = "SELECT seat_claims", skip(pool), fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+#[tracing::instrument(name = "SELECT seat_claims", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn occupancy(pool: &PgPool, option_id: i64) -> Result<Vec<i32>, ReservationError> {
     let rows: Vec<(i32,)> = sqlx::query_as(OCCUPANCY)
         .bind(option_id)
@@ -83,7 +83,7 @@ pub async fn occupancy(pool: &PgPool, option_id: i64) -> Result<Vec<i32>, Reserv
 }
 
 /// Held-or-sold counts per option, for many options in one query.
-#[tracing::instrument(name = "SELECT seat_claims", skip(pool), fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+#[tracing::instrument(name = "SELECT seat_claims", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn count_taken(
     pool: &PgPool,
     option_ids: &[i64],
@@ -97,7 +97,7 @@ pub async fn count_taken(
 /// Marks up to `batch` run-out holds EXPIRED and deletes their claims. Reads and holds already
 /// treat them as free; this keeps the tables small and the statuses honest. Returns how many
 /// reservations were marked.
-#[tracing::instrument(name = "UPDATE reservations (sweep)", skip(pool), fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+#[tracing::instrument(name = "UPDATE reservations (sweep)", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn sweep(pool: &PgPool, batch: i64) -> Result<u64, ReservationError> {
     sqlx::query(
         "delete from seat_claims where ctid in ( \

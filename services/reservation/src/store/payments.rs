@@ -11,7 +11,7 @@ use crate::{
 /// Within the caller's transaction: the hold must still be live and the user's, the balance
 /// must cover the price (conditional debit, never negative); then the seat is sold for good
 /// (its claim loses its deadline), the reservation CONFIRMED and the payment recorded.
-#[tracing::instrument(name = "pay", skip(tx), fields(otel.kind = "client", db.system = "postgresql"))]
+#[tracing::instrument(name = "pay", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn pay(
     tx: &mut PgConnection,
     reservation_id: i64,

@@ -7,7 +7,7 @@ use crate::error::ReservationError;
 /// SQLSTATE of a CHECK constraint violation (here: the balance ceiling).
 const CHECK_VIOLATION: &str = "23514";
 
-#[tracing::instrument(name = "SELECT wallets", skip(pool), fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+#[tracing::instrument(name = "SELECT wallets", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn balance(pool: &PgPool, user_id: i64) -> Result<i64, ReservationError> {
     let row: Option<(i64,)> =
         sqlx::query_as("select balance_minor from wallets where user_id = $1")
@@ -18,7 +18,7 @@ pub async fn balance(pool: &PgPool, user_id: i64) -> Result<i64, ReservationErro
 }
 
 /// Adds `amount_minor` in one atomic upsert; returns the new balance.
-#[tracing::instrument(name = "INSERT wallets", skip(db), fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
+#[tracing::instrument(name = "INSERT wallets", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
 pub async fn charge<'e>(
     db: impl PgExecutor<'e>,
     user_id: i64,
@@ -43,7 +43,7 @@ pub async fn charge<'e>(
 }
 
 /// Takes `amount_minor` only if the balance covers it; returns the new balance.
-#[tracing::instrument(name = "UPDATE wallets", skip(db), fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
+#[tracing::instrument(name = "UPDATE wallets", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn debit<'e>(
     db: impl PgExecutor<'e>,
     user_id: i64,

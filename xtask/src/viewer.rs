@@ -1,0 +1,55 @@
+//! The local trace viewer (deploy/trace-viewer): built with a vendored protoc, started by
+//! `cargo xtask up`, and the address every service exports its spans to.
+
+use std::{net::SocketAddr, path::PathBuf, process::Stdio};
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+/// Builds the viewer in release; returns its binary.
+pub async fn build() -> anyhow::Result<PathBuf> {
+    let protoc =
+        protoc_bin_vendored::protoc_bin_path().context("no vendored protoc for this platform")?;
+    let target = crate::launch::target_dir();
+    let status = Command::new(crate::cargo())
+        .current_dir(crate::root())
+        .args([
+            "build",
+            "--release",
+            "--manifest-path",
+            "deploy/trace-viewer/Cargo.toml",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .env("PROTOC", protoc)
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("building the trace viewer failed");
+    }
+    Ok(target.join("release").join("trace-viewer"))
+}
+
+/// Starts the viewer: OTLP/gRPC on `otlp`, web UI on `ui`.
+pub fn start(binary: &PathBuf, otlp: SocketAddr, ui: SocketAddr) -> anyhow::Result<Child> {
+    Command::new(binary)
+        .args([
+            "--otlp-addr",
+            &otlp.to_string(),
+            "--ui-addr",
+            &ui.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the trace viewer")
+}
+
+/// What the services need to export to the viewer.
+pub fn service_env(otlp: SocketAddr) -> Vec<(&'static str, String)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        // Show traces within a second of the request, not after the default five.
+        ("OTEL_BSP_SCHEDULE_DELAY", "1000".into()),
+    ]
+}
