@@ -8,26 +8,37 @@ use tokio::process::{Child, Command};
 
 /// Builds the viewer in release; returns its binary.
 pub async fn build() -> anyhow::Result<PathBuf> {
+    cargo(&["build", "--release"]).await?;
+    Ok(crate::launch::target_dir()
+        .join("release")
+        .join("trace-viewer"))
+}
+
+/// Type-checks the viewer against its lockfile (CI: `up` must not rot unnoticed).
+pub async fn check() -> anyhow::Result<()> {
+    cargo(&["check", "--locked"]).await
+}
+
+/// Runs cargo on the viewer's own workspace with a vendored protoc and the shared target dir.
+async fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let protoc =
         protoc_bin_vendored::protoc_bin_path().context("no vendored protoc for this platform")?;
-    let target = crate::launch::target_dir();
     let status = Command::new(crate::cargo())
         .current_dir(crate::root())
+        .args(args)
         .args([
-            "build",
-            "--release",
             "--manifest-path",
             "deploy/trace-viewer/Cargo.toml",
             "--target-dir",
         ])
-        .arg(&target)
+        .arg(crate::launch::target_dir())
         .env("PROTOC", protoc)
         .status()
         .await?;
     if !status.success() {
-        bail!("building the trace viewer failed");
+        bail!("cargo {} on the trace viewer failed", args.join(" "));
     }
-    Ok(target.join("release").join("trace-viewer"))
+    Ok(())
 }
 
 /// Starts the viewer: OTLP/gRPC on `otlp`, web UI on `ui`.
