@@ -196,7 +196,58 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::rpc_parts;
+    use http::HeaderMap;
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::{continue_from, inject_into, rpc_parts};
+
+    #[test]
+    fn trace_context_and_baggage_pass_from_incoming_headers_through_child_spans_to_outgoing_ones() {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry::propagation::TextMapCompositePropagator::new(vec![
+                Box::new(opentelemetry_sdk::propagation::TraceContextPropagator::new()),
+                Box::new(opentelemetry_sdk::propagation::BaggagePropagator::new()),
+            ]),
+        );
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(InMemorySpanExporter::default())
+            .build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let mut incoming = HeaderMap::new();
+            incoming.insert(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                    .parse()
+                    .unwrap(),
+            );
+            incoming.insert("baggage", "tenant=acme".parse().unwrap());
+            let server = tracing::info_span!("server");
+            continue_from(&server, &incoming);
+            let client = tracing::info_span!(parent: &server, "client");
+            let mut outgoing = HeaderMap::new();
+            inject_into(&client, &mut outgoing);
+            let traceparent = outgoing
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            assert!(
+                traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{traceparent}"
+            );
+            assert!(
+                !traceparent.contains("00f067aa0ba902b7"),
+                "the child is a new span: {traceparent}"
+            );
+            assert_eq!(
+                outgoing.get("baggage").and_then(|v| v.to_str().ok()),
+                Some("tenant=acme")
+            );
+        });
+    }
 
     #[test]
     fn grpc_paths_split_into_service_and_method() {
