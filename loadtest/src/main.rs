@@ -1,12 +1,24 @@
 //! Load generator for the ticketing system. Each scenario is a subcommand; every run prints a
-//! human summary on stderr and one JSON object on stdout.
+//! human summary on stderr and one JSON object on stdout, and with `--out` writes a report
+//! folder (summary.json, series.csv, charts.html).
 
+mod arrivals;
+mod bare_server;
+mod charts;
 mod client;
-mod holds;
+mod flow;
+mod recorder;
+mod report;
+mod scenarios;
+mod series;
 mod spans;
 mod stats;
 
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
 use clap::{Parser, Subcommand};
+
+use crate::scenarios::{capacity, contention, holds, limits, queue_spike, reserve_flow};
 
 #[derive(Parser)]
 #[command(name = "loadtest", about = "Load scenarios against a running gateway")]
@@ -19,23 +31,70 @@ struct Cli {
         global = true
     )]
     gateway: String,
+    /// Write the run's report folder here.
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    /// Receive the services' spans over OTLP/gRPC on this address and report where the time
+    /// went (point the services' OTEL_EXPORTER_OTLP_ENDPOINT here).
+    #[arg(long, global = true)]
+    collect_spans: Option<SocketAddr>,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
 #[derive(Subcommand)]
 enum Scenario {
+    /// Users arrive at a rate, take a token each and poll until admitted (original 1-1).
+    QueueSpike(queue_spike::Args),
+    /// Users arrive, wait until admitted, browse, hold, pay (original 1-2, scenarios 1 and 2).
+    ReserveFlow(reserve_flow::Args),
+    /// Many users fight for a few seats; checks no seat was sold twice.
+    Contention(contention::Args),
+    /// Ramps the queue's hot pair until p99 breaks a bound; then overload and recovery.
+    Capacity(capacity::Args),
+    /// This machine's limits: bare handler (this generator and wrk), redis-benchmark, pgbench -N.
+    Limits(limits::Args),
     /// Seat holds as fast as the system takes them; verifies no seat was held twice.
     Holds(holds::Args),
+    /// A bare axum handler (what `limits` measures); prints the address it bound.
+    BareServer(bare_server::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let client = client::Client::new(&cli.gateway)?;
-    let report = match cli.scenario {
-        Scenario::Holds(args) => holds::run(&client, args).await?,
+    let collector = match cli.collect_spans {
+        Some(addr) => {
+            let collector = spans::Collector::default();
+            let bound = collector.start(addr).await?;
+            eprintln!("collecting spans on {bound}");
+            Some(collector)
+        }
+        None => None,
     };
-    println!("{}", serde_json::to_string(&report)?);
+    let mut run = match cli.scenario {
+        Scenario::QueueSpike(args) => queue_spike::run(&client, args).await?,
+        Scenario::ReserveFlow(args) => reserve_flow::run(&client, args).await?,
+        Scenario::Contention(args) => contention::run(&client, args).await?,
+        Scenario::Capacity(args) => capacity::run(&client, args).await?,
+        Scenario::Limits(args) => limits::run(args).await?,
+        Scenario::Holds(args) => holds::run(&client, args).await?,
+        Scenario::BareServer(args) => return bare_server::serve(args).await,
+    };
+    if let Some(collector) = collector {
+        // Exporters batch on a timer: wait for them to go quiet.
+        collector
+            .settle(Duration::from_secs(2), Duration::from_secs(30))
+            .await;
+        let breakdown = spans::breakdown(&collector.spans());
+        spans::print(&breakdown);
+        run.breakdown = Some(breakdown);
+    }
+    if let Some(folder) = &cli.out {
+        run.write(folder)?;
+        eprintln!("report written to {}", folder.display());
+    }
+    println!("{}", serde_json::to_string(&run)?);
     Ok(())
 }

@@ -31,7 +31,8 @@ enum Command {
     },
     /// Check that the local trace viewer (deploy/trace-viewer) still builds.
     ViewerCheck,
-    /// Measure the system beside this machine's own limits (pgbench -N) in one run.
+    /// The standard load runs beside this machine's own limits; writes target/bench/<time>/,
+    /// docs/benchmarks.md and the README's results table.
     Bench(bench::BenchArgs),
     /// Find or start PostgreSQL and Redis and print their URLs (kept running until Ctrl-C
     /// when private instances had to be started).

@@ -286,7 +286,7 @@ async fn chown(dir: &Path, user: Option<&str>) -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------- helpers
 
-fn find_binary(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
+pub fn find_binary(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     path.split(':')
         .chain(extra_dirs.iter().copied())
@@ -308,7 +308,7 @@ fn is_root() -> bool {
 
 /// On Debian/Ubuntu as root, installs `package`; elsewhere does nothing (the caller says what
 /// to install).
-async fn apt_install(package: &str) -> anyhow::Result<()> {
+pub async fn apt_install(package: &str) -> anyhow::Result<()> {
     if !Path::new("/etc/debian_version").exists() || !is_root() {
         return Ok(());
     }

@@ -15,7 +15,9 @@ use std::{
 use anyhow::{Context, bail};
 use serde::Serialize;
 
-use crate::{client::Client, spans, stats};
+use serde_json::json;
+
+use crate::{client::Client, recorder::Recorder, report::Run, stats};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -40,15 +42,10 @@ pub struct Args {
     /// Seats per option.
     #[arg(long, default_value_t = 1000)]
     pub seats: u64,
-    /// Receive the services' spans over OTLP/gRPC on this address and report where the time
-    /// went (point the services' OTEL_EXPORTER_OTLP_ENDPOINT here).
-    #[arg(long)]
-    pub collect_spans: Option<std::net::SocketAddr>,
 }
 
 #[derive(Serialize, Debug)]
 pub struct Report {
-    pub scenario: &'static str,
     pub users: u64,
     pub contenders: u64,
     pub seconds: f64,
@@ -61,26 +58,16 @@ pub struct Report {
     pub latency: stats::Latency,
     pub double_bookings: u64,
     pub availability_consistent: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub breakdown: Option<spans::Breakdown>,
 }
 
-pub async fn run(client: &Client, args: Args) -> anyhow::Result<Report> {
-    let collector = match args.collect_spans {
-        Some(addr) => {
-            let collector = spans::Collector::default();
-            let bound = collector.start(addr).await?;
-            eprintln!("holds: collecting spans on {bound}");
-            Some(collector)
-        }
-        None => None,
-    };
+pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     let tokens = admitted_tokens(client, &args).await?;
     eprintln!(
         "holds: {} users admitted; holding for {} s",
         tokens.len(),
         args.seconds
     );
+    let recorder = Arc::new(Recorder::new());
     let next = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
@@ -88,7 +75,11 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Report> {
         let client = client.clone();
         let next = next.clone();
         let args = args.clone();
-        tokio::spawn(async move { worker(client, args, user, token, next, deadline).await })
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let _alive = recorder.user();
+            worker(client, &recorder, args, user, token, next, deadline).await
+        })
     });
     let mut outcome = Outcome::default();
     for worker in futures::future::join_all(workers).await {
@@ -99,20 +90,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Report> {
     let unique: HashSet<(u64, u64)> = outcome.won.iter().copied().collect();
     let double_bookings = (outcome.won.len() - unique.len()) as u64;
     let availability_consistent = availability_agrees(client, &args, &outcome.won).await?;
-    let breakdown = match collector {
-        Some(collector) => {
-            // Exporters batch on a timer: wait for them to go quiet.
-            collector
-                .settle(Duration::from_secs(2), Duration::from_secs(30))
-                .await;
-            let breakdown = spans::breakdown(&collector.spans());
-            spans::print(&breakdown);
-            Some(breakdown)
-        }
-        None => None,
-    };
     let report = Report {
-        scenario: "holds",
         users: args.users,
         contenders: args.contenders,
         seconds: elapsed,
@@ -125,7 +103,6 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Report> {
         latency: stats::Latency::from(&outcome.latency),
         double_bookings,
         availability_consistent,
-        breakdown,
     };
     eprintln!(
         "holds: {:.0} holds/s ({:.0} attempts/s), p50 {:.1} ms, p99 {:.1} ms, {} double bookings, errors {:?}",
@@ -136,7 +113,17 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Report> {
         report.double_bookings,
         report.errors
     );
-    Ok(report)
+    Ok(Run {
+        scenario: "holds",
+        parameters: json!({
+            "users": args.users, "seconds": args.seconds, "contenders": args.contenders,
+            "options": args.options, "seats": args.seats,
+        }),
+        results: serde_json::to_value(&report)?,
+        summary: recorder.summary(),
+        series: recorder.series(),
+        breakdown: None,
+    })
 }
 
 /// Issues a token per user and polls until all are ACTIVE (bounded).
@@ -212,6 +199,7 @@ impl Outcome {
 
 async fn worker(
     client: Client,
+    recorder: &Recorder,
     args: Args,
     user: u64,
     token: String,
@@ -231,11 +219,15 @@ async fn worker(
         );
         let started = Instant::now();
         let reply = client.post("/api/reserve", body).await;
-        let _ = outcome.latency.record(started.elapsed().as_micros() as u64);
+        let latency = started.elapsed();
+        let _ = outcome.latency.record(latency.as_micros() as u64);
+        recorder.record("POST /api/reserve", latency, &reply, |reply| {
+            reply.status == 303 || reply.code() == Some("SEAT_TAKEN")
+        });
         outcome.attempts += 1;
         match reply {
             Ok(reply) if reply.status == 303 => outcome.won.push((option, seat)),
-            Ok(reply) if reply.json["code"] == "SEAT_TAKEN" => outcome.taken += 1,
+            Ok(reply) if reply.code() == Some("SEAT_TAKEN") => outcome.taken += 1,
             Ok(reply) => *outcome.errors.entry(reply.status.to_string()).or_default() += 1,
             Err(_) => *outcome.errors.entry("transport".into()).or_default() += 1,
         }

@@ -1,0 +1,275 @@
+//! `capacity`: how much of the queue's hot pair (issue-token + check-queue, one new user each)
+//! the system takes. Arrival rate ramps in steps until a step's p99 breaks the bound or errors
+//! pass the ratio; the last step that held is the knee. Then an overload test: a baseline at
+//! half the knee, `overload` seconds at twice the knee, and back to half — reporting how long
+//! p99 took to return to the baseline once the overload stopped.
+
+use std::{sync::Arc, time::Duration};
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::{
+    arrivals::open_model, client::Client, flow::Visitor, recorder::Recorder, report::Run,
+    scenarios::first_user, series::Second,
+};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// First step's new users per second (each makes two requests).
+    #[arg(long, default_value_t = 500.0)]
+    pub start_rate: f64,
+    /// Added to the rate at every step.
+    #[arg(long, default_value_t = 500.0)]
+    pub step_rate: f64,
+    /// Seconds per step.
+    #[arg(long, default_value_t = 5)]
+    pub step_seconds: u64,
+    /// Highest rate tried.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub max_rate: f64,
+    /// A step holds while its p99 stays within this bound (ms)…
+    #[arg(long, default_value_t = 50.0)]
+    pub p99_bound_ms: f64,
+    /// …and its errors within this share of requests.
+    #[arg(long, default_value_t = 0.01)]
+    pub error_bound: f64,
+    /// Seconds at twice the knee (0 skips the overload test).
+    #[arg(long, default_value_t = 60)]
+    pub overload_seconds: u64,
+    /// Seconds at half the knee after the overload.
+    #[arg(long, default_value_t = 30)]
+    pub recovery_seconds: u64,
+    #[arg(long)]
+    pub first_user: Option<u64>,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct Step {
+    pub users_per_second: f64,
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub error_ratio: f64,
+    pub held: bool,
+}
+
+#[derive(Serialize, Debug, Clone)]
+pub struct Overload {
+    pub baseline_users_per_second: f64,
+    pub overload_users_per_second: f64,
+    pub baseline_p99_ms: f64,
+    /// p99 at or under this counts as back to baseline.
+    pub threshold_p99_ms: f64,
+    pub worst_p99_ms: f64,
+    pub errors_during_overload: u64,
+    /// Seconds from the overload's end until every later second stayed within the threshold
+    /// with no errors (None: it never did within the recovery window).
+    pub recovered_after_seconds: Option<u64>,
+}
+
+const BASELINE_SECONDS: u64 = 10;
+
+pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
+    let first = first_user(args.first_user);
+    let mut next_user = first;
+    let mut steps = Vec::new();
+    let mut series: Vec<Second> = Vec::new();
+    let mut rate = args.start_rate;
+    // The run's summary is the knee step's (or the first step's, when none held).
+    let mut summary_at_knee = None;
+    while rate <= args.max_rate {
+        let recorder = Arc::new(Recorder::new());
+        let users = (rate * args.step_seconds as f64).round() as u64;
+        // Stragglers may finish after the step: their answers still count (up to the deadline).
+        let until = Instant::now() + Duration::from_secs(args.step_seconds + 12);
+        let first_of_step = next_user;
+        open_model(rate, users, until, &recorder, |index| {
+            let visitor = Visitor {
+                client: client.clone(),
+                recorder: recorder.clone(),
+                user_id: first_of_step + index,
+            };
+            async move {
+                visitor.issue_and_check().await;
+            }
+        })
+        .await;
+        next_user += users;
+        let summary = recorder.summary();
+        let error_ratio = summary.errors as f64 / summary.requests.max(1) as f64;
+        let held = summary.latency.p99_ms <= args.p99_bound_ms && error_ratio <= args.error_bound;
+        let step = Step {
+            users_per_second: rate,
+            requests_per_second: summary.requests as f64 / args.step_seconds as f64,
+            p50_ms: summary.latency.p50_ms,
+            p95_ms: summary.latency.p95_ms,
+            p99_ms: summary.latency.p99_ms,
+            error_ratio,
+            held,
+        };
+        eprintln!(
+            "capacity: {:>6.0} users/s → {:>6.0} req/s, p50 {:.1} ms, p99 {:.1} ms, errors {:.2}%{}",
+            step.users_per_second,
+            step.requests_per_second,
+            step.p50_ms,
+            step.p99_ms,
+            error_ratio * 100.0,
+            if held { "" } else { "  ← over the bound" }
+        );
+        let offset = series.len() as u64;
+        series.extend(recorder.series().into_iter().map(|mut second| {
+            second.t += offset;
+            second
+        }));
+        if held || summary_at_knee.is_none() {
+            summary_at_knee = Some(summary);
+        }
+        steps.push(step);
+        if !held {
+            break;
+        }
+        rate += args.step_rate;
+    }
+    let knee = steps.iter().rev().find(|s| s.held).cloned();
+    let half_load = knee.as_ref().and_then(|knee| {
+        steps
+            .iter()
+            .filter(|s| s.held)
+            .min_by(|a, b| {
+                let distance = |s: &Step| (s.users_per_second - knee.users_per_second / 2.0).abs();
+                distance(a).total_cmp(&distance(b))
+            })
+            .cloned()
+    });
+    let overload = match (&knee, args.overload_seconds) {
+        (Some(knee), seconds) if seconds > 0 => {
+            let (overload, overload_series) =
+                overload(client, &args, knee.users_per_second, next_user).await;
+            let offset = series.len() as u64;
+            series.extend(overload_series.into_iter().map(|mut second| {
+                second.t += offset;
+                second
+            }));
+            Some(overload)
+        }
+        _ => None,
+    };
+    if let Some(knee) = &knee {
+        eprintln!(
+            "capacity: knee at {:.0} users/s = {:.0} req/s (p99 {:.1} ms)",
+            knee.users_per_second, knee.requests_per_second, knee.p99_ms
+        );
+    }
+    if let Some(o) = &overload {
+        eprintln!(
+            "capacity: {} s at {:.0} users/s: worst p99 {:.1} ms, {} errors; p99 back under {:.1} ms {}",
+            args.overload_seconds,
+            o.overload_users_per_second,
+            o.worst_p99_ms,
+            o.errors_during_overload,
+            o.threshold_p99_ms,
+            o.recovered_after_seconds
+                .map_or("never (within the window)".into(), |s| format!(
+                    "{s} s after"
+                )),
+        );
+    }
+    Ok(Run {
+        scenario: "capacity",
+        parameters: json!({
+            "start_rate": args.start_rate, "step_rate": args.step_rate,
+            "step_seconds": args.step_seconds, "p99_bound_ms": args.p99_bound_ms,
+            "error_bound": args.error_bound, "overload_seconds": args.overload_seconds,
+        }),
+        results: json!({
+            "steps": steps,
+            "knee": knee,
+            "half_knee": half_load,
+            "overload": overload,
+        }),
+        series,
+        summary: summary_at_knee.unwrap_or_else(|| Recorder::new().summary()),
+        breakdown: None,
+    })
+}
+
+/// Baseline at half the knee, then twice the knee, then half again, as one timeline.
+async fn overload(client: &Client, args: &Args, knee: f64, first: u64) -> (Overload, Vec<Second>) {
+    let recorder = Arc::new(Recorder::new());
+    let (low, high) = (knee / 2.0, knee * 2.0);
+    let phases = [
+        (0, BASELINE_SECONDS, low),
+        (BASELINE_SECONDS, args.overload_seconds, high),
+        (
+            BASELINE_SECONDS + args.overload_seconds,
+            args.recovery_seconds,
+            low,
+        ),
+    ];
+    let started = Instant::now();
+    let mut first_of_phase = first;
+    let runs = phases.map(|(start, seconds, rate)| {
+        let users = (rate * seconds as f64).round() as u64;
+        let first = first_of_phase;
+        first_of_phase += users;
+        let recorder = recorder.clone();
+        let client = client.clone();
+        async move {
+            tokio::time::sleep_until(started + Duration::from_secs(start)).await;
+            let until = Instant::now() + Duration::from_secs(seconds + 12);
+            open_model(rate, users, until, &recorder, |index| {
+                let visitor = Visitor {
+                    client: client.clone(),
+                    recorder: recorder.clone(),
+                    user_id: first + index,
+                };
+                async move {
+                    visitor.issue_and_check().await;
+                }
+            })
+            .await
+        }
+    });
+    futures::future::join_all(runs).await;
+    let series = recorder.series();
+    let overload_end = BASELINE_SECONDS + args.overload_seconds;
+    let window_end = overload_end + args.recovery_seconds;
+    let mut baseline: Vec<f64> = series
+        .iter()
+        .filter(|s| s.t >= 1 && s.t < BASELINE_SECONDS)
+        .map(|s| s.p99_ms)
+        .collect();
+    baseline.sort_by(f64::total_cmp);
+    let baseline_p99 = baseline.get(baseline.len() / 2).copied().unwrap_or(0.0);
+    let threshold = (baseline_p99 * 2.0).max(baseline_p99 + 2.0);
+    let recovery: Vec<&Second> = series
+        .iter()
+        .filter(|s| s.t >= overload_end && s.t < window_end)
+        .collect();
+    let recovered_after_seconds = (0..recovery.len())
+        .find(|&i| {
+            recovery[i..]
+                .iter()
+                .all(|s| s.p99_ms <= threshold && s.error_count() == 0)
+        })
+        .map(|i| recovery[i].t - overload_end);
+    let during: Vec<&Second> = series
+        .iter()
+        .filter(|s| s.t >= BASELINE_SECONDS && s.t < overload_end)
+        .collect();
+    (
+        Overload {
+            baseline_users_per_second: low,
+            overload_users_per_second: high,
+            baseline_p99_ms: baseline_p99,
+            threshold_p99_ms: threshold,
+            worst_p99_ms: series.iter().map(|s| s.p99_ms).fold(0.0, f64::max),
+            errors_during_overload: during.iter().map(|s| s.error_count()).sum(),
+            recovered_after_seconds,
+        },
+        series,
+    )
+}

@@ -1,0 +1,440 @@
+//! `cargo xtask bench`: the standard set of load runs, each beside this machine's own limits
+//! measured in the same invocation. Every run gets a freshly started system (own ports, fresh
+//! databases, own queue key prefix) and writes a report folder under target/bench/<time>/;
+//! afterwards docs/benchmarks.md and the README's results table are rewritten from them.
+
+mod tables;
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::{
+    launch::{self, SystemSpec},
+    stores::{self, StoreArgs},
+};
+
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    stores: StoreArgs,
+    /// Short runs with small numbers: checks the machinery, measures little.
+    #[arg(long)]
+    quick: bool,
+    /// Only these runs (names as in the report, e.g. `limits,contention`).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Leave docs/benchmarks.md and the README as they are.
+    #[arg(long)]
+    no_docs: bool,
+    /// Use the binaries already built.
+    #[arg(long)]
+    no_build: bool,
+}
+
+const CATALOG_DB: &str = "ticketing_bench_catalog";
+const RESERVATION_DB: &str = "ticketing_bench_reservation";
+
+/// Where the load generator receives the services' spans.
+const COLLECTOR: &str = "127.0.0.1:14317";
+
+fn addr(port: u16) -> SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
+
+/// Tracing settings a run is measured under.
+#[derive(Clone, Copy, Debug)]
+enum Tracing {
+    Off,
+    Sampled(f64),
+}
+
+impl Tracing {
+    fn env(self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Off => Vec::new(),
+            Self::Sampled(ratio) => vec![
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{COLLECTOR}")),
+                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()),
+                ("OTEL_TRACES_SAMPLER_ARG", ratio.to_string()),
+                // Export often and buffer enough that a 100% run loses no spans.
+                ("OTEL_BSP_SCHEDULE_DELAY", "500".into()),
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "262144".into()),
+                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096".into()),
+            ],
+        }
+    }
+}
+
+/// The system a run needs.
+#[derive(Clone, Copy, Debug)]
+struct System {
+    admission_rate: Option<f64>,
+    active_cap: Option<u32>,
+    /// Concerts × options × seats seeded.
+    seed: (i64, i64, i32),
+    tracing: Tracing,
+}
+
+/// One run of the standard set.
+struct Plan {
+    name: &'static str,
+    /// `None`: the run measures the machine, not the system.
+    system: Option<System>,
+    args: Vec<String>,
+}
+
+fn args(words: &str) -> Vec<String> {
+    words.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The standard set: the original report's experiments, then the limits they are judged by.
+fn plans(quick: bool) -> Vec<Plan> {
+    let pick = |full: &str, short: &str| args(if quick { short } else { full });
+    // The original waiting room admitted a few per second; these runs use the default (10/s).
+    let waiting_room = System {
+        admission_rate: None,
+        active_cap: None,
+        seed: (1, 10, 50),
+        tracing: Tracing::Off,
+    };
+    let open_doors = System {
+        admission_rate: Some(10_000.0),
+        active_cap: Some(0),
+        seed: (1, 100, 1000),
+        tracing: Tracing::Off,
+    };
+    let booking = System {
+        admission_rate: Some(50.0),
+        active_cap: Some(0),
+        seed: (1, 100, 1000),
+        tracing: Tracing::Sampled(1.0),
+    };
+    let holds = "holds --users 32 --options 100 --seats 1000";
+    vec![
+        Plan {
+            name: "limits",
+            system: None,
+            args: pick("limits --seconds 10", "limits --seconds 3"),
+        },
+        Plan {
+            name: "queue-spike-10k",
+            system: Some(waiting_room),
+            args: pick(
+                "queue-spike --rate 1000 --users 10000 --linger 30",
+                "queue-spike --rate 500 --users 2000 --linger 5",
+            ),
+        },
+        Plan {
+            name: "queue-spike-50k",
+            system: Some(waiting_room),
+            args: pick(
+                "queue-spike --rate 2000 --users 50000 --linger 30",
+                "queue-spike --rate 1000 --users 5000 --linger 5",
+            ),
+        },
+        Plan {
+            name: "capacity",
+            system: Some(waiting_room),
+            args: pick(
+                "capacity --start-rate 500 --step-rate 500 --step-seconds 5 --overload-seconds 60 --recovery-seconds 30",
+                "capacity --start-rate 1000 --step-rate 1000 --step-seconds 2 --overload-seconds 10 --recovery-seconds 10",
+            ),
+        },
+        Plan {
+            name: "reserve-flow-7",
+            system: Some(booking),
+            args: pick(
+                "reserve-flow --rate 7 --seconds 60 --linger 30",
+                "reserve-flow --rate 7 --seconds 5 --linger 10",
+            ),
+        },
+        Plan {
+            name: "reserve-flow-14",
+            system: Some(booking),
+            args: pick(
+                "reserve-flow --rate 14 --seconds 60 --linger 30",
+                "reserve-flow --rate 14 --seconds 5 --linger 10",
+            ),
+        },
+        Plan {
+            name: "contention",
+            system: Some(open_doors),
+            args: pick(
+                "contention --users 2000 --rate 1000 --seats 20",
+                "contention --users 300 --rate 300 --seats 10",
+            ),
+        },
+        Plan {
+            name: "holds-tracing-off",
+            system: Some(open_doors),
+            args: pick(
+                &format!("{holds} --seconds 20"),
+                &format!("{holds} --seconds 3"),
+            ),
+        },
+        Plan {
+            name: "holds-tracing-1pct",
+            system: Some(System {
+                tracing: Tracing::Sampled(0.01),
+                ..open_doors
+            }),
+            args: pick(
+                &format!("{holds} --seconds 20"),
+                &format!("{holds} --seconds 3"),
+            ),
+        },
+        Plan {
+            name: "holds-tracing-100pct",
+            system: Some(System {
+                tracing: Tracing::Sampled(1.0),
+                ..open_doors
+            }),
+            args: pick(
+                &format!("{holds} --seconds 20"),
+                &format!("{holds} --seconds 3"),
+            ),
+        },
+    ]
+}
+
+fn spec(system: System, name: &str, stamp: &str) -> SystemSpec {
+    let mut env = system.tracing.env();
+    // A fresh waiting room per run, whatever earlier runs left in Redis.
+    env.push(("QUEUE_KEY_PREFIX", format!("bench-{stamp}-{name}")));
+    SystemSpec {
+        gateway_addr: addr(18080),
+        queue_addr: addr(18051),
+        catalog_addr: addr(18052),
+        reservation_addr: addr(18053),
+        catalog_database: CATALOG_DB,
+        reservation_database: RESERVATION_DB,
+        admission_rate: system.admission_rate,
+        active_cap: system.active_cap,
+        seed: system.seed,
+        env,
+    }
+}
+
+pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let stamp = timestamp();
+    let plans: Vec<Plan> = plans(args.quick)
+        .into_iter()
+        .filter(|plan| args.only.is_empty() || args.only.iter().any(|n| n == plan.name))
+        .collect();
+    if plans.is_empty() {
+        bail!("no run is called {:?}", args.only);
+    }
+    spec(plans_system(&plans), "check", &stamp).check_free()?;
+    if !args.no_build {
+        launch::build_release(&["loadtest"]).await?;
+    }
+    for (tool, package) in [("wrk", "wrk"), ("redis-benchmark", "redis-tools")] {
+        if stores::find_binary(tool, &[]).is_none() {
+            stores::apt_install(package).await?;
+        }
+    }
+    let stores = stores::ensure(&args.stores).await?;
+    let folder = launch::target_dir().join("bench").join(&stamp);
+    std::fs::create_dir_all(&folder)?;
+
+    let mut results: BTreeMap<&'static str, Value> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for plan in &plans {
+        eprintln!("\nbench: ── {} ──", plan.name);
+        let out = folder.join(plan.name);
+        let outcome = match plan.system {
+            None => {
+                let mut words = plan.args.clone();
+                words.extend([
+                    "--redis-url".into(),
+                    stores.redis_url.clone(),
+                    "--database-url".into(),
+                    stores.database_url.clone(),
+                ]);
+                loadtest(&words, None, &out, false).await
+            }
+            Some(system) => run_on_system(&stores, plan, system, &stamp, &out).await,
+        };
+        match outcome {
+            Ok(result) => {
+                results.insert(plan.name, result);
+            }
+            Err(error) => {
+                eprintln!("bench: {} failed: {error:#}", plan.name);
+                failures.push(plan.name);
+            }
+        }
+    }
+    stores.stop().await;
+
+    let machine = json!({
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "when": stamp,
+        "quick": args.quick,
+    });
+    std::fs::write(
+        folder.join("summary.json"),
+        serde_json::to_string_pretty(&json!({"machine": machine, "runs": results}))?,
+    )?;
+    std::fs::write(folder.join("index.html"), tables::index_html(&results))?;
+    let markdown = tables::benchmarks_markdown(&results, &machine);
+    std::fs::write(folder.join("benchmarks.md"), &markdown)?;
+    println!("{}", tables::results_table(&results));
+    println!("report: {}", folder.join("index.html").display());
+    if !args.no_docs && !args.quick && args.only.is_empty() {
+        publish(&folder, &markdown, &results)?;
+    }
+    if !failures.is_empty() {
+        eprintln!("bench: runs that failed: {failures:?}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Any run's system (for the port check).
+fn plans_system(plans: &[Plan]) -> System {
+    plans.iter().find_map(|plan| plan.system).unwrap_or(System {
+        admission_rate: None,
+        active_cap: None,
+        seed: (1, 1, 1),
+        tracing: Tracing::Off,
+    })
+}
+
+/// Starts a fresh system for the run, runs it, notes the services' peak memory, stops it.
+async fn run_on_system(
+    stores: &stores::Stores,
+    plan: &Plan,
+    system: System,
+    stamp: &str,
+    out: &Path,
+) -> anyhow::Result<Value> {
+    for database in [CATALOG_DB, RESERVATION_DB] {
+        kit::postgres::drop_database(&stores.database_url, database).await?;
+    }
+    let spec = spec(system, plan.name, stamp);
+    let mut running: Vec<(&'static str, Child)> = Vec::new();
+    let result = match launch::start_all(&spec, stores, &mut running).await {
+        Ok(()) => {
+            let gateway = format!("http://{}", spec.gateway_addr);
+            let collect = matches!(system.tracing, Tracing::Sampled(_));
+            loadtest(&plan.args, Some(&gateway), out, collect).await
+        }
+        Err(error) => Err(error),
+    };
+    let memory = peak_memory(&running);
+    launch::stop_all(&mut running).await;
+    let mut result = result?;
+    result["services_peak_rss_mb"] = memory;
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&result)?,
+    )?;
+    Ok(result)
+}
+
+/// Each service's peak resident memory (VmHWM) in MB, and their total.
+fn peak_memory(running: &[(&'static str, Child)]) -> Value {
+    let mut by_service = serde_json::Map::new();
+    let mut total = 0.0;
+    for (name, child) in running {
+        let Some(pid) = child.id() else { continue };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<f64>().ok())
+        {
+            by_service.insert((*name).into(), json!(kb / 1024.0));
+            total += kb / 1024.0;
+        }
+    }
+    json!({"total": total, "by_service": by_service})
+}
+
+/// Runs the load generator; its JSON report on stdout is ours, its progress on stderr the
+/// reader's.
+async fn loadtest(
+    words: &[String],
+    gateway: Option<&str>,
+    out: &Path,
+    collect_spans: bool,
+) -> anyhow::Result<Value> {
+    let binary: PathBuf = launch::target_dir().join("release").join("loadtest");
+    let mut command = Command::new(binary);
+    if let Some(gateway) = gateway {
+        command.args(["--gateway", gateway]);
+    }
+    command.arg("--out").arg(out);
+    if collect_spans {
+        command.args(["--collect-spans", COLLECTOR]);
+    }
+    command.args(words);
+    let output = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("running loadtest")?
+        .wait_with_output()
+        .await?;
+    if !output.status.success() {
+        bail!("loadtest {} failed", words.join(" "));
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
+/// Copies the run's charts and summaries into docs/benchmarks/ and rewrites
+/// docs/benchmarks.md and the README's results table.
+fn publish(
+    folder: &Path,
+    markdown: &str,
+    results: &BTreeMap<&'static str, Value>,
+) -> anyhow::Result<()> {
+    let docs = crate::root().join("docs");
+    let charts = docs.join("benchmarks");
+    for name in results.keys() {
+        let to = charts.join(name);
+        std::fs::create_dir_all(&to)?;
+        for file in ["charts.html", "summary.json", "series.csv"] {
+            let from = folder.join(name).join(file);
+            if from.exists() {
+                std::fs::copy(&from, to.join(file))?;
+            }
+        }
+    }
+    std::fs::write(charts.join("index.html"), tables::index_html(results))?;
+    std::fs::write(docs.join("benchmarks.md"), markdown)?;
+    let readme_path = crate::root().join("README.md");
+    let readme = std::fs::read_to_string(&readme_path)?;
+    let updated = tables::replace_between_markers(&readme, &tables::results_table(results))
+        .context("README.md has no <!-- bench:results --> markers")?;
+    std::fs::write(readme_path, updated)?;
+    eprintln!(
+        "bench: refreshed docs/benchmarks.md, docs/benchmarks/ and the README's results table"
+    );
+    Ok(())
+}
+
+/// UTC time as `YYYYMMDD-HHMMSS`, for folder names.
+fn timestamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
+}
