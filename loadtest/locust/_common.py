@@ -158,6 +158,7 @@ class WaitingRoom:
 
     def forget_token(self):
         self.token = None
+        self.poll_after = 0
         self.queue_status = None
         self.active_until = None
         self.joined_at = None
@@ -175,6 +176,10 @@ class WaitingRoom:
         if self.token is None:
             self._issue_token()
         else:
+            # The queue asks the back of a long line to poll less often (pollAfterSeconds);
+            # wait_time already paused 1-3 s, so sleep only the rest.
+            if self.poll_after > 3:
+                gevent.sleep(self.poll_after - 3)
             self._check_queue()
         if self.queue_status == "ACTIVE":
             tally.admitted(time.monotonic() - self.joined_at)
@@ -196,6 +201,8 @@ class WaitingRoom:
             return False
         self.token = token
         self.queue_status = status
+        poll_after = body.get("pollAfterSeconds")
+        self.poll_after = poll_after if isinstance(poll_after, int) and status == "WAITING" else 0
         if status == "ACTIVE":
             self.active_until = parse_instant(body.get("activeUntil"))
             if self.active_until is None:

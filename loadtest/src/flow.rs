@@ -28,6 +28,9 @@ pub struct Polling {
     pub max: Duration,
 }
 
+/// Attempts of one call while the gateway sheds load (503).
+const RETRIES_WHEN_SHED: u32 = 5;
+
 /// The answer that ends a wait.
 pub enum Admission {
     Active(String),
@@ -50,15 +53,47 @@ impl Visitor {
         result.ok().filter(|reply| accepted(reply))
     }
 
-    /// Takes a token and polls check-queue until ACTIVE or `until`.
+    /// Like [`Self::timed`], but a shed request (503) is retried after the pause its
+    /// `Retry-After` asks for (1 s, spread ±50%), as a browser's waiting page would, at most
+    /// [`RETRIES_WHEN_SHED`] times. Every attempt is recorded.
+    async fn timed_with_retries<F, Fut>(
+        &self,
+        endpoint: &'static str,
+        call: F,
+        accepted: impl Fn(&Reply) -> bool,
+    ) -> Option<Reply>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = CallResult>,
+    {
+        for _ in 0..RETRIES_WHEN_SHED {
+            let started = std::time::Instant::now();
+            let result = call().await;
+            self.recorder
+                .record(endpoint, started.elapsed(), &result, &accepted);
+            match result {
+                Ok(reply) if accepted(&reply) => return Some(reply),
+                Ok(reply) if reply.status == 503 => {
+                    tokio::time::sleep(think_time(
+                        Duration::from_millis(500),
+                        Duration::from_millis(1500),
+                    ))
+                    .await;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// Takes a token and polls check-queue until ACTIVE or `until`, at the pace the queue asks
+    /// for (`pollAfterSeconds`) but never faster than `polling` (the original clients' 1–3 s).
     pub async fn wait_for_admission(&self, polling: Polling, until: Instant) -> Admission {
+        let issue_body = format!(r#"{{"userId": {}}}"#, self.user_id);
         let Some(issued) = self
-            .timed(
+            .timed_with_retries(
                 "POST /queue/issue-token",
-                self.client.post(
-                    "/queue/issue-token",
-                    format!(r#"{{"userId": {}}}"#, self.user_id),
-                ),
+                || self.client.post("/queue/issue-token", issue_body.clone()),
                 |reply| reply.status == 200,
             )
             .await
@@ -68,28 +103,29 @@ impl Visitor {
         let Some(token) = issued.json["token"].as_str().map(str::to_owned) else {
             return Admission::Failed;
         };
-        let mut status = issued.json["status"].clone();
+        let status_path = format!("/queue/check-queue?token={token}");
+        let mut reply = issued;
         loop {
-            if status == "ACTIVE" {
+            if reply.json["status"] == "ACTIVE" {
                 return Admission::Active(token);
             }
-            let pause = think_time(polling.min, polling.max);
+            let asked = Duration::from_secs(reply.json["pollAfterSeconds"].as_u64().unwrap_or(0));
+            let pause = think_time(polling.min, polling.max).max(asked);
             if Instant::now() + pause >= until {
                 return Admission::StillWaiting;
             }
             tokio::time::sleep(pause).await;
-            let Some(reply) = self
-                .timed(
+            let Some(next) = self
+                .timed_with_retries(
                     "GET /queue/check-queue",
-                    self.client
-                        .get(&format!("/queue/check-queue?token={token}")),
+                    || self.client.get(&status_path),
                     |reply| reply.status == 200,
                 )
                 .await
             else {
                 return Admission::Failed;
             };
-            status = reply.json["status"].clone();
+            reply = next;
         }
     }
 

@@ -65,12 +65,15 @@ pub struct Overload {
     pub threshold_p99_ms: f64,
     pub worst_p99_ms: f64,
     pub errors_during_overload: u64,
-    /// Seconds from the overload's end until every later second stayed within the threshold
-    /// with no errors (None: it never did within the recovery window).
+    /// Seconds from the overload's end until p99 was within the threshold, with no errors, for
+    /// 5 seconds in a row (None: not within the recovery window).
     pub recovered_after_seconds: Option<u64>,
+    /// The worst second after that (sweeping abandoned waiters can still cost a little).
+    pub worst_p99_after_recovery_ms: Option<f64>,
 }
 
 const BASELINE_SECONDS: u64 = 10;
+const STAY_CALM_SECONDS: usize = 5;
 
 pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     let first = first_user(args.first_user);
@@ -244,18 +247,23 @@ async fn overload(client: &Client, args: &Args, knee: f64, first: u64) -> (Overl
         .collect();
     baseline.sort_by(f64::total_cmp);
     let baseline_p99 = baseline.get(baseline.len() / 2).copied().unwrap_or(0.0);
-    let threshold = (baseline_p99 * 2.0).max(baseline_p99 + 2.0);
+    // Per-second p99 of a few thousand requests is noisy on a shared 2-core box: allow twice
+    // the baseline or 5 ms over it, whichever is larger.
+    let threshold = (baseline_p99 * 2.0).max(baseline_p99 + 5.0);
     let recovery: Vec<&Second> = series
         .iter()
         .filter(|s| s.t >= overload_end && s.t < window_end)
         .collect();
-    let recovered_after_seconds = (0..recovery.len())
-        .find(|&i| {
-            recovery[i..]
-                .iter()
-                .all(|s| s.p99_ms <= threshold && s.error_count() == 0)
-        })
-        .map(|i| recovery[i].t - overload_end);
+    let calm = |s: &&Second| s.p99_ms <= threshold && s.error_count() == 0;
+    // Back means back and staying: the first second that starts a calm stretch of 5.
+    let recovered_at = (0..recovery.len()).find(|&i| {
+        recovery[i..(i + STAY_CALM_SECONDS).min(recovery.len())]
+            .iter()
+            .all(calm)
+    });
+    let recovered_after_seconds = recovered_at.map(|i| recovery[i].t - overload_end);
+    let worst_after_recovery =
+        recovered_at.map(|i| recovery[i..].iter().map(|s| s.p99_ms).fold(0.0, f64::max));
     let during: Vec<&Second> = series
         .iter()
         .filter(|s| s.t >= BASELINE_SECONDS && s.t < overload_end)
@@ -269,6 +277,7 @@ async fn overload(client: &Client, args: &Args, knee: f64, first: u64) -> (Overl
             worst_p99_ms: series.iter().map(|s| s.p99_ms).fold(0.0, f64::max),
             errors_during_overload: during.iter().map(|s| s.error_count()).sum(),
             recovered_after_seconds,
+            worst_p99_after_recovery_ms: worst_after_recovery,
         },
         series,
     )

@@ -77,19 +77,25 @@ fn record_status<B>(response: &Response<B>, _latency: std::time::Duration, span:
     }
 }
 
-async fn middleware_error(error: BoxError) -> ApiError {
+async fn middleware_error(error: BoxError) -> Response {
     if error.is::<tower::timeout::error::Elapsed>() {
         ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
             "REQUEST_TIMEOUT",
             "the request took too long",
         )
+        .into_response()
     } else if error.is::<tower::load_shed::error::Overloaded>() {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "OVERLOADED",
-            "too many requests in flight; retry shortly",
+        // Shed cheaply and say when to come back, so clients spread their retries.
+        (
+            [(http::header::RETRY_AFTER, "1")],
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "OVERLOADED",
+                "too many requests in flight; retry shortly",
+            ),
         )
+            .into_response()
     } else {
         tracing::error!(%error, "middleware failure");
         ApiError::new(
@@ -97,6 +103,7 @@ async fn middleware_error(error: BoxError) -> ApiError {
             "INTERNAL",
             "internal error",
         )
+        .into_response()
     }
 }
 

@@ -276,3 +276,49 @@ async fn a_slow_queue_service_is_cut_off_by_the_deadline_with_504_json() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn waiters_are_told_to_poll_less_often_the_further_back_they_stand() {
+    // 1 admission/s: the 300th in line expects ~300 s, the first ~1 s.
+    let system = System::start(queue::Policy {
+        admission_rate: 1.0,
+        ..default_policy()
+    })
+    .await;
+    let mut replies = Vec::new();
+    for user in 1..=300 {
+        replies.push(
+            system
+                .http
+                .post("/queue/issue-token", &format!(r#"{{"userId": {user}}}"#))
+                .await,
+        );
+    }
+    let poll_after = |reply: &support::Reply| reply.json["pollAfterSeconds"].as_u64().unwrap();
+    let front = poll_after(&replies[0]);
+    let back = poll_after(&replies[299]);
+    assert_eq!(front, 1, "{}", replies[0].json);
+    // A tenth of ~300 s, capped at a third of the 60 s grace.
+    assert_eq!(back, 20, "{}", replies[299].json);
+    let token = replies[299].json["token"].as_str().unwrap();
+    let status = system
+        .http
+        .get(&format!("/queue/check-queue?token={token}"))
+        .await;
+    assert_eq!(status.json["pollAfterSeconds"], 20, "{}", status.json);
+
+    system.admit().await;
+    system.advance(1_000);
+    assert_eq!(system.admit().await, 1);
+    let head = replies[0].json["token"].as_str().unwrap();
+    let active = system
+        .http
+        .get(&format!("/queue/check-queue?token={head}"))
+        .await;
+    assert_eq!(active.json["status"], "ACTIVE", "{}", active.json);
+    assert!(
+        active.json.get("pollAfterSeconds").is_none(),
+        "{}",
+        active.json
+    );
+}

@@ -174,6 +174,8 @@ impl From<TokenStatus> for pb::TokenStatus {
             active_until_unix_ms,
             user_id: status.user.get(),
             concert_id: status.queue.concert_id(),
+            // Set by the gRPC edge from the policy.
+            poll_after_ms: 0,
         }
     }
 }

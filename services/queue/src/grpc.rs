@@ -4,7 +4,7 @@ use ticketing_proto::queue::v1::{self as pb, queue_service_server::QueueService}
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{IssueToken, Token, ValidateToken},
+    domain::{IssueToken, Token, TokenStatus, ValidateToken},
     store::QueueStore,
 };
 
@@ -16,6 +16,15 @@ impl QueueGrpc {
     pub fn new(store: QueueStore) -> Self {
         Self { store }
     }
+
+    /// A token's standing on the wire, with the policy's advice on when to poll again.
+    fn reply(&self, status: TokenStatus) -> pb::TokenStatus {
+        let poll_after = self.store.policy().poll_after(&status.standing);
+        pb::TokenStatus {
+            poll_after_ms: poll_after.as_millis() as u64,
+            ..status.into()
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -26,7 +35,7 @@ impl QueueService for QueueGrpc {
     ) -> Result<Response<pb::TokenStatus>, Status> {
         let IssueToken { user, queue } = request.into_inner().try_into()?;
         let status = self.store.issue(user, queue).await?;
-        Ok(Response::new(status.into()))
+        Ok(Response::new(self.reply(status)))
     }
 
     async fn get_status(
@@ -35,7 +44,7 @@ impl QueueService for QueueGrpc {
     ) -> Result<Response<pb::TokenStatus>, Status> {
         let token = Token::parse(&request.into_inner().token)?;
         let status = self.store.status(token).await?;
-        Ok(Response::new(status.into()))
+        Ok(Response::new(self.reply(status)))
     }
 
     async fn validate_token(

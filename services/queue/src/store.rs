@@ -68,6 +68,20 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// When a waiter should poll again: a tenth of its expected wait, at least a second, and
+    /// never more than a third of the grace (polling is the heartbeat: two lost polls in a row
+    /// still keep the place). The back of a long line polls rarely, so 50,000 waiters cost
+    /// thousands of requests per second rather than tens of thousands.
+    pub fn poll_after(&self, standing: &Standing) -> Duration {
+        match standing {
+            Standing::Active { .. } => Duration::ZERO,
+            Standing::Waiting { eta_seconds, .. } => {
+                let ceiling = (self.waiting_grace / 3).max(Duration::from_secs(1));
+                Duration::from_secs(eta_seconds / 10).clamp(Duration::from_secs(1), ceiling)
+            }
+        }
+    }
+
     /// The rate an ETA assumes before any outflow has been measured.
     fn assumed_rate(&self) -> f64 {
         if self.admission_rate > 0.0 {
@@ -380,4 +394,42 @@ fn stored_queue(raw: &str) -> Result<QueueId, QueueError> {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Policy;
+    use crate::domain::Standing;
+
+    #[test]
+    fn poll_pace_follows_the_wait_inside_the_heartbeat_grace() {
+        let policy = Policy {
+            admission_rate: 10.0,
+            active_cap: 0,
+            active_ttl: Duration::from_secs(600),
+            waiting_grace: Duration::from_secs(60),
+        };
+        let waiting = |eta_seconds| Standing::Waiting {
+            position: 1,
+            eta_seconds,
+        };
+        assert_eq!(policy.poll_after(&waiting(0)), Duration::from_secs(1));
+        assert_eq!(policy.poll_after(&waiting(100)), Duration::from_secs(10));
+        assert_eq!(
+            policy.poll_after(&waiting(100_000)),
+            Duration::from_secs(20)
+        );
+        let active = Standing::Active { until_unix_ms: 1 };
+        assert_eq!(policy.poll_after(&active), Duration::ZERO);
+        let short_grace = Policy {
+            waiting_grace: Duration::from_secs(2),
+            ..policy
+        };
+        assert_eq!(
+            short_grace.poll_after(&waiting(100_000)),
+            Duration::from_secs(1)
+        );
+    }
 }

@@ -42,6 +42,10 @@ pub struct TokenView {
     status: &'static str,
     position: u64,
     eta_seconds: u64,
+    /// While WAITING: seconds until the next poll is worth making (the heartbeat still counts
+    /// at any pace inside the grace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll_after_seconds: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     active_until: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,6 +70,7 @@ impl TryFrom<pb::TokenStatus> for TokenView {
             status: state,
             position: status.position,
             eta_seconds: status.eta_seconds,
+            poll_after_seconds: (state == "WAITING").then(|| status.poll_after_ms.div_ceil(1000)),
             active_until: status.active_until_unix_ms.and_then(rfc3339),
             concert_id: status.concert_id,
         })
