@@ -16,6 +16,7 @@ import random
 import secrets
 import statistics
 import time
+import uuid
 from datetime import datetime
 
 import gevent
@@ -242,6 +243,22 @@ class WaitingRoom:
                 pass  # token_gone judged it and sent us back to issue-token
             else:
                 unexpected(response)
+
+    def post_reserve(self, option_id, seat_id):
+        """POST /api/reserve as a `with` block (catch_response), with an Idempotency-Key."""
+        return self.client.post(
+            "/api/reserve",
+            json={
+                "token": self.token,
+                "concertOptionId": option_id,
+                "seatId": seat_id,
+                "userId": self.user_id,
+            },
+            name="Reserve Seat",
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+            allow_redirects=False,  # the 303 has no Location: it is the answer itself
+            catch_response=True,
+        )
 
     def token_gone(self, response):
         """Handles 401/404 "token expired / not found" on any request made with the token.

@@ -119,20 +119,7 @@ class ConcertUser(WaitingRoom, HttpUser):
             return random.choice(ids)
 
     def reserve_seat(self, option_id, seat_id):
-        payload = {
-            "token": self.token,
-            "concertOptionId": option_id,
-            "seatId": seat_id,
-            "userId": self.user_id,
-        }
-        with self.client.post(
-            "/api/reserve",
-            json=payload,
-            name="Reserve Seat",
-            headers={"Idempotency-Key": str(uuid.uuid4())},
-            allow_redirects=False,  # the 303 has no Location: it is the answer itself
-            catch_response=True,
-        ) as response:
+        with self.post_reserve(option_id, seat_id) as response:
             if response.status_code == 303:
                 held = body_of(response)
                 if (

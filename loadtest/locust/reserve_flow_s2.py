@@ -21,7 +21,6 @@ CONCERT_ID (default 1), OPTION_IDS (default 1-10, e.g. "1-10" or "3,5,7") and SE
 """
 
 import os
-import uuid
 
 from locust import HttpUser, between, task
 
@@ -73,20 +72,7 @@ class ConcertUser(WaitingRoom, HttpUser):
     def reserve_seat(self):
         if not self.admitted():
             return
-        payload = {
-            "token": self.token,
-            "concertOptionId": CONCERT_OPTION_IDS[self.current_option_index],
-            "seatId": self.current_seat_id,
-            "userId": self.user_id,
-        }
-        with self.client.post(
-            "/api/reserve",
-            json=payload,
-            name="Reserve Seat",
-            headers={"Idempotency-Key": str(uuid.uuid4())},
-            allow_redirects=False,  # the 303 has no Location: it is the answer itself
-            catch_response=True,
-        ) as response:
+        with self.post_reserve(CONCERT_OPTION_IDS[self.current_option_index], self.current_seat_id) as response:
             if response.status_code == 303:
                 held = body_of(response)
                 if isinstance(held, dict) and held.get("status") == "HELD":

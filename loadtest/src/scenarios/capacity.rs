@@ -11,8 +11,13 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::{
-    arrivals::open_model, client::Client, flow::Visitor, recorder::Recorder, report::Run,
-    scenarios::first_user, series::Second,
+    arrivals::{Arrivals, open_model},
+    client::Client,
+    flow::Visitor,
+    recorder::Recorder,
+    report::Run,
+    scenarios::first_user,
+    series::Second,
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -88,18 +93,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         let users = (rate * args.step_seconds as f64).round() as u64;
         // Stragglers may finish after the step: their answers still count (up to the deadline).
         let until = Instant::now() + Duration::from_secs(args.step_seconds + 12);
-        let first_of_step = next_user;
-        open_model(rate, users, until, &recorder, |index| {
-            let visitor = Visitor {
-                client: client.clone(),
-                recorder: recorder.clone(),
-                user_id: first_of_step + index,
-            };
-            async move {
-                visitor.issue_and_check().await;
-            }
-        })
-        .await;
+        hot_pair_users(client, &recorder, rate, users, next_user, until).await;
         next_user += users;
         let summary = recorder.summary();
         let error_ratio = summary.errors as f64 / summary.requests.max(1) as f64;
@@ -199,6 +193,28 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     })
 }
 
+/// `users` new users at `rate` per second, each making the hot pair once (ids from `first`).
+async fn hot_pair_users(
+    client: &Client,
+    recorder: &Arc<Recorder>,
+    rate: f64,
+    users: u64,
+    first: u64,
+    until: Instant,
+) -> Arrivals {
+    open_model(rate, users, until, recorder, |index| {
+        let visitor = Visitor {
+            client: client.clone(),
+            recorder: recorder.clone(),
+            user_id: first + index,
+        };
+        async move {
+            visitor.issue_and_check().await;
+        }
+    })
+    .await
+}
+
 /// Baseline at half the knee, then twice the knee, then half again, as one timeline.
 async fn overload(client: &Client, args: &Args, knee: f64, first: u64) -> (Overload, Vec<Second>) {
     let recorder = Arc::new(Recorder::new());
@@ -223,17 +239,7 @@ async fn overload(client: &Client, args: &Args, knee: f64, first: u64) -> (Overl
         async move {
             tokio::time::sleep_until(started + Duration::from_secs(start)).await;
             let until = Instant::now() + Duration::from_secs(seconds + 12);
-            open_model(rate, users, until, &recorder, |index| {
-                let visitor = Visitor {
-                    client: client.clone(),
-                    recorder: recorder.clone(),
-                    user_id: first + index,
-                };
-                async move {
-                    visitor.issue_and_check().await;
-                }
-            })
-            .await
+            hot_pair_users(&client, &recorder, rate, users, first, until).await
         }
     });
     futures::future::join_all(runs).await;
