@@ -15,7 +15,11 @@ pub async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     // The parent reads this line to learn the port.
     println!("listening on {}", listener.local_addr()?);
-    let app = Router::new().route("/", get(|| async { "ok" }));
-    axum::serve(listener, app).await?;
+    axum::serve(listener, app()).await?;
     Ok(())
+}
+
+/// One route answering `ok`: nothing behind it.
+pub fn app() -> Router {
+    Router::new().route("/", get(|| async { "ok" }))
 }

@@ -96,5 +96,8 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("report written to {}", folder.display());
     }
     println!("{}", serde_json::to_string(&run)?);
+    if let Some(broken) = run.broken_check() {
+        anyhow::bail!("{}: {broken}", run.scenario);
+    }
     Ok(())
 }

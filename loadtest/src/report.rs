@@ -23,6 +23,24 @@ pub struct Run {
 }
 
 impl Run {
+    /// A correctness check the scenario found broken: a seat sold or held twice, availability
+    /// that disagrees with the sales. A run with one fails, whatever its speed.
+    pub fn broken_check(&self) -> Option<String> {
+        let results = &self.results;
+        if let Some(twice) = results["double_bookings"].as_u64().filter(|n| *n > 0) {
+            return Some(format!("{twice} seats held twice"));
+        }
+        if let Some(twice) = results["sold_twice"].as_u64().filter(|n| *n > 0) {
+            return Some(format!("{twice} seats sold twice"));
+        }
+        for check in ["availability_consistent", "consistent"] {
+            if results[check] == false {
+                return Some(format!("{check} is false"));
+            }
+        }
+        None
+    }
+
     /// Writes the run's folder (created if missing).
     pub fn write(&self, folder: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(folder)
@@ -47,5 +65,40 @@ impl Run {
             charts::render_html(self.scenario, &subtitle, &self.series),
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Run;
+    use crate::recorder::Recorder;
+
+    fn run(results: serde_json::Value) -> Run {
+        Run {
+            scenario: "test",
+            parameters: json!({}),
+            results,
+            summary: Recorder::new().summary(),
+            breakdown: None,
+            series: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_double_sale_or_inconsistent_availability_breaks_the_run() {
+        assert_eq!(
+            run(json!({"double_bookings": 0, "consistent": true})).broken_check(),
+            None
+        );
+        assert!(run(json!({"double_bookings": 2})).broken_check().is_some());
+        assert!(run(json!({"sold_twice": 1})).broken_check().is_some());
+        assert!(
+            run(json!({"availability_consistent": false}))
+                .broken_check()
+                .is_some()
+        );
+        assert!(run(json!({"consistent": false})).broken_check().is_some());
     }
 }

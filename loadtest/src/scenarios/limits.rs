@@ -281,7 +281,61 @@ fn find_binary(name: &str) -> Option<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::redis_host_port;
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use super::{Args, closed_loop, redis_host_port};
+    use crate::{recorder::Recorder, report::Run};
+
+    /// The generator against a real server on port 0, then the report folder it writes.
+    #[tokio::test]
+    async fn the_generator_drives_a_real_server_and_writes_a_report_that_opens() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, crate::bare_server::app()).await });
+        let recorder = Arc::new(Recorder::new());
+        let args = Args {
+            seconds: 1,
+            connections: 4,
+            pgbench_clients: 1,
+            redis_url: None,
+            database_url: None,
+        };
+        let rate = closed_loop(addr, &args, &recorder).await.unwrap();
+        let summary = recorder.summary();
+        assert!(summary.requests > 100, "{summary:?}");
+        assert_eq!(summary.errors, 0);
+        assert!(rate > 100.0, "{rate}");
+        assert_eq!(summary.peak_active_users, 4);
+
+        let folder = std::env::temp_dir().join(format!("loadtest-report-{}", std::process::id()));
+        let requests = summary.requests;
+        let run = Run {
+            scenario: "limits",
+            parameters: json!({"seconds": 1}),
+            results: json!({"bare_handler_rps_generator": rate}),
+            series: recorder.series(),
+            summary,
+            breakdown: None,
+        };
+        run.write(&folder).unwrap();
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(written["summary"]["requests"], requests);
+        let csv = std::fs::read_to_string(folder.join("series.csv")).unwrap();
+        assert!(csv.starts_with("t,requests,"), "{csv}");
+        let counted: u64 = csv
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split(',').nth(1)?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(counted, requests, "the per-second rows add up to the run");
+        let html = std::fs::read_to_string(folder.join("charts.html")).unwrap();
+        assert_eq!(html.matches("<svg").count(), 3);
+        std::fs::remove_dir_all(&folder).unwrap();
+    }
 
     #[test]
     fn redis_urls_split_into_host_and_port() {
