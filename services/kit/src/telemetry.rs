@@ -10,9 +10,12 @@ use opentelemetry_sdk::{
     trace::{Sampler, SdkTracerProvider, SpanExporter},
 };
 use tracing::Subscriber;
-use tracing_subscriber::filter::FilterExt;
 use tracing_subscriber::{
-    EnvFilter, Layer, layer::SubscriberExt, registry::LookupSpan, util::SubscriberInitExt,
+    EnvFilter, Layer, Registry,
+    filter::{FilterExt, LevelFilter},
+    layer::{Identity, SubscriberExt},
+    registry::LookupSpan,
+    util::SubscriberInitExt,
 };
 
 /// Flushes and shuts down span export when dropped (end of `main`, after the server future).
@@ -131,23 +134,7 @@ pub fn install(service: &'static str, provider: Option<SdkTracerProvider>) -> Te
             Box::new(BaggagePropagator::new()),
         ],
     ));
-    let otel = provider.as_ref().map(|provider| {
-        let span_filter = std::env::var("OTEL_SPAN_FILTER").unwrap_or_else(|_| "info".into());
-        // Only what the spans need: per-span extras (source location, thread, target, busy/idle
-        // timing on every poll) cost measurable throughput under load.
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(service))
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_tracked_inactivity(false)
-            .with_context_activation(false)
-            .with_filter(EnvFilter::new(span_filter))
-    });
-    let result = tracing_subscriber::registry()
-        .with(otel)
-        .with(log_layer())
-        .try_init();
+    let result = subscriber(service, provider.as_ref()).try_init();
     if result.is_ok() {
         tracing::info!(
             service,
@@ -156,6 +143,34 @@ pub fn install(service: &'static str, provider: Option<SdkTracerProvider>) -> Te
         );
     }
     TelemetryGuard { provider }
+}
+
+/// The registry with the span-export layer (when a provider is given) and the log layer.
+fn subscriber(
+    service: &'static str,
+    provider: Option<&SdkTracerProvider>,
+) -> impl Subscriber + Send + Sync + 'static {
+    let otel: Box<dyn Layer<Registry> + Send + Sync> = match provider {
+        Some(provider) => {
+            let span_filter = std::env::var("OTEL_SPAN_FILTER").unwrap_or_else(|_| "info".into());
+            // Only what the spans need: per-span extras (source location, thread, target,
+            // busy/idle timing on every poll) cost measurable throughput under load.
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer(service))
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_tracked_inactivity(false)
+                .with_context_activation(false)
+                .with_filter(EnvFilter::new(span_filter))
+                .boxed()
+        }
+        // Not `None`: tracing-subscriber's `Option<Layer>` answers "enabled" for every span, so
+        // the registry would build and drop every request's spans for nobody. A layer that wants
+        // nothing keeps spans free when they are not exported.
+        None => Identity::new().with_filter(LevelFilter::OFF).boxed(),
+    };
+    tracing_subscriber::registry().with(otel).with(log_layer())
 }
 
 /// Logs: `RUST_LOG` filter (default `info`), one JSON object per line with `LOG_FORMAT=json`.
@@ -189,7 +204,20 @@ mod tests {
     };
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 
-    use super::parent_based_ratio;
+    use super::{parent_based_ratio, subscriber};
+
+    #[test]
+    fn spans_cost_nothing_unless_they_are_exported() {
+        tracing::subscriber::with_default(subscriber("test", None), || {
+            assert!(tracing::info_span!("request").is_disabled());
+            // Log events still pass.
+            assert!(tracing::event_enabled!(tracing::Level::INFO));
+        });
+        let (provider, _) = provider(1.0);
+        tracing::subscriber::with_default(subscriber("test", Some(&provider)), || {
+            assert!(!tracing::info_span!("request").is_disabled());
+        });
+    }
 
     fn provider(ratio: f64) -> (SdkTracerProvider, InMemorySpanExporter) {
         let exporter = InMemorySpanExporter::default();
