@@ -53,7 +53,7 @@ impl Visitor {
         result.ok().filter(|reply| accepted(reply))
     }
 
-    /// Like [`Self::timed`], but a shed request (503) is retried after the pause its
+    /// Like [`Self::timed`], but a shed request (503 `OVERLOADED`) is retried after the pause its
     /// `Retry-After` asks for (1 s, spread ±50%), as a browser's waiting page would, at most
     /// [`RETRIES_WHEN_SHED`] times. Every attempt is recorded.
     async fn timed_with_retries<F, Fut>(
@@ -73,7 +73,8 @@ impl Visitor {
                 .record(endpoint, started.elapsed(), &result, &accepted);
             match result {
                 Ok(reply) if accepted(&reply) => return Some(reply),
-                Ok(reply) if reply.status == 503 => {
+                // Shed before any handler ran: safe to send again, whatever the route.
+                Ok(reply) if reply.status == 503 && reply.code() == Some("OVERLOADED") => {
                     tokio::time::sleep(think_time(
                         Duration::from_millis(500),
                         Duration::from_millis(1500),
@@ -157,14 +158,22 @@ impl Visitor {
         .is_some()
     }
 
+    /// A GET answered 200 (shed attempts retried).
+    async fn get_ok(&self, endpoint: &'static str, path: String) -> Option<Reply> {
+        self.timed_with_retries(
+            endpoint,
+            || self.client.get(&path),
+            |reply| reply.status == 200,
+        )
+        .await
+    }
+
     /// Options of a concert that still have free seats.
     pub async fn available_dates(&self, concert: u64) -> Option<Vec<u64>> {
         let reply = self
-            .timed(
+            .get_ok(
                 "GET /api/concert/{concertId}/available-dates",
-                self.client
-                    .get(&format!("/api/concert/{concert}/available-dates")),
-                |reply| reply.status == 200,
+                format!("/api/concert/{concert}/available-dates"),
             )
             .await?;
         Some(ids(&reply.json, "id"))
@@ -173,12 +182,9 @@ impl Visitor {
     /// Every option of a concert with its free-seat count (the original scenario 2's call).
     pub async fn options_with_counts(&self, concert: u64) -> Option<Vec<(u64, u64)>> {
         let reply = self
-            .timed(
+            .get_ok(
                 "GET /api/concert/concert/{concertId}/available-concert-options",
-                self.client.get(&format!(
-                    "/api/concert/concert/{concert}/available-concert-options"
-                )),
-                |reply| reply.status == 200,
+                format!("/api/concert/concert/{concert}/available-concert-options"),
             )
             .await?;
         Some(
@@ -197,11 +203,9 @@ impl Visitor {
 
     pub async fn available_seats(&self, option: u64) -> Option<Vec<u64>> {
         let reply = self
-            .timed(
+            .get_ok(
                 "GET /api/concert/{concertOptionId}/available-seats",
-                self.client
-                    .get(&format!("/api/concert/{option}/available-seats")),
-                |reply| reply.status == 200,
+                format!("/api/concert/{option}/available-seats"),
             )
             .await?;
         Some(ids(&reply.json, "id"))
@@ -215,9 +219,9 @@ impl Visitor {
             self.user_id
         );
         let reply = self
-            .timed(
+            .timed_with_retries(
                 "POST /api/reserve",
-                self.client.post("/api/reserve", body),
+                || self.client.post("/api/reserve", body.clone()),
                 |reply| reply.status == 303 || reply.code() == Some("SEAT_TAKEN"),
             )
             .await
@@ -226,12 +230,13 @@ impl Visitor {
     }
 
     pub async fn charge(&self, amount: u64) -> Option<()> {
-        self.timed(
+        let path = format!("/api/users/{}/balance/charge", self.user_id);
+        self.timed_with_retries(
             "POST /api/users/{userId}/balance/charge",
-            self.client.post(
-                &format!("/api/users/{}/balance/charge", self.user_id),
-                format!(r#"{{"amount": {amount}}}"#),
-            ),
+            || {
+                self.client
+                    .post(&path, format!(r#"{{"amount": {amount}}}"#))
+            },
             |reply| reply.status == 200,
         )
         .await
@@ -243,9 +248,9 @@ impl Visitor {
             r#"{{"reservationId": {reservation}, "userId": {}, "token": "{token}"}}"#,
             self.user_id
         );
-        self.timed(
+        self.timed_with_retries(
             "POST /api/payments",
-            self.client.post("/api/payments", body),
+            || self.client.post("/api/payments", body.clone()),
             |reply| reply.status == 200,
         )
         .await
