@@ -31,6 +31,18 @@ struct Inner {
     endpoints: BTreeMap<&'static str, Endpoint>,
 }
 
+impl Inner {
+    /// The bucket of `second` (created with the ones before it), noting `active` users.
+    fn second(&mut self, second: usize, active: u64) -> &mut Bucket {
+        if self.seconds.len() <= second {
+            self.seconds.resize_with(second + 1, Bucket::default);
+        }
+        let bucket = &mut self.seconds[second];
+        bucket.active_users = bucket.active_users.max(active);
+        bucket
+    }
+}
+
 struct Bucket {
     latency: Histogram<u64>,
     requests: u64,
@@ -126,13 +138,9 @@ impl Recorder {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if inner.seconds.len() <= second {
-            inner.seconds.resize_with(second + 1, Bucket::default);
-        }
-        let bucket = &mut inner.seconds[second];
+        let bucket = inner.second(second, active);
         bucket.requests += 1;
         let _ = bucket.latency.record(micros);
-        bucket.active_users = bucket.active_users.max(active);
         if let Some(failure) = &failure {
             *bucket.errors.entry(failure.clone()).or_default() += 1;
         }
@@ -159,11 +167,7 @@ impl Recorder {
         let second = self.started.elapsed().as_secs() as usize;
         let active = self.active_users.load(Ordering::Relaxed);
         if let Ok(mut inner) = self.inner.lock() {
-            if inner.seconds.len() <= second {
-                inner.seconds.resize_with(second + 1, Bucket::default);
-            }
-            let bucket = &mut inner.seconds[second];
-            bucket.active_users = bucket.active_users.max(active);
+            inner.second(second, active);
         }
     }
 

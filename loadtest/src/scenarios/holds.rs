@@ -86,6 +86,10 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         outcome.merge(worker?);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    // Attempts, errors and latency are the recorder's: one count of every call.
+    let summary = recorder.summary();
+    let reserve = summary.endpoints.get(RESERVE);
+    let attempts = reserve.map_or(0, |e| e.requests);
 
     let unique: HashSet<(u64, u64)> = outcome.won.iter().copied().collect();
     let double_bookings = (outcome.won.len() - unique.len()) as u64;
@@ -94,13 +98,13 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         users: args.users,
         contenders: args.contenders,
         seconds: elapsed,
-        attempts: outcome.attempts,
+        attempts,
         holds: outcome.won.len() as u64,
         seat_taken: outcome.taken,
-        errors: outcome.errors,
+        errors: reserve.map(|e| e.errors.clone()).unwrap_or_default(),
         holds_per_second: outcome.won.len() as f64 / elapsed,
-        attempts_per_second: outcome.attempts as f64 / elapsed,
-        latency: stats::Latency::from(&outcome.latency),
+        attempts_per_second: attempts as f64 / elapsed,
+        latency: reserve.map_or_else(|| summary.latency, |e| e.latency),
         double_bookings,
         availability_consistent,
     };
@@ -120,7 +124,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
             "options": args.options, "seats": args.seats,
         }),
         results: serde_json::to_value(&report)?,
-        summary: recorder.summary(),
+        summary,
         series: recorder.series(),
         breakdown: None,
     })
@@ -165,37 +169,20 @@ async fn admitted_tokens(client: &Client, args: &Args) -> anyhow::Result<Vec<(u6
     Ok(tokens)
 }
 
+#[derive(Default)]
 struct Outcome {
-    attempts: u64,
     taken: u64,
     won: Vec<(u64, u64)>,
-    errors: BTreeMap<String, u64>,
-    latency: hdrhistogram::Histogram<u64>,
-}
-
-impl Default for Outcome {
-    fn default() -> Self {
-        Self {
-            attempts: 0,
-            taken: 0,
-            won: Vec::new(),
-            errors: BTreeMap::new(),
-            latency: stats::histogram(),
-        }
-    }
 }
 
 impl Outcome {
     fn merge(&mut self, other: Outcome) {
-        self.attempts += other.attempts;
         self.taken += other.taken;
         self.won.extend(other.won);
-        for (key, count) in other.errors {
-            *self.errors.entry(key).or_default() += count;
-        }
-        let _ = self.latency.add(&other.latency);
     }
 }
+
+const RESERVE: &str = "POST /api/reserve";
 
 async fn worker(
     client: Client,
@@ -219,17 +206,14 @@ async fn worker(
         );
         let started = Instant::now();
         let reply = client.post("/api/reserve", body).await;
-        let latency = started.elapsed();
-        let _ = outcome.latency.record(latency.as_micros() as u64);
-        recorder.record("POST /api/reserve", latency, &reply, |reply| {
+        recorder.record(RESERVE, started.elapsed(), &reply, |reply| {
             reply.status == 303 || reply.code() == Some("SEAT_TAKEN")
         });
-        outcome.attempts += 1;
         match reply {
             Ok(reply) if reply.status == 303 => outcome.won.push((option, seat)),
             Ok(reply) if reply.code() == Some("SEAT_TAKEN") => outcome.taken += 1,
-            Ok(reply) => *outcome.errors.entry(reply.status.to_string()).or_default() += 1,
-            Err(_) => *outcome.errors.entry("transport".into()).or_default() += 1,
+            // Counted by the recorder, by status and code.
+            _ => {}
         }
     }
     outcome
