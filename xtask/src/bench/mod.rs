@@ -95,28 +95,33 @@ fn args(words: &str) -> Vec<String> {
     words.split_whitespace().map(str::to_owned).collect()
 }
 
+/// The original waiting room admitted a few per second; these runs use the default (10/s).
+const WAITING_ROOM: System = System {
+    admission_rate: None,
+    active_cap: None,
+    seed: (1, 10, 50),
+    tracing: Tracing::Off,
+};
+
+/// Everyone admitted at once: for runs that measure seats, not the waiting room.
+const OPEN_DOORS: System = System {
+    admission_rate: Some(10_000.0),
+    active_cap: Some(0),
+    seed: (1, 100, 1000),
+    tracing: Tracing::Off,
+};
+
+/// Admission well above the arrival rate, every span collected for the breakdown.
+const BOOKING: System = System {
+    admission_rate: Some(50.0),
+    active_cap: Some(0),
+    seed: (1, 100, 1000),
+    tracing: Tracing::Sampled(1.0),
+};
+
 /// The standard set: the original report's experiments, then the limits they are judged by.
 fn plans(quick: bool) -> Vec<Plan> {
     let pick = |full: &str, short: &str| args(if quick { short } else { full });
-    // The original waiting room admitted a few per second; these runs use the default (10/s).
-    let waiting_room = System {
-        admission_rate: None,
-        active_cap: None,
-        seed: (1, 10, 50),
-        tracing: Tracing::Off,
-    };
-    let open_doors = System {
-        admission_rate: Some(10_000.0),
-        active_cap: Some(0),
-        seed: (1, 100, 1000),
-        tracing: Tracing::Off,
-    };
-    let booking = System {
-        admission_rate: Some(50.0),
-        active_cap: Some(0),
-        seed: (1, 100, 1000),
-        tracing: Tracing::Sampled(1.0),
-    };
     let holds = "holds --users 32 --options 100 --seats 1000";
     vec![
         Plan {
@@ -126,7 +131,7 @@ fn plans(quick: bool) -> Vec<Plan> {
         },
         Plan {
             name: "queue-spike-10k",
-            system: Some(waiting_room),
+            system: Some(WAITING_ROOM),
             args: pick(
                 "queue-spike --rate 1000 --users 10000 --linger 30",
                 "queue-spike --rate 500 --users 2000 --linger 5",
@@ -134,7 +139,7 @@ fn plans(quick: bool) -> Vec<Plan> {
         },
         Plan {
             name: "queue-spike-50k",
-            system: Some(waiting_room),
+            system: Some(WAITING_ROOM),
             args: pick(
                 "queue-spike --rate 2000 --users 50000 --linger 30",
                 "queue-spike --rate 1000 --users 5000 --linger 5",
@@ -142,7 +147,7 @@ fn plans(quick: bool) -> Vec<Plan> {
         },
         Plan {
             name: "capacity",
-            system: Some(waiting_room),
+            system: Some(WAITING_ROOM),
             args: pick(
                 "capacity --start-rate 500 --step-rate 500 --step-seconds 5 --overload-seconds 60 --recovery-seconds 30",
                 "capacity --start-rate 1000 --step-rate 1000 --step-seconds 2 --overload-seconds 10 --recovery-seconds 10",
@@ -150,7 +155,7 @@ fn plans(quick: bool) -> Vec<Plan> {
         },
         Plan {
             name: "reserve-flow-7",
-            system: Some(booking),
+            system: Some(BOOKING),
             args: pick(
                 "reserve-flow --rate 7 --seconds 60 --linger 30",
                 "reserve-flow --rate 7 --seconds 5 --linger 10",
@@ -158,7 +163,7 @@ fn plans(quick: bool) -> Vec<Plan> {
         },
         Plan {
             name: "reserve-flow-14",
-            system: Some(booking),
+            system: Some(BOOKING),
             args: pick(
                 "reserve-flow --rate 14 --seconds 60 --linger 30",
                 "reserve-flow --rate 14 --seconds 5 --linger 10",
@@ -166,7 +171,7 @@ fn plans(quick: bool) -> Vec<Plan> {
         },
         Plan {
             name: "contention",
-            system: Some(open_doors),
+            system: Some(OPEN_DOORS),
             args: pick(
                 "contention --users 2000 --rate 1000 --seats 20",
                 "contention --users 300 --rate 300 --seats 10",
@@ -174,7 +179,7 @@ fn plans(quick: bool) -> Vec<Plan> {
         },
         Plan {
             name: "holds-tracing-off",
-            system: Some(open_doors),
+            system: Some(OPEN_DOORS),
             args: pick(
                 &format!("{holds} --seconds 20"),
                 &format!("{holds} --seconds 3"),
@@ -184,7 +189,7 @@ fn plans(quick: bool) -> Vec<Plan> {
             name: "holds-tracing-1pct",
             system: Some(System {
                 tracing: Tracing::Sampled(0.01),
-                ..open_doors
+                ..OPEN_DOORS
             }),
             args: pick(
                 &format!("{holds} --seconds 20"),
@@ -195,7 +200,7 @@ fn plans(quick: bool) -> Vec<Plan> {
             name: "holds-tracing-100pct",
             system: Some(System {
                 tracing: Tracing::Sampled(1.0),
-                ..open_doors
+                ..OPEN_DOORS
             }),
             args: pick(
                 &format!("{holds} --seconds 20"),
@@ -232,7 +237,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if plans.is_empty() {
         bail!("no run is called {:?}", args.only);
     }
-    spec(plans_system(&plans), "check", &stamp).check_free()?;
+    // Every run uses the same ports.
+    spec(WAITING_ROOM, "check", &stamp).check_free()?;
     if !args.no_build {
         launch::build_release(&["loadtest"]).await?;
     }
@@ -297,16 +303,6 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Any run's system (for the port check).
-fn plans_system(plans: &[Plan]) -> System {
-    plans.iter().find_map(|plan| plan.system).unwrap_or(System {
-        admission_rate: None,
-        active_cap: None,
-        seed: (1, 1, 1),
-        tracing: Tracing::Off,
-    })
 }
 
 /// Starts a fresh system for the run, runs it, notes the services' peak memory, stops it.
