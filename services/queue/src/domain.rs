@@ -155,9 +155,10 @@ impl TryFrom<pb::ValidateTokenRequest> for ValidateToken {
     }
 }
 
-impl From<TokenStatus> for pb::TokenStatus {
-    fn from(status: TokenStatus) -> Self {
-        let (state, position, eta_seconds, active_until_unix_ms) = match status.standing {
+impl TokenStatus {
+    /// On the wire, with the policy's advice on when to poll again.
+    pub fn into_wire(self, poll_after: std::time::Duration) -> pb::TokenStatus {
+        let (state, position, eta_seconds, active_until_unix_ms) = match self.standing {
             Standing::Waiting {
                 position,
                 eta_seconds,
@@ -166,16 +167,15 @@ impl From<TokenStatus> for pb::TokenStatus {
                 (pb::TokenState::Active, 0, 0, Some(until_unix_ms))
             }
         };
-        Self {
-            token: status.token.to_string(),
+        pb::TokenStatus {
+            token: self.token.to_string(),
             state: state.into(),
             position,
             eta_seconds,
             active_until_unix_ms,
-            user_id: status.user.get(),
-            concert_id: status.queue.concert_id(),
-            // Set by the gRPC edge from the policy.
-            poll_after_ms: 0,
+            user_id: self.user.get(),
+            concert_id: self.queue.concert_id(),
+            poll_after_ms: poll_after.as_millis() as u64,
         }
     }
 }

@@ -20,10 +20,7 @@ impl QueueGrpc {
     /// A token's standing on the wire, with the policy's advice on when to poll again.
     fn reply(&self, status: TokenStatus) -> pb::TokenStatus {
         let poll_after = self.store.policy().poll_after(&status.standing);
-        pb::TokenStatus {
-            poll_after_ms: poll_after.as_millis() as u64,
-            ..status.into()
-        }
+        status.into_wire(poll_after)
     }
 }
 
