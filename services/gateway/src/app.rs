@@ -1,12 +1,13 @@
 //! The router and its middleware: request tracing, a deadline on every request, load shedding
 //! past the in-flight limit, JSON for every failure (including panics and unknown routes).
 
-use std::any::Any;
+use std::{any::Any, net::SocketAddr, sync::Arc};
 
 use axum::{
     BoxError, Router,
+    body::Body,
     error_handling::HandleErrorLayer,
-    extract::{DefaultBodyLimit, MatchedPath},
+    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath},
     http::{Request, StatusCode},
     response::{IntoResponse, Response},
 };
@@ -15,7 +16,19 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 use crate::{AppState, config::Config, error::ApiError, routes};
 
+/// Whose trace context the gateway continues.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TraceConfig {
+    /// Client networks (CIDR, comma-separated) whose `traceparent` is continued, sampling
+    /// decision included. Anyone else's is ignored and the request starts its own trace, so
+    /// a client cannot raise the sampling rate by sending the sampled flag.
+    #[arg(long, env = "GATEWAY_TRACE_TRUSTED_NETWORKS", value_delimiter = ',')]
+    pub trace_trusted_networks: Vec<ipnet::IpNet>,
+}
+
 pub fn router(state: AppState, config: &Config) -> Router {
+    let trusted_tracers: Arc<[ipnet::IpNet]> = config.tracing.trace_trusted_networks.clone().into();
+    let request_timeout = config.request_timeout();
     Router::new()
         .merge(routes::queue::routes())
         .merge(routes::concerts::routes())
@@ -31,16 +44,31 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 "method not allowed on this route",
             )
         })
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::rate_limit::limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            crate::identity::identify,
+        ))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::deadline::scope(request_timeout, request, next)
+        }))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(
             ServiceBuilder::new()
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(
                     TraceLayer::new_for_http()
-                        .make_span_with(http_span)
+                        .make_span_with(move |request: &Request<Body>| {
+                            http_span(request, &trusted_tracers)
+                        })
                         .on_response(record_status),
                 )
+                // Outside the in-flight limit: bodies are read before a request takes a slot.
+                .layer(crate::server::body::BufferBodyLayer::from_config(config))
                 .layer(HandleErrorLayer::new(middleware_error))
                 .load_shed()
                 .concurrency_limit(config.max_in_flight)
@@ -49,8 +77,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
 }
 
 /// Spans are named by route template (`POST /api/reserve`), never by raw path, and continue the
-/// caller's trace when the request carries `traceparent`.
-fn http_span<B>(request: &Request<B>) -> tracing::Span {
+/// caller's trace when the request carries `traceparent` and comes from a trusted network.
+fn http_span<B>(request: &Request<B>, trusted_tracers: &[ipnet::IpNet]) -> tracing::Span {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -64,7 +92,13 @@ fn http_span<B>(request: &Request<B>) -> tracing::Span {
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    kit::trace_context::continue_from(&span, request.headers());
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    if peer.is_some_and(|ip| trusted_tracers.iter().any(|net| net.contains(&ip))) {
+        kit::trace_context::continue_from(&span, request.headers());
+    }
     span
 }
 

@@ -39,9 +39,10 @@ impl Backends {
         })
     }
 
-    /// A request carrying the backend deadline as `grpc-timeout`.
+    /// A request carrying the backend deadline as `grpc-timeout`: the per-call timeout, or
+    /// what is left of the HTTP request's deadline when that is sooner.
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
-        kit::grpc::request(message, self.deadline)
+        kit::grpc::request(message, crate::deadline::clamp(self.deadline))
     }
 
     /// Each backend's name and channel, for readiness checks.

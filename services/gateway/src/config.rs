@@ -6,6 +6,15 @@ use std::{net::SocketAddr, time::Duration};
 #[derive(clap::Parser, Clone, Debug)]
 #[command(name = "gateway", version, about)]
 pub struct Config {
+    #[command(flatten)]
+    pub identity: crate::identity::IdentityConfig,
+
+    #[command(flatten)]
+    pub rate_limit: crate::rate_limit::RateLimitConfig,
+
+    #[command(flatten)]
+    pub tracing: crate::app::TraceConfig,
+
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
@@ -47,11 +56,34 @@ pub struct Config {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Deadline for a request's headers, in milliseconds: from the accept, or from the first
+    /// byte of the next request on a kept-alive connection. Past it the connection is closed.
+    #[arg(long, env = "GATEWAY_HEADER_READ_TIMEOUT_MS", default_value_t = 5000)]
+    pub header_read_timeout_ms: u64,
+
+    /// How long a kept-alive connection may wait for its next request, in milliseconds (keep
+    /// it above the idle timeout of a proxy in front, or the proxy races the close).
+    #[arg(long, env = "GATEWAY_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Deadline for reading a whole request body, in milliseconds (408 and the connection is
+    /// closed past it). Bodies are read before the request takes an in-flight slot.
+    #[arg(long, env = "GATEWAY_BODY_READ_TIMEOUT_MS", default_value_t = 5000)]
+    pub body_read_timeout_ms: u64,
+
+    /// Open client connections at most; past it new ones wait in the kernel's accept backlog
+    /// and idle keep-alive connections are closed to make room. Each is a file descriptor:
+    /// keep it below `ulimit -n` (a warning at start-up says when it is not).
+    #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
 }
 
 impl Config {
     /// Rejects settings that cannot work, so a bad deployment fails at start-up.
     pub fn validate(&self) -> Result<(), String> {
+        self.identity.validate()?;
+        self.rate_limit.validate()?;
         for (name, url) in [
             ("QUEUE_URL", &self.queue_url),
             ("CATALOG_URL", &self.catalog_url),
@@ -75,6 +107,20 @@ impl Config {
         if self.max_in_flight == 0 || self.max_body_bytes == 0 {
             return Err("GATEWAY_MAX_IN_FLIGHT and GATEWAY_MAX_BODY_BYTES must be > 0".into());
         }
+        if self.header_read_timeout_ms == 0
+            || self.idle_timeout_ms == 0
+            || self.body_read_timeout_ms == 0
+        {
+            return Err(
+                "GATEWAY_HEADER_READ_TIMEOUT_MS, GATEWAY_IDLE_TIMEOUT_MS and \
+                 GATEWAY_BODY_READ_TIMEOUT_MS must be > 0"
+                    .into(),
+            );
+        }
+        // Linux's default fs.nr_open: more descriptors than this cannot exist in one process.
+        if self.max_connections == 0 || self.max_connections > 1 << 20 {
+            return Err("GATEWAY_MAX_CONNECTIONS must be between 1 and 1048576".into());
+        }
         Ok(())
     }
 
@@ -97,11 +143,31 @@ mod tests {
 
     #[test]
     fn defaults_are_valid_and_bad_urls_fail_fast() {
-        let config = Config::parse_from(["gateway"]);
+        let config = Config::parse_from(["gateway", "--auth=trusted"]);
         assert_eq!(config.validate(), Ok(()));
-        let config = Config::parse_from(["gateway", "--queue-url", "127.0.0.1:50051"]);
+        let config = Config::parse_from([
+            "gateway",
+            "--auth=trusted",
+            "--queue-url",
+            "127.0.0.1:50051",
+        ]);
         assert!(config.validate().is_err());
-        let config = Config::parse_from(["gateway", "--grpc-timeout-ms", "9000"]);
+        let config = Config::parse_from(["gateway", "--auth=trusted", "--grpc-timeout-ms", "9000"]);
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_gateway_refuses_to_start_without_an_explicit_identity_mode() {
+        assert!(Config::try_parse_from(["gateway"]).is_err());
+        let jwt_without_keys = Config::parse_from(["gateway", "--auth=jwt"]);
+        assert!(jwt_without_keys.validate().is_err());
+        let jwt = Config::parse_from([
+            "gateway",
+            "--auth=jwt",
+            "--jwt-jwks-url=https://issuer.example/jwks.json",
+            "--jwt-issuer=https://issuer.example/",
+            "--jwt-audience=ticketing",
+        ]);
+        assert_eq!(jwt.validate(), Ok(()));
     }
 }

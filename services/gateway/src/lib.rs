@@ -3,9 +3,14 @@
 pub mod app;
 pub mod backends;
 pub mod config;
+pub mod deadline;
 pub mod error;
 pub mod extract;
+pub mod identity;
+pub mod rate_limit;
+pub mod rooms;
 pub mod routes;
+pub mod server;
 
 use std::{future::Future, net::SocketAddr};
 
@@ -15,6 +20,9 @@ pub use config::Config;
 #[derive(Clone)]
 pub struct AppState {
     pub backends: backends::Backends,
+    pub identity: identity::Identity,
+    pub rate_limits: rate_limit::RateLimits,
+    pub rooms: rooms::Rooms,
 }
 
 /// Binds the HTTP server and returns its address and the future that serves until `shutdown`.
@@ -25,16 +33,26 @@ pub async fn build(
     config.validate().map_err(anyhow::Error::msg)?;
     let state = AppState {
         backends: backends::Backends::connect(&config)?,
+        identity: identity::Identity::from_config(&config.identity).await?,
+        rate_limits: rate_limit::RateLimits::new(&config.rate_limit),
+        rooms: rooms::Rooms::default(),
     };
+    match config.identity.mode {
+        identity::AuthMode::Trusted => {
+            tracing::warn!("GATEWAY_AUTH=trusted: the userId in each request is believed")
+        }
+        identity::AuthMode::Jwt => tracing::info!("GATEWAY_AUTH=jwt: bearer tokens are verified"),
+    }
+    let housekeeping = tokio::spawn(state.rate_limits.clone().housekeeping());
     let app = app::router(state, &config);
     let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
     let addr = listener.local_addr()?;
+    let limits = server::Limits::from_config(&config);
     tracing::info!(%addr, "gateway listening");
     let serve = async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(anyhow::Error::from)
+        let served = server::serve(listener, app, limits, shutdown).await;
+        housekeeping.abort();
+        served
     };
     Ok((addr, serve))
 }

@@ -93,7 +93,9 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
 #[tokio::test]
 async fn a_reserve_request_is_one_trace_across_every_hop_continuing_the_callers_trace() {
     let collector = collector();
-    let system = System::start(default_policy()).await;
+    // The caller's trace is continued only from trusted networks; this one is.
+    let system =
+        System::start_with(default_policy(), &["--trace-trusted-networks=127.0.0.0/8"]).await;
     let (user, token) = system.active_tokens([5]).await.remove(0);
 
     let trace_id = TraceId::from(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736_u128);

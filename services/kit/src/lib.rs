@@ -2,6 +2,8 @@
 //! the error-code convention on gRPC metadata, and shutdown. Infrastructure only — no models,
 //! SQL, Redis key layouts or domain errors live here.
 
+#[cfg(feature = "dev-identity")]
+pub mod dev_identity;
 pub mod error_code;
 pub mod grpc;
 #[cfg(feature = "postgres")]

@@ -1,17 +1,19 @@
 //! The gate in front of reserve and pay: an ACTIVE queue token bound to the caller's userId.
+//! What it yields is the waiting room that admitted the caller: the reservation service
+//! refuses a hold or payment on a concert of another room.
 
 use axum::http::StatusCode;
-use ticketing_proto::queue::v1 as pb;
+use ticketing_proto::{queue::v1 as pb, reservation::v1::WaitingRoom};
 
 use crate::{AppState, error::ApiError};
 
-/// Ok when `token` is ACTIVE and bound to `user_id`: missing, unknown or expired → 401; still
-/// waiting or another user's → 403.
+/// The room of `token` when it is ACTIVE and bound to `user_id`: missing, unknown or expired
+/// → 401; still waiting or another user's → 403.
 pub async fn require_active_token(
     state: &AppState,
     token: &str,
     user_id: i64,
-) -> Result<(), ApiError> {
+) -> Result<WaitingRoom, ApiError> {
     let token = token.trim();
     if token.is_empty() {
         return Err(ApiError::new(
@@ -27,7 +29,7 @@ pub async fn require_active_token(
             "unknown queue token",
         ));
     }
-    let verdict = state
+    let validation = state
         .backends
         .queue
         .clone()
@@ -36,10 +38,11 @@ pub async fn require_active_token(
             user_id,
         }))
         .await?
-        .into_inner()
-        .verdict();
-    match verdict {
-        pb::TokenVerdict::Valid => Ok(()),
+        .into_inner();
+    match validation.verdict() {
+        pb::TokenVerdict::Valid => Ok(WaitingRoom {
+            concert_id: validation.concert_id,
+        }),
         pb::TokenVerdict::NotFound => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "TOKEN_NOT_FOUND",

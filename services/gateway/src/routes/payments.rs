@@ -9,7 +9,10 @@ use crate::{
     AppState,
     error::ApiError,
     extract::{IdempotencyKey, JsonBody},
-    routes::{admission::require_active_token, rfc3339, valid_id},
+    identity::Caller,
+    routes::{
+        admission::require_active_token, reservations::reservation_not_found, rfc3339, valid_id,
+    },
 };
 
 pub fn routes() -> Router<AppState> {
@@ -20,7 +23,9 @@ pub fn routes() -> Router<AppState> {
 #[serde(rename_all = "camelCase")]
 pub struct PayBody {
     reservation_id: i64,
-    user_id: i64,
+    /// Required in `trusted` mode; in `jwt` mode optional and, if there, the caller's.
+    #[serde(default)]
+    user_id: Option<i64>,
     #[serde(default)]
     token: String,
 }
@@ -39,30 +44,43 @@ pub struct PaymentView {
 
 async fn pay(
     State(state): State<AppState>,
+    caller: Caller,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     JsonBody(body): JsonBody<PayBody>,
 ) -> Result<Json<PaymentView>, ApiError> {
-    let user_id = valid_id(body.user_id, "INVALID_USER_ID", "userId")?;
+    let user_id = caller.acting_user(body.user_id, "userId")?;
     let reservation_id = valid_id(
         body.reservation_id,
         "INVALID_RESERVATION_ID",
         "reservationId",
     )?;
-    if let Err(refused) = require_active_token(&state, &body.token, user_id).await {
-        // A retry of a payment that went through arrives after its token was released: with
-        // its Idempotency-Key it gets the first answer again, and nothing is paid.
-        return match idempotency_key {
-            Some(key) if refused.status == StatusCode::UNAUTHORIZED => {
-                replay(&state, reservation_id, user_id, key)
-                    .await
-                    .map_err(|_| refused)
-            }
-            _ => Err(refused),
-        };
-    }
-    let payment = call_pay(&state, reservation_id, user_id, idempotency_key, false).await?;
-    // The payment stands whatever happens here; a failed release only delays the next
-    // admission until the token's own expiry.
+    let admitted_by = match require_active_token(&state, &body.token, user_id).await {
+        Ok(room) => room,
+        Err(refused) => {
+            // A retry of a payment that went through arrives after its token was released:
+            // with its Idempotency-Key it gets the first answer again, and nothing is paid.
+            return match idempotency_key {
+                Some(key) if refused.status == StatusCode::UNAUTHORIZED => {
+                    replay(&state, reservation_id, user_id, key)
+                        .await
+                        .map_err(|_| refused)
+                }
+                _ => Err(refused),
+            };
+        }
+    };
+    let payment = call_pay(
+        &state,
+        reservation_id,
+        user_id,
+        idempotency_key,
+        Some(admitted_by),
+    )
+    .await
+    .map_err(|error| hide_others(&caller, error))?;
+    // The payment stands whatever happens to the release; a failed one only delays the next
+    // admission until the token's own expiry. Its deadline is what is left of the request's,
+    // so a slow queue cannot turn a committed payment into a 504.
     let release = state
         .backends
         .queue
@@ -77,6 +95,15 @@ async fn pay(
     Ok(Json(payment.into()))
 }
 
+/// With proven identity, someone else's reservation does not exist for the caller.
+fn hide_others(caller: &Caller, error: ApiError) -> ApiError {
+    if caller.is_verified() && error.code == "NOT_YOUR_RESERVATION" {
+        reservation_not_found()
+    } else {
+        error
+    }
+}
+
 async fn replay(
     state: &AppState,
     reservation_id: i64,
@@ -84,7 +111,7 @@ async fn replay(
     key: String,
 ) -> Result<Json<PaymentView>, ApiError> {
     Ok(Json(
-        call_pay(state, reservation_id, user_id, Some(key), true)
+        call_pay(state, reservation_id, user_id, Some(key), None)
             .await?
             .into(),
     ))
@@ -95,7 +122,7 @@ async fn call_pay(
     reservation_id: i64,
     user_id: i64,
     idempotency_key: Option<String>,
-    replay_only: bool,
+    admitted_by: Option<pb::WaitingRoom>,
 ) -> Result<pb::Payment, ApiError> {
     Ok(state
         .backends
@@ -105,7 +132,9 @@ async fn call_pay(
             reservation_id,
             user_id,
             idempotency_key,
-            replay_only,
+            // Without an admitting room only a stored answer can be replayed.
+            replay_only: admitted_by.is_none(),
+            admitted_by,
         }))
         .await?
         .into_inner())

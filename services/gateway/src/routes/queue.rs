@@ -12,6 +12,7 @@ use crate::{
     AppState,
     error::ApiError,
     extract::{JsonBody, QueryParams},
+    identity::Caller,
     routes::{rfc3339, valid_id},
 };
 
@@ -24,7 +25,9 @@ pub fn routes() -> Router<AppState> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IssueTokenBody {
-    user_id: i64,
+    /// Required in `trusted` mode; in `jwt` mode optional and, if there, the caller's.
+    #[serde(default)]
+    user_id: Option<i64>,
     #[serde(default)]
     concert_id: Option<i64>,
 }
@@ -77,16 +80,24 @@ impl TryFrom<pb::TokenStatus> for TokenView {
     }
 }
 
+/// Joins the waiting room of the concert (or the shared one without `concertId`). Only real
+/// concerts have rooms: an unknown concert is 404 and nothing is written to the queue.
 async fn issue_token(
     State(state): State<AppState>,
+    caller: Caller,
     JsonBody(body): JsonBody<IssueTokenBody>,
 ) -> Result<Json<TokenView>, ApiError> {
+    let user_id = caller.acting_user(body.user_id, "userId")?;
+    let room = match body.concert_id {
+        None => None,
+        Some(id) => {
+            let concert_id = valid_id(id, "INVALID_CONCERT_ID", "concertId")?;
+            state.rooms.of_concert(&state.backends, concert_id).await?
+        }
+    };
     let request = pb::IssueTokenRequest {
-        user_id: valid_id(body.user_id, "INVALID_USER_ID", "userId")?,
-        concert_id: body
-            .concert_id
-            .map(|id| valid_id(id, "INVALID_CONCERT_ID", "concertId"))
-            .transpose()?,
+        user_id,
+        concert_id: room,
     };
     let status = state
         .backends
@@ -98,8 +109,10 @@ async fn issue_token(
     Ok(Json(status.try_into()?))
 }
 
+/// A token's standing. With proven identity, someone else's token does not exist for the caller.
 async fn check_queue(
     State(state): State<AppState>,
+    caller: Caller,
     QueryParams(params): QueryParams<CheckQueueParams>,
 ) -> Result<Json<TokenView>, ApiError> {
     let token = params
@@ -117,5 +130,12 @@ async fn check_queue(
         .get_status(state.backends.request(pb::GetStatusRequest { token }))
         .await?
         .into_inner();
+    if !caller.may_see(status.user_id) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "TOKEN_NOT_FOUND",
+            "unknown queue token",
+        ));
+    }
     Ok(Json(status.try_into()?))
 }

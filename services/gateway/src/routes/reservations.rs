@@ -15,6 +15,7 @@ use crate::{
     AppState,
     error::ApiError,
     extract::{IdempotencyKey, JsonBody, PathParams},
+    identity::Caller,
     routes::{admission::require_active_token, rfc3339, valid_id, valid_seat},
 };
 
@@ -31,7 +32,9 @@ pub struct ReserveBody {
     token: String,
     concert_option_id: i64,
     seat_id: i64,
-    user_id: i64,
+    /// Required in `trusted` mode; in `jwt` mode optional and, if there, the caller's.
+    #[serde(default)]
+    user_id: Option<i64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -73,17 +76,18 @@ impl From<pb::Reservation> for ReservationView {
 
 async fn reserve(
     State(state): State<AppState>,
+    caller: Caller,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     JsonBody(body): JsonBody<ReserveBody>,
 ) -> Result<Response, ApiError> {
-    let user_id = valid_id(body.user_id, "INVALID_USER_ID", "userId")?;
+    let user_id = caller.acting_user(body.user_id, "userId")?;
     let concert_option_id = valid_id(
         body.concert_option_id,
         "INVALID_CONCERT_OPTION_ID",
         "concertOptionId",
     )?;
     let seat_id = valid_seat(body.seat_id)?;
-    require_active_token(&state, &body.token, user_id).await?;
+    let admitted_by = require_active_token(&state, &body.token, user_id).await?;
     let reservation = state
         .backends
         .reservation
@@ -93,6 +97,7 @@ async fn reserve(
             concert_option_id,
             seat_id,
             idempotency_key,
+            admitted_by: Some(admitted_by),
         }))
         .await?
         .into_inner();
@@ -104,8 +109,11 @@ async fn reserve(
         .into_response())
 }
 
+/// One reservation. In `jwt` mode someone else's is 404, as if it did not exist: sequential
+/// ids must not reveal who booked what.
 async fn reservation(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(reservation_id): PathParams<i64>,
 ) -> Result<Json<ReservationView>, ApiError> {
     let reservation_id = valid_id(reservation_id, "INVALID_RESERVATION_ID", "reservationId")?;
@@ -120,5 +128,16 @@ async fn reservation(
         )
         .await?
         .into_inner();
+    if !caller.may_see(reservation.user_id) {
+        return Err(reservation_not_found());
+    }
     Ok(Json(reservation.into()))
+}
+
+pub fn reservation_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "RESERVATION_NOT_FOUND",
+        "no such reservation",
+    )
 }

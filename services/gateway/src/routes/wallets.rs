@@ -12,7 +12,7 @@ use crate::{
     AppState,
     error::ApiError,
     extract::{IdempotencyKey, JsonBody, PathParams},
-    routes::valid_id,
+    identity::Caller,
 };
 
 pub fn routes() -> Router<AppState> {
@@ -42,11 +42,13 @@ impl From<pb::Wallet> for BalanceView {
     }
 }
 
+/// A wallet is its owner's alone (`jwt` mode): another user's id in the path is 403.
 async fn balance(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(user_id): PathParams<i64>,
 ) -> Result<Json<BalanceView>, ApiError> {
-    let user_id = valid_id(user_id, "INVALID_USER_ID", "userId")?;
+    let user_id = caller.acting_user(Some(user_id), "userId")?;
     let wallet = state
         .backends
         .reservation
@@ -59,11 +61,12 @@ async fn balance(
 
 async fn charge(
     State(state): State<AppState>,
+    caller: Caller,
     PathParams(user_id): PathParams<i64>,
     IdempotencyKey(idempotency_key): IdempotencyKey,
     JsonBody(body): JsonBody<ChargeBody>,
 ) -> Result<Json<BalanceView>, ApiError> {
-    let user_id = valid_id(user_id, "INVALID_USER_ID", "userId")?;
+    let user_id = caller.acting_user(Some(user_id), "userId")?;
     let wallet = state
         .backends
         .reservation

@@ -100,6 +100,11 @@ async fn start_catalog_and_reservation() -> (String, String, sqlx::PgPool) {
 
 impl System {
     pub async fn start(policy: Policy) -> Self {
+        Self::start_with(policy, &[]).await
+    }
+
+    /// As [`System::start`], with extra gateway flags (e.g. `--auth=jwt …`).
+    pub async fn start_with(policy: Policy, gateway_flags: &[&str]) -> Self {
         let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
         let (clock, now) = Clock::manual(START_MS);
         let queue_store =
@@ -121,13 +126,9 @@ impl System {
         let (catalog_url, reservation_url, reservation_db) = start_catalog_and_reservation().await;
         let catalog_flag = format!("--catalog-url={catalog_url}");
         let reservation_flag = format!("--reservation-url={reservation_url}");
-        let http = Http::new(
-            start_gateway(
-                &format!("http://{queue_addr}"),
-                &[catalog_flag.as_str(), reservation_flag.as_str()],
-            )
-            .await,
-        );
+        let mut flags = vec![catalog_flag.as_str(), reservation_flag.as_str()];
+        flags.extend_from_slice(gateway_flags);
+        let http = Http::new(start_gateway(&format!("http://{queue_addr}"), &flags).await);
         Self {
             http,
             queue_store,
@@ -208,6 +209,10 @@ pub async fn start_gateway(queue_url: &str, extra: &[&str]) -> SocketAddr {
         "--listen-addr=127.0.0.1:0".to_owned(),
         format!("--queue-url={queue_url}"),
     ];
+    // The original clients' mode unless a test says otherwise.
+    if !extra.iter().any(|arg| arg.starts_with("--auth")) {
+        args.push("--auth=trusted".to_owned());
+    }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let config = gateway::Config::parse_from(args);
     let (addr, serve) = gateway::build(config, std::future::pending())
