@@ -1,8 +1,9 @@
 -- One admission step for one queue. ARGV: P, queue, now, rate/s (0 = no rate limit),
 -- cap (0 = no cap), grace ms, active ttl ms, max batch, tau ms.
 -- Expires active tokens, drops waiters who stopped polling, then moves waiters from the head
--- to ACTIVE as the token bucket and the active cap allow. The bucket lives here, in Redis, so
--- the total rate is the configured one however many admitters run.
+-- to ACTIVE as the token bucket and the active cap allow; each of the three handles at most
+-- max batch tokens. The bucket lives here, in Redis, so the total rate is the configured one
+-- however many admitters run.
 -- Returns {admitted, expired, dropped, waiting, active}.
 local q = ARGV[2]
 local now = clock(ARGV[3])
@@ -17,8 +18,14 @@ for _, t in ipairs(expired) do drop(q, t) end
 local stale = redis.call('ZRANGEBYSCORE', seen, '-inf', '(' .. (now - grace), 'LIMIT', 0, max_batch)
 for _, t in ipairs(stale) do drop(q, t) end
 
-local n = math.min(redis.call('ZCARD', wait), max_batch)
-if cap > 0 then n = math.min(n, cap - redis.call('ZCARD', active)) end
+-- A full batch of stale waiters may have left more of them, at the head among others: admit
+-- nobody until the sweep is complete, so a silent waiter is never admitted. (The admitter runs
+-- this step again at once when a batch comes back full.)
+local n = 0
+if #stale < max_batch then
+  n = math.min(redis.call('ZCARD', wait), max_batch)
+  if cap > 0 then n = math.min(n, cap - redis.call('ZCARD', active)) end
+end
 if rate > 0 then
   local bucket = qkey(q, 'bucket')
   local b = redis.call('HMGET', bucket, 'tokens', 'ts')

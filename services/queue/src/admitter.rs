@@ -1,47 +1,274 @@
 //! The admission ticker. Every replica runs one, but only the holder of the Redis lease
 //! ticks; the rate itself is enforced by the token bucket inside `admit.lua`, so even an
 //! overlap during a lease hand-over cannot admit faster than configured.
+//!
+//! A tick does bounded work however many rooms exist: it steps at most
+//! [`Limits::rooms_per_tick`] rooms, taken in turn from a cursor (`SSCAN`) that walks the room
+//! set across ticks, with [`Limits::concurrency`] scripts in flight; it starts no new script
+//! once [`Limits::budget`] has passed. A room whose step fails is logged and skipped; the
+//! others go on. A room whose batch came back full (a backlog of silent waiters or of expired
+//! tokens) is stepped again at once, within the budget.
 
-use std::time::Duration;
+use std::{
+    collections::{HashSet, VecDeque},
+    time::Duration,
+};
 
-use crate::store::QueueStore;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::time::Instant;
 
-/// Runs admission steps every `tick` until the task is dropped.
-pub async fn run(store: QueueStore, tick: Duration) {
-    let holder = uuid::Uuid::new_v4().to_string();
-    // Long enough to survive a slow tick, short enough that a dead holder is replaced quickly.
-    let lease = (tick * 10).max(Duration::from_secs(2));
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut leading = false;
-    loop {
-        interval.tick().await;
-        match step(&store, &holder, lease).await {
-            Ok(now_leading) => {
-                if now_leading != leading {
-                    tracing::info!(holder, leading = now_leading, "admission lease changed");
-                    leading = now_leading;
+use crate::{
+    domain::QueueId,
+    error::QueueError,
+    store::{Admission, QueueStore},
+};
+
+/// Most `SSCAN` pages one tick reads while gathering its rooms (a sparse set can answer with
+/// empty pages).
+const MAX_SCANS_PER_TICK: usize = 16;
+/// At most one warning line per this long about rooms whose step failed.
+const ROOM_WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How much work one tick may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most rooms stepped per tick (at least 1).
+    pub rooms_per_tick: usize,
+    /// Most admission scripts in flight at once (at least 1).
+    pub concurrency: usize,
+    /// No new script starts once this much of the tick has passed (the first room of a tick
+    /// always gets its step, so a tiny budget still makes progress). Scripts already running
+    /// finish, each within the store's Redis deadline.
+    pub budget: Duration,
+}
+
+/// What one tick did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Whether this admitter held the lease (nothing else happens without it).
+    pub leading: bool,
+    /// Rooms stepped, successfully or not.
+    pub rooms: usize,
+    /// Admission scripts run (a room with a full batch runs more than one).
+    pub scripts: usize,
+    /// Counts summed over the rooms; `waiting` and `active` sum each room's latest state.
+    pub admission: Admission,
+    /// Rooms whose step failed this tick.
+    pub failed: Vec<QueueId>,
+    /// Rooms this tick was due to step but left, at the front of the line, for the next one
+    /// because its time budget ran out.
+    pub deferred: usize,
+}
+
+/// The admission loop's state between ticks: the lease identity, the cursor through the room
+/// set and the rooms read from it but not yet stepped.
+pub struct Admitter {
+    store: QueueStore,
+    holder: String,
+    lease: Duration,
+    limits: Limits,
+    cursor: u64,
+    pending: VecDeque<QueueId>,
+    queued: HashSet<QueueId>,
+    leading: bool,
+    warnings: RoomWarnings,
+}
+
+impl Admitter {
+    /// An admitter ticking every `tick` with a fresh lease identity.
+    pub fn new(store: QueueStore, tick: Duration, limits: Limits) -> Self {
+        let limits = Limits {
+            rooms_per_tick: limits.rooms_per_tick.max(1),
+            concurrency: limits.concurrency.max(1),
+            budget: limits.budget,
+        };
+        // Long enough to survive a slow tick, short enough that a dead holder is replaced quickly.
+        let lease = (tick * 10)
+            .max(limits.budget * 4)
+            .max(Duration::from_secs(2));
+        Self {
+            store,
+            holder: uuid::Uuid::new_v4().to_string(),
+            lease,
+            limits,
+            cursor: 0,
+            pending: VecDeque::new(),
+            queued: HashSet::new(),
+            leading: false,
+            warnings: RoomWarnings::default(),
+        }
+    }
+
+    /// One tick: renew the lease, then step the next rooms in turn. Fails only when the lease
+    /// or the room set cannot be read; a failing room is reported in [`TickReport::failed`].
+    pub async fn tick(&mut self) -> Result<TickReport, QueueError> {
+        let deadline = Instant::now() + self.limits.budget;
+        let leading = self.store.hold_lease(&self.holder, self.lease).await?;
+        if leading != self.leading {
+            tracing::info!(holder = %self.holder, leading, "admission lease changed");
+            self.leading = leading;
+        }
+        if !leading {
+            return Ok(TickReport::default());
+        }
+        self.gather().await?;
+
+        let due = self.limits.rooms_per_tick.min(self.pending.len());
+        let mut rooms: VecDeque<QueueId> = self.pending.drain(..due).collect();
+        for room in &rooms {
+            self.queued.remove(room);
+        }
+        let mut report = TickReport {
+            leading: true,
+            ..TickReport::default()
+        };
+        let store = &self.store;
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.limits.concurrency
+                && (report.rooms == 0 || Instant::now() < deadline)
+            {
+                let Some(room) = rooms.pop_front() else {
+                    break;
+                };
+                report.rooms += 1;
+                in_flight.push(step_room(store, room, deadline));
+            }
+            let Some(outcome) = in_flight.next().await else {
+                break;
+            };
+            report.scripts += outcome.scripts;
+            report.admission = sum(report.admission, outcome.admission);
+            let admission = outcome.admission;
+            if admission.admitted + admission.expired + admission.dropped > 0 {
+                tracing::debug!(room = %outcome.room.key(), ?admission, scripts = outcome.scripts, "admission step");
+            }
+            if let Some(error) = outcome.error {
+                self.warnings.room_failed(outcome.room, &error);
+                report.failed.push(outcome.room);
+            }
+        }
+        report.deferred = rooms.len();
+        if report.deferred > 0 {
+            tracing::debug!(
+                deferred = report.deferred,
+                budget = ?self.limits.budget,
+                "admission tick out of time; the rest go first next tick"
+            );
+        }
+        for room in rooms.into_iter().rev() {
+            if self.queued.insert(room) {
+                self.pending.push_front(room);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Reads pages of the room set from the cursor until a tick's worth of rooms is pending
+    /// or the pass is complete (the next gathering starts the next pass).
+    async fn gather(&mut self) -> Result<(), QueueError> {
+        let wanted = self.limits.rooms_per_tick;
+        for _ in 0..MAX_SCANS_PER_TICK {
+            if self.pending.len() >= wanted {
+                break;
+            }
+            let (next, rooms) = self.store.scan_rooms(self.cursor, wanted).await?;
+            for room in rooms {
+                if self.queued.insert(room) {
+                    self.pending.push_back(room);
                 }
             }
-            Err(error) => tracing::warn!(%error, "admission step failed; retrying next tick"),
+            self.cursor = next;
+            if next == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs admission ticks every `tick` until the task is dropped.
+pub async fn run(store: QueueStore, tick: Duration, limits: Limits) {
+    let mut admitter = Admitter::new(store, tick, limits);
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if let Err(error) = admitter.tick().await {
+            tracing::warn!(%error, "admission tick failed; retrying next tick");
         }
     }
 }
 
-/// One tick: renew the lease, then admit in every live queue. Returns whether we lead.
-async fn step(
-    store: &QueueStore,
-    holder: &str,
-    lease: Duration,
-) -> Result<bool, crate::error::QueueError> {
-    if !store.hold_lease(holder, lease).await? {
-        return Ok(false);
-    }
-    for queue in store.queues().await? {
-        let admission = store.admit(queue).await?;
-        if admission.admitted + admission.expired + admission.dropped > 0 {
-            tracing::debug!(?queue, ?admission, "admission step");
+struct RoomOutcome {
+    room: QueueId,
+    scripts: usize,
+    admission: Admission,
+    error: Option<QueueError>,
+}
+
+/// Steps one room, again at once while its batches come back full and the budget lasts.
+async fn step_room(store: &QueueStore, room: QueueId, deadline: Instant) -> RoomOutcome {
+    let mut outcome = RoomOutcome {
+        room,
+        scripts: 0,
+        admission: Admission::default(),
+        error: None,
+    };
+    loop {
+        outcome.scripts += 1;
+        match store.admit(room).await {
+            Ok(step) => {
+                outcome.admission = outcome.admission.followed_by(step);
+                if !step.batch_full() || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            Err(error) => {
+                outcome.error = Some(error);
+                break;
+            }
         }
     }
-    Ok(true)
+    outcome
+}
+
+fn sum(a: Admission, b: Admission) -> Admission {
+    Admission {
+        admitted: a.admitted + b.admitted,
+        expired: a.expired + b.expired,
+        dropped: a.dropped + b.dropped,
+        waiting: a.waiting + b.waiting,
+        active: a.active + b.active,
+    }
+}
+
+/// One warning line per interval about failing rooms (with the room and the error of the first
+/// failure, and how many failures went unreported since the last line); the rest at debug.
+#[derive(Default)]
+struct RoomWarnings {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RoomWarnings {
+    fn room_failed(&mut self, room: QueueId, error: &QueueError) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= ROOM_WARNING_INTERVAL)
+        {
+            tracing::warn!(
+                room = %room.key(),
+                %error,
+                suppressed = self.suppressed,
+                "admission failed in one room; the other rooms go on"
+            );
+            self.last = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+            tracing::debug!(room = %room.key(), %error, "admission failed in one room");
+        }
+    }
 }

@@ -38,6 +38,16 @@ pub struct Config {
     #[arg(long, env = "QUEUE_ADMISSION_TICK_MS", default_value_t = 100)]
     pub admission_tick_ms: u64,
 
+    /// Most rooms one admission tick steps; the admitter pages through the room set with a
+    /// cursor, so with more rooms than this every room still gets its turn, one pass per
+    /// ceil(rooms / this) ticks.
+    #[arg(long, env = "QUEUE_ADMITTER_ROOMS_PER_TICK", default_value_t = 256)]
+    pub admitter_rooms_per_tick: usize,
+
+    /// How many rooms' admission scripts one tick has in flight at once.
+    #[arg(long, env = "QUEUE_ADMITTER_CONCURRENCY", default_value_t = 4)]
+    pub admitter_concurrency: usize,
+
     /// Run the admission ticker in this process (one replica at a time holds the lease).
     #[arg(long, env = "QUEUE_ADMITTER", default_value_t = true, action = clap::ArgAction::Set)]
     pub admitter: bool,
@@ -69,6 +79,14 @@ impl Config {
         if self.admission_tick_ms == 0 || self.redis_timeout_ms == 0 || self.redis_pool_size == 0 {
             return Err("tick, Redis timeout and pool size must be > 0".into());
         }
+        if self.admitter_rooms_per_tick == 0 {
+            return Err("QUEUE_ADMITTER_ROOMS_PER_TICK must be > 0".into());
+        }
+        if self.admitter_concurrency == 0 || self.admitter_concurrency > self.redis_pool_size {
+            return Err(
+                "QUEUE_ADMITTER_CONCURRENCY must be > 0 and at most QUEUE_REDIS_POOL_SIZE".into(),
+            );
+        }
         if self.key_prefix.is_empty() || self.key_prefix.contains(char::is_whitespace) {
             return Err("QUEUE_KEY_PREFIX must be non-empty without spaces".into());
         }
@@ -90,6 +108,16 @@ impl Config {
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
     }
+
+    /// How much work one admission tick may do: the configured rooms and concurrency, and no
+    /// new script started past one tick interval.
+    pub fn admitter_limits(&self) -> crate::admitter::Limits {
+        crate::admitter::Limits {
+            rooms_per_tick: self.admitter_rooms_per_tick,
+            concurrency: self.admitter_concurrency,
+            budget: self.admission_tick(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -109,6 +137,18 @@ mod tests {
     #[test]
     fn rejects_no_rate_and_no_cap() {
         let config = parse(&["--admission-rate", "0", "--active-cap", "0"]);
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn rejects_an_admitter_that_does_no_work_or_outgrows_the_pool() {
+        assert!(
+            parse(&["--admitter-rooms-per-tick", "0"])
+                .validate()
+                .is_err()
+        );
+        assert!(parse(&["--admitter-concurrency", "0"]).validate().is_err());
+        let config = parse(&["--admitter-concurrency", "8", "--redis-pool-size", "4"]);
         assert!(config.validate().is_err());
     }
 

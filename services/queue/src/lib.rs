@@ -61,9 +61,13 @@ pub async fn build_with_store(
         )
         .await
     };
-    let admitter = config
-        .admitter
-        .then(|| tokio::spawn(admitter::run(store.clone(), config.admission_tick())));
+    let admitter = config.admitter.then(|| {
+        tokio::spawn(admitter::run(
+            store.clone(),
+            config.admission_tick(),
+            config.admitter_limits(),
+        ))
+    });
     let router = kit::grpc::server(kit::grpc::ServerLimits::default())
         .add_service(health)
         .add_service(kit::grpc::reflection(&[

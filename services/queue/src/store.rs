@@ -20,7 +20,7 @@ use crate::{
 /// Time constant of the measured-outflow average behind ETAs.
 const OUTFLOW_TAU_MS: u64 = 10_000;
 /// Most tokens expired, dropped or admitted by one admission step (bounds script run time).
-const MAX_BATCH: u64 = 1_000;
+pub const MAX_BATCH: u64 = 1_000;
 /// Waiting tokens' keys outlive the grace by this much, as a safety net behind the sweeper.
 const WAITING_KEY_SLACK: Duration = Duration::from_secs(60);
 
@@ -124,6 +124,25 @@ pub struct Admission {
     pub dropped: u64,
     pub waiting: u64,
     pub active: u64,
+}
+
+impl Admission {
+    /// Whether one of the step's batches came back full, so the same room may have more to do
+    /// at once (more to expire or drop, or more to admit than one batch).
+    pub fn batch_full(&self) -> bool {
+        self.admitted >= MAX_BATCH || self.expired >= MAX_BATCH || self.dropped >= MAX_BATCH
+    }
+
+    /// Adds `next`'s counts to these; waiting and active become `next`'s (the later state).
+    pub fn followed_by(self, next: Admission) -> Admission {
+        Admission {
+            admitted: self.admitted + next.admitted,
+            expired: self.expired + next.expired,
+            dropped: self.dropped + next.dropped,
+            waiting: next.waiting,
+            active: next.active,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -323,7 +342,8 @@ impl QueueStore {
         })
     }
 
-    /// Queues that have waiters or active tokens.
+    /// Queues that have waiters or active tokens, all at once (the admitter pages through them
+    /// with [`QueueStore::scan_rooms`] instead).
     pub async fn queues(&self) -> Result<Vec<QueueId>, QueueError> {
         let key = format!("{}:queues", self.prefix);
         let call = async {
@@ -341,6 +361,39 @@ impl QueueStore {
             .iter()
             .filter_map(|m| QueueId::from_key(m))
             .collect())
+    }
+
+    /// One page of the room set: `SSCAN` from `cursor` with `count` as the size hint. Returns
+    /// the next cursor (0 when the pass is complete) and the rooms of this page; members this
+    /// service did not write are skipped. A room present for a whole pass is returned at least
+    /// once in it (possibly twice, if the set is rehashed meanwhile).
+    pub async fn scan_rooms(
+        &self,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(u64, Vec<QueueId>), QueueError> {
+        let key = format!("{}:queues", self.prefix);
+        let call = async {
+            let mut connection = self.pool.get().await?;
+            let page: (u64, Vec<String>) = redis::cmd("SSCAN")
+                .arg(&key)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(count.max(1))
+                .query_async(&mut connection)
+                .await?;
+            Ok::<_, QueueError>(page)
+        };
+        let (next, members) = tokio::time::timeout(self.deadline, call)
+            .await
+            .map_err(|_| QueueError::Timeout)??;
+        Ok((
+            next,
+            members
+                .iter()
+                .filter_map(|m| QueueId::from_key(m))
+                .collect(),
+        ))
     }
 
     /// Takes or renews the single-admitter lease for `holder`. True while held.

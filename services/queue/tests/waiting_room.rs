@@ -12,6 +12,7 @@ use std::{
     time::Duration,
 };
 
+use futures::StreamExt;
 use queue::{
     Clock, Policy, QueueStore,
     domain::{QueueId, Standing, TokenStatus, UserId, Verdict},
@@ -232,6 +233,27 @@ async fn waiters_who_stop_polling_are_dropped_and_stop_counting() {
     let b_again = room.issue(2).await;
     assert_ne!(b_again.token, b.token);
     assert_eq!(position(&b_again), 2);
+}
+
+#[tokio::test]
+async fn while_a_drop_batch_comes_back_full_nobody_is_admitted_so_silent_waiters_never_are() {
+    let room = Room::new(policy(0.0, 10));
+    // 1,500 silent waiters at the head (more than one batch of 1,000), one live one behind.
+    futures::stream::iter(1..=1_500)
+        .map(|user| room.issue(user))
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+    room.advance(61_000);
+    let live = room.issue(1_501).await;
+
+    let first = room.admit().await;
+    assert_eq!((first.dropped, first.admitted), (1_000, 0), "{first:?}");
+    assert!(first.batch_full());
+    let second = room.admit().await;
+    assert_eq!((second.dropped, second.admitted), (500, 1), "{second:?}");
+    assert!(!second.batch_full());
+    assert!(matches!(room.validate(&live).await, Verdict::Valid { .. }));
 }
 
 #[tokio::test]

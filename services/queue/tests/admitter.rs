@@ -1,0 +1,276 @@
+//! The admission ticker against a real Redis, one tick at a time: each test has its own key
+//! prefix and a manual clock, and drives `Admitter::tick` itself (no timers, no sleeps).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::StreamExt;
+use queue::{
+    Clock, Policy, QueueStore,
+    admitter::{Admitter, Limits, TickReport},
+    domain::{QueueId, TokenStatus, UserId, Verdict},
+};
+
+const START_MS: i64 = 1_800_000_000_000;
+const TICK: Duration = Duration::from_millis(100);
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Admission by the cap only: every waiter the cap allows is admitted in one step, so a room
+/// with a waiter admits it the first time it is stepped.
+fn cap_only(cap: u32) -> Policy {
+    Policy {
+        admission_rate: 0.0,
+        active_cap: cap,
+        active_ttl: Duration::from_secs(600),
+        waiting_grace: Duration::from_secs(60),
+    }
+}
+
+/// Generous enough that a slow machine never runs a test's tick out of time by accident.
+fn limits(rooms_per_tick: usize, concurrency: usize) -> Limits {
+    Limits {
+        rooms_per_tick,
+        concurrency,
+        budget: Duration::from_secs(60),
+    }
+}
+
+struct Rooms {
+    store: QueueStore,
+    now: Arc<AtomicI64>,
+    prefix: String,
+}
+
+impl Rooms {
+    fn new(policy: Policy) -> Self {
+        let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+        let (clock, now) = Clock::manual(START_MS);
+        let store = QueueStore::connect(&redis_url(), 16, &prefix, policy, Duration::from_secs(5))
+            .expect("store")
+            .with_clock(clock);
+        Self { store, now, prefix }
+    }
+
+    fn admitter(&self, limits: Limits) -> Admitter {
+        Admitter::new(self.store.clone(), TICK, limits)
+    }
+
+    fn advance(&self, ms: i64) {
+        self.now.fetch_add(ms, Ordering::SeqCst);
+    }
+
+    async fn issue(&self, user: i64, room: QueueId) -> TokenStatus {
+        self.store
+            .issue(UserId::new(user).expect("user"), room)
+            .await
+            .expect("issue")
+    }
+
+    /// Issues tokens for `users` in `room`, 64 at a time.
+    async fn issue_many(
+        &self,
+        users: std::ops::RangeInclusive<i64>,
+        room: QueueId,
+    ) -> Vec<TokenStatus> {
+        futures::stream::iter(users)
+            .map(|user| self.issue(user, room))
+            .buffer_unordered(64)
+            .collect()
+            .await
+    }
+
+    async fn is_active(&self, status: &TokenStatus) -> bool {
+        matches!(
+            self.store
+                .validate(status.token, status.user)
+                .await
+                .expect("validate"),
+            Verdict::Valid { .. }
+        )
+    }
+
+    async fn count_active(&self, statuses: &[TokenStatus]) -> usize {
+        let mut active = 0;
+        for status in statuses {
+            if self.is_active(status).await {
+                active += 1;
+            }
+        }
+        active
+    }
+
+    /// Overwrites one of `room`'s keys with a string, so every script touching it fails with
+    /// WRONGTYPE.
+    async fn break_key(&self, room: QueueId, key: &str) {
+        let client = redis::Client::open(redis_url()).expect("client");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect");
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}:q:{}:{key}", self.prefix, room.key()))
+            .arg("not a sorted set")
+            .query_async(&mut connection)
+            .await
+            .expect("set");
+    }
+}
+
+async fn tick(admitter: &mut Admitter) -> TickReport {
+    admitter.tick().await.expect("tick")
+}
+
+#[tokio::test]
+async fn a_broken_room_does_not_stop_admission_in_the_healthy_rooms_of_the_same_tick() {
+    let rooms = Rooms::new(cap_only(10));
+    let broken = [QueueId::Concert(100), QueueId::Concert(101)];
+    for (user, room) in broken.iter().enumerate() {
+        rooms.issue(user as i64 + 1, *room).await;
+    }
+    rooms.break_key(broken[0], "seen").await;
+    rooms.break_key(broken[1], "wait").await;
+    let mut healthy = Vec::new();
+    for concert in 1..=8 {
+        healthy.extend(rooms.issue_many(1..=2, QueueId::Concert(concert)).await);
+    }
+
+    // One script at a time, as the old admitter ran them, so a broken room sits in line before
+    // some healthy ones whatever order the room set comes back in.
+    let mut admitter = rooms.admitter(limits(64, 1));
+    let report = tick(&mut admitter).await;
+    let mut failed = report.failed.clone();
+    failed.sort_by_key(|room| room.concert_id());
+    assert_eq!(failed, broken, "{report:?}");
+    assert_eq!(report.rooms, 10);
+    assert_eq!(report.admission.admitted, 16, "{report:?}");
+    assert_eq!(rooms.count_active(&healthy).await, healthy.len());
+
+    // Still broken next pass: reported again, and the tick still succeeds.
+    let again = tick(&mut admitter).await;
+    assert_eq!(again.failed.len(), 2, "{again:?}");
+}
+
+async fn every_room_is_admitted_after_ceil_rooms_over_bound_ticks(room_count: i64, bound: usize) {
+    let rooms = Rooms::new(cap_only(10));
+    let mut waiters = Vec::new();
+    for concert in 1..=room_count {
+        waiters.push(rooms.issue(concert, QueueId::Concert(concert)).await);
+    }
+    let mut admitter = rooms.admitter(limits(bound, 4));
+    let ticks = (room_count as usize).div_ceil(bound);
+    let mut admitted = 0;
+    for done in 1..=ticks {
+        let report = tick(&mut admitter).await;
+        assert!(report.rooms <= bound, "{report:?}");
+        assert!(report.failed.is_empty(), "{report:?}");
+        admitted += report.admission.admitted as usize;
+        if done < ticks {
+            assert!(
+                admitted <= bound * done,
+                "tick {done} of {ticks}: {admitted} admitted, bound {bound}"
+            );
+        }
+    }
+    assert_eq!(admitted, room_count as usize, "after {ticks} ticks");
+    assert_eq!(rooms.count_active(&waiters).await, waiters.len());
+
+    // The walk goes on in the next pass: a new waiter in the first room is admitted within
+    // another ceil(rooms / bound) ticks.
+    let late = rooms.issue(room_count + 1, QueueId::Concert(1)).await;
+    for _ in 0..ticks {
+        tick(&mut admitter).await;
+    }
+    assert!(rooms.is_active(&late).await);
+}
+
+#[tokio::test]
+async fn with_more_rooms_than_the_bound_all_are_admitted_after_ceil_rooms_over_bound_ticks() {
+    // 10 rooms fit one SSCAN page (a small set comes back whole): the admitter keeps the rest.
+    every_room_is_admitted_after_ceil_rooms_over_bound_ticks(10, 3).await;
+}
+
+#[tokio::test]
+async fn with_many_more_rooms_than_the_bound_the_cursor_pages_through_them_all() {
+    // 600 rooms are past Redis's small-set encoding: SSCAN pages through a hash table.
+    every_room_is_admitted_after_ceil_rooms_over_bound_ticks(600, 256).await;
+}
+
+#[tokio::test]
+async fn a_backlog_of_five_thousand_silent_waiters_is_dropped_in_one_tick_and_none_is_admitted() {
+    let rooms = Rooms::new(cap_only(100));
+    let room = QueueId::Concert(1);
+    let silent = rooms.issue_many(1..=5_000, room).await;
+    rooms.advance(61_000);
+    // Three live waiters behind them: the only ones who may be admitted.
+    let live = rooms.issue_many(5_001..=5_003, room).await;
+
+    let mut admitter = rooms.admitter(limits(256, 4));
+    let report = tick(&mut admitter).await;
+    assert_eq!(report.admission.dropped, 5_000, "{report:?}");
+    assert_eq!(report.admission.admitted, 3, "{report:?}");
+    // Five full batches of drops, then the step that admits.
+    assert_eq!(report.scripts, 6, "{report:?}");
+    assert_eq!(rooms.count_active(&live).await, 3);
+    assert_eq!(rooms.count_active(&silent).await, 0);
+    for status in silent.iter().step_by(500) {
+        assert_eq!(
+            rooms
+                .store
+                .validate(status.token, status.user)
+                .await
+                .expect("validate"),
+            Verdict::NotFound
+        );
+    }
+}
+
+#[tokio::test]
+async fn past_its_time_budget_a_tick_starts_no_new_room_and_the_next_tick_starts_with_the_rest() {
+    let rooms = Rooms::new(cap_only(10));
+    let mut waiters = Vec::new();
+    for concert in 1..=3 {
+        waiters.push(rooms.issue(concert, QueueId::Concert(concert)).await);
+    }
+    // A zero budget is spent before the first room: each tick steps only the one room a tick
+    // always gets, and leaves the others at the front of the line.
+    let mut admitter = rooms.admitter(Limits {
+        rooms_per_tick: 10,
+        concurrency: 4,
+        budget: Duration::ZERO,
+    });
+    let first = tick(&mut admitter).await;
+    assert_eq!((first.rooms, first.deferred), (1, 2), "{first:?}");
+    assert_eq!(first.admission.admitted, 1);
+    // The deferred rooms go first: one new admission per tick, none stepped twice meanwhile.
+    for done in 2..=3 {
+        let report = tick(&mut admitter).await;
+        assert_eq!(
+            (report.rooms, report.admission.admitted),
+            (1, 1),
+            "tick {done}: {report:?}"
+        );
+    }
+    assert_eq!(rooms.count_active(&waiters).await, 3);
+}
+
+#[tokio::test]
+async fn an_admitter_without_the_lease_steps_no_room() {
+    let rooms = Rooms::new(cap_only(10));
+    let waiter = rooms.issue(1, QueueId::Default).await;
+    let mut leader = rooms.admitter(limits(16, 2));
+    let mut other = rooms.admitter(limits(16, 2));
+    assert!(tick(&mut leader).await.leading);
+    let report = tick(&mut other).await;
+    assert_eq!(report, TickReport::default());
+    assert!(rooms.is_active(&waiter).await, "the leader admitted");
+}
