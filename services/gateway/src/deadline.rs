@@ -13,7 +13,7 @@ tokio::task_local! {
 }
 
 /// Time kept back from the request's deadline to turn a backend's answer into a response.
-const ANSWER_MARGIN: Duration = Duration::from_millis(50);
+const ANSWER_MARGIN: Duration = Duration::from_millis(100);
 
 /// The layer: runs the request with its deadline set.
 pub async fn scope(timeout: Duration, request: Request, next: Next) -> Response {

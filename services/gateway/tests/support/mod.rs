@@ -30,6 +30,9 @@ pub struct System {
     pub now: Arc<AtomicI64>,
     /// The reservation service's own database, for tests that move its clock (age holds).
     pub reservation_db: sqlx::PgPool,
+    /// The catalog's database, for tests that add concerts.
+    pub catalog_db: sqlx::PgPool,
+    pub prefix: String,
 }
 
 pub fn postgres_server_url() -> String {
@@ -38,8 +41,8 @@ pub fn postgres_server_url() -> String {
 }
 
 /// Catalog (fresh database, demo data) and reservation (fresh database) on port 0; returns
-/// their URLs and the reservation database.
-async fn start_catalog_and_reservation() -> (String, String, sqlx::PgPool) {
+/// their URLs and the reservation and catalog databases.
+pub async fn start_catalog_and_reservation() -> (String, String, sqlx::PgPool, sqlx::PgPool) {
     #[derive(Parser)]
     struct CatalogArgs {
         #[command(flatten)]
@@ -95,6 +98,7 @@ async fn start_catalog_and_reservation() -> (String, String, sqlx::PgPool) {
         format!("http://{catalog_addr}"),
         format!("http://{reservation_addr}"),
         reservation_pool,
+        pool,
     )
 }
 
@@ -123,7 +127,8 @@ impl System {
                 .await
                 .expect("queue starts");
         tokio::spawn(serve);
-        let (catalog_url, reservation_url, reservation_db) = start_catalog_and_reservation().await;
+        let (catalog_url, reservation_url, reservation_db, catalog_db) =
+            start_catalog_and_reservation().await;
         let catalog_flag = format!("--catalog-url={catalog_url}");
         let reservation_flag = format!("--reservation-url={reservation_url}");
         let mut flags = vec![catalog_flag.as_str(), reservation_flag.as_str()];
@@ -134,6 +139,8 @@ impl System {
             queue_store,
             now,
             reservation_db,
+            catalog_db,
+            prefix,
         }
     }
 
@@ -248,6 +255,10 @@ pub struct Reply {
 }
 
 impl Http {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
