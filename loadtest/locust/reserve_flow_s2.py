@@ -7,14 +7,17 @@ concert 1 with its free-seat count, one call), then keeps doing, 1-3 s apart and
 - "Get Concert Options" again;
 - "Reserve Seat" on the next seat in turn: seats 1..50 of option 1, then of option 2, ... of
   option 10, then around again. 303 See Other (held: the user keeps the hold, as in the
-  original, and moves on) and 400 SEAT_TAKEN (someone else has it: move on) are both expected.
+  original, and moves on) and 400 SEAT_TAKEN (someone else has it: move on) are both expected,
+  and so is 409 SEAT_LIMIT_REACHED once the user holds its limit of seats for the concert
+  (RESERVATION_MAX_SEATS_PER_USER, 4 by default): it keeps trying, as the original did.
 
 Every user starts at option 1, seat 1, so they race each other seat by seat: this is the
 contention scenario. Holds are never paid; they run out after the hold time (5 min by default).
 If the token's admission runs out, the user queues again and carries on where it was.
 
 Fixed vs the original: every user sent userId 1 and one hard-coded token, and 400/401/403/404
-(and 500 for the options call) all counted as success. Now only 200, 303 and SEAT_TAKEN do.
+(and 500 for the options call) all counted as success. Now only 200, 303, SEAT_TAKEN and
+SEAT_LIMIT_REACHED do.
 
 CONCERT_ID (default 1), OPTION_IDS (default 1-10, e.g. "1-10" or "3,5,7") and SEATS_PER_OPTION
 (default 50) in the environment match it to other seed data.
@@ -84,6 +87,10 @@ class ConcertUser(WaitingRoom, HttpUser):
             elif response.status_code == 400 and code_of(response) == "SEAT_TAKEN":
                 response.success()
                 tally.count("SEAT_TAKEN")
+                self.next_seat()
+            elif response.status_code == 409 and code_of(response) == "SEAT_LIMIT_REACHED":
+                response.success()
+                tally.count("SEAT_LIMIT_REACHED")
                 self.next_seat()
             elif self.token_gone(response):
                 pass  # queue again, then retry this seat
