@@ -10,6 +10,8 @@ pub struct Concert {
     pub title: String,
     pub artist: String,
     pub description: String,
+    /// The shared default waiting room admits to it (else the concert has its own room).
+    pub shared_room: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
@@ -34,6 +36,9 @@ pub struct Seat {
 pub struct SeatMap {
     pub concert_option_id: i64,
     pub sale_opens_at_ms: i64,
+    /// The option's concert, and whether the shared default waiting room admits to it.
+    pub concert_id: i64,
+    pub shared_room: bool,
     pub seats: Vec<Seat>,
 }
 
@@ -82,6 +87,7 @@ impl From<Concert> for pb::Concert {
             title: c.title,
             artist: c.artist,
             description: c.description,
+            shared_room: c.shared_room,
         }
     }
 }
@@ -115,6 +121,8 @@ impl From<SeatMap> for pb::SeatMap {
         Self {
             concert_option_id: map.concert_option_id,
             sale_opens_at_unix_ms: map.sale_opens_at_ms,
+            concert_id: map.concert_id,
+            shared_room: map.shared_room,
             seats: map.seats.into_iter().map(Into::into).collect(),
         }
     }

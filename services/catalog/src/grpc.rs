@@ -30,6 +30,18 @@ impl CatalogService for CatalogGrpc {
         }))
     }
 
+    async fn get_concert(
+        &self,
+        request: Request<pb::GetConcertRequest>,
+    ) -> Result<Response<pb::Concert>, Status> {
+        let concert_id = positive_id(
+            request.into_inner().concert_id,
+            "INVALID_CONCERT_ID",
+            "concertId",
+        )?;
+        Ok(Response::new(self.repo.concert(concert_id).await?.into()))
+    }
+
     async fn list_options(
         &self,
         request: Request<pb::ListOptionsRequest>,

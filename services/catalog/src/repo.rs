@@ -40,6 +40,19 @@ pub const OPTIONS_OF_CONCERT: &str = concat!(
     "where c.id = $1 order by o.starts_at, o.id"
 );
 
+/// Concert $1 (one primary-key probe of `concerts`).
+pub const CONCERT_BY_ID: &str =
+    "select id, title, artist, description, shared_room from concerts where id = $1";
+
+/// What a seat map says about option $1 besides its seats: when it goes on sale, its concert
+/// and that concert's room (one primary-key probe each of `concert_options` and `concerts`).
+pub const OPTION_OF_SEAT_MAP: &str = concat!(
+    "select ",
+    epoch_ms!("o.sale_opens_at"),
+    " as sale_opens_at_ms, o.concert_id, c.shared_room ",
+    "from concert_options o join concerts c on c.id = o.concert_id where o.id = $1"
+);
+
 /// The seat map of option $1 (one index-only range scan on the seats primary key).
 pub const SEATS_OF_OPTION: &str = "select concert_option_id, seat_no, grade, price_minor from seats \
      where concert_option_id = $1 order by seat_no";
@@ -55,11 +68,21 @@ impl CatalogRepo {
 
     #[tracing::instrument(name = "SELECT concerts", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn concerts(&self) -> Result<Vec<Concert>, CatalogError> {
-        Ok(
-            sqlx::query_as("select id, title, artist, description from concerts order by id")
-                .fetch_all(&self.pool)
-                .await?,
+        Ok(sqlx::query_as(
+            "select id, title, artist, description, shared_room from concerts order by id",
         )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// One concert; `ConcertNotFound` for an unknown one.
+    #[tracing::instrument(name = "SELECT concerts", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+    pub async fn concert(&self, concert_id: i64) -> Result<Concert, CatalogError> {
+        let concert: Option<Concert> = sqlx::query_as(CONCERT_BY_ID)
+            .bind(concert_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        concert.ok_or(CatalogError::ConcertNotFound)
     }
 
     /// The concert's options by start time; `ConcertNotFound` for an unknown concert.
@@ -92,15 +115,12 @@ impl CatalogRepo {
     /// The option's whole seat map; `OptionNotFound` for an unknown option.
     #[tracing::instrument(name = "SELECT seats", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn seat_map(&self, option_id: i64) -> Result<SeatMap, CatalogError> {
-        let sale_opens_at_ms: Option<(i64,)> = sqlx::query_as(concat!(
-            "select ",
-            epoch_ms!("sale_opens_at"),
-            " from concert_options where id = $1"
-        ))
-        .bind(option_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let (sale_opens_at_ms,) = sale_opens_at_ms.ok_or(CatalogError::OptionNotFound)?;
+        let option: Option<(i64, i64, bool)> = sqlx::query_as(OPTION_OF_SEAT_MAP)
+            .bind(option_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let (sale_opens_at_ms, concert_id, shared_room) =
+            option.ok_or(CatalogError::OptionNotFound)?;
         let seats: Vec<Seat> = sqlx::query_as(SEATS_OF_OPTION)
             .bind(option_id)
             .fetch_all(&self.pool)
@@ -108,6 +128,8 @@ impl CatalogRepo {
         Ok(SeatMap {
             concert_option_id: option_id,
             sale_opens_at_ms,
+            concert_id,
+            shared_room,
             seats,
         })
     }

@@ -1,6 +1,7 @@
 //! Demo and benchmark data: `catalog seed`. Idempotent: re-running adds nothing that exists.
 //! Concert c gets options ((c-1)·O + 1) ..= c·O, so the original load tests' concert 1 has
-//! options 1..10 with the defaults.
+//! options 1..10 with the defaults. Seeded concerts are admitted by the shared default waiting
+//! room, the one the original clients queue in.
 
 use sqlx::PgPool;
 
@@ -20,10 +21,13 @@ pub struct SeedArgs {
 
 pub async fn seed(pool: &PgPool, args: SeedArgs) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // The original clients queue in the shared room (no concertId) and book these concerts.
+    // A seeded concert already there is put in the shared room too: one seeded before rooms
+    // existed got its own room from the migration's default.
     sqlx::query(
-        "insert into concerts (id, title, artist, description) \
-         select c, 'Concert ' || c, 'Artist ' || c, 'Demo concert ' || c from generate_series(1, $1::bigint) c \
-         on conflict (id) do nothing",
+        "insert into concerts as k (id, title, artist, description, shared_room) \
+         select c, 'Concert ' || c, 'Artist ' || c, 'Demo concert ' || c, true from generate_series(1, $1::bigint) c \
+         on conflict (id) do update set shared_room = true where not k.shared_room",
     )
     .bind(args.concerts)
     .execute(&mut *tx)

@@ -18,6 +18,13 @@ fn server_url() -> String {
 }
 
 async fn start(seed: catalog::seed::SeedArgs) -> CatalogServiceClient<Channel> {
+    start_with_pool(seed).await.0
+}
+
+/// The catalog on a fresh, seeded database, and a pool on that database.
+async fn start_with_pool(
+    seed: catalog::seed::SeedArgs,
+) -> (CatalogServiceClient<Channel>, sqlx::PgPool) {
     let database_url = kit::postgres::fresh_database(&server_url())
         .await
         .expect("fresh database");
@@ -36,13 +43,14 @@ async fn start(seed: catalog::seed::SeedArgs) -> CatalogServiceClient<Channel> {
         .await
         .expect("catalog starts");
     tokio::spawn(serve);
-    CatalogServiceClient::new(
+    let client = CatalogServiceClient::new(
         kit::grpc::channel(
             &format!("http://{addr}"),
             kit::grpc::ChannelTimeouts::default(),
         )
         .expect("channel"),
-    )
+    );
+    (client, pool)
 }
 
 fn demo() -> catalog::seed::SeedArgs {
@@ -63,6 +71,8 @@ async fn the_demo_data_is_what_the_original_load_tests_expect() {
         .into_inner();
     assert_eq!(concerts.concerts.len(), 1);
     assert_eq!(concerts.concerts[0].id, 1);
+    // The original clients queue without a concertId: the shared room admits to the demo data.
+    assert!(concerts.concerts[0].shared_room);
 
     let options = client
         .list_options(pb::ListOptionsRequest { concert_id: 1 })
@@ -99,6 +109,7 @@ async fn the_demo_data_is_what_the_original_load_tests_expect() {
     assert_eq!(map.seats.iter().filter(|s| s.grade == "VIP").count(), 5);
     assert_eq!(map.seats.iter().filter(|s| s.grade == "R").count(), 15);
     assert!(map.sale_opens_at_unix_ms > 0);
+    assert_eq!((map.concert_id, map.shared_room), (1, true));
 
     let seat = client
         .get_seat(pb::GetSeatRequest {
@@ -161,6 +172,22 @@ async fn unknown_and_invalid_ids_have_stable_codes() {
     assert_eq!(
         failure(
             client
+                .get_concert(pb::GetConcertRequest { concert_id: 99 })
+                .await
+        ),
+        (tonic::Code::NotFound, "CONCERT_NOT_FOUND".into())
+    );
+    assert_eq!(
+        failure(
+            client
+                .get_concert(pb::GetConcertRequest { concert_id: -1 })
+                .await
+        ),
+        (tonic::Code::InvalidArgument, "INVALID_CONCERT_ID".into())
+    );
+    assert_eq!(
+        failure(
+            client
                 .get_seat_map(pb::GetSeatMapRequest {
                     concert_option_id: 11
                 })
@@ -184,6 +211,97 @@ async fn unknown_and_invalid_ids_have_stable_codes() {
         failure(client.get_seat(seat(1, -1)).await),
         (tonic::Code::InvalidArgument, "INVALID_SEAT_ID".into())
     );
+}
+
+#[tokio::test]
+async fn get_concert_and_seat_maps_say_which_room_admits_to_the_concert() {
+    let (mut client, pool) = start_with_pool(catalog::seed::SeedArgs {
+        concerts: 2,
+        options_per_concert: 2,
+        seats_per_option: 10,
+    })
+    .await;
+    // Concert 2 gets its own room; a concert added without saying gets its own room too.
+    sqlx::query("update concerts set shared_room = false where id = 2")
+        .execute(&pool)
+        .await
+        .expect("own room");
+    let (added,): (i64,) = sqlx::query_as(
+        "insert into concerts (title, artist) values ('Added', 'Someone') returning id",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("insert concert");
+
+    let concert = |id| pb::GetConcertRequest { concert_id: id };
+    let shared = client.get_concert(concert(1)).await.expect("concert 1");
+    assert_eq!(
+        shared.into_inner(),
+        pb::Concert {
+            id: 1,
+            title: "Concert 1".into(),
+            artist: "Artist 1".into(),
+            description: "Demo concert 1".into(),
+            shared_room: true,
+        }
+    );
+    let own = client.get_concert(concert(2)).await.expect("concert 2");
+    assert!(!own.into_inner().shared_room);
+    let new = client.get_concert(concert(added)).await.expect("added");
+    assert!(!new.into_inner().shared_room);
+
+    let listed = client
+        .list_concerts(pb::ListConcertsRequest {})
+        .await
+        .expect("concerts")
+        .into_inner()
+        .concerts;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|c| (c.id, c.shared_room))
+            .collect::<Vec<_>>(),
+        vec![(1, true), (2, false), (added, false)]
+    );
+
+    // Options 1-2 belong to concert 1, options 3-4 to concert 2.
+    for (option, concert_id, shared_room) in [(2, 1, true), (3, 2, false)] {
+        let map = client
+            .get_seat_map(pb::GetSeatMapRequest {
+                concert_option_id: option,
+            })
+            .await
+            .expect("seat map")
+            .into_inner();
+        assert_eq!((map.concert_id, map.shared_room), (concert_id, shared_room));
+        assert_eq!(map.seats.len(), 10);
+    }
+}
+
+#[tokio::test]
+async fn seeding_again_puts_the_seeded_concerts_back_in_the_shared_room() {
+    let (mut client, pool) = start_with_pool(demo()).await;
+    // As a concert seeded before rooms existed: the migration's default gave it its own room.
+    sqlx::query("update concerts set shared_room = false")
+        .execute(&pool)
+        .await
+        .expect("own room");
+    catalog::seed::seed(&pool, demo())
+        .await
+        .expect("seed again");
+    let concert = client
+        .get_concert(pb::GetConcertRequest { concert_id: 1 })
+        .await
+        .expect("concert")
+        .into_inner();
+    assert!(concert.shared_room);
+    let (options, seats): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from concert_options), (select count(*) from seats)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("counts");
+    assert_eq!((options, seats), (10, 500));
 }
 
 /// The gRPC code and stable error code of a call that must fail.
@@ -210,6 +328,16 @@ async fn every_read_is_an_index_scan() {
     )
     .await
     .expect("seed");
+    // More concerts and options than fit a page or two (each with one option, no seats), else a
+    // sequential scan of them is the cheaper plan.
+    sqlx::raw_sql(
+        "insert into concerts (title, artist) select 'More ' || n, 'Artist' from generate_series(1, 5000) n; \
+         insert into concert_options (concert_id, starts_at, venue, sale_opens_at) \
+         select id, now(), 'Hall', now() from concerts where title like 'More %'",
+    )
+    .execute(&pool)
+    .await
+    .expect("more concerts");
     sqlx::query("analyze")
         .execute(&pool)
         .await
@@ -230,4 +358,15 @@ async fn every_read_is_an_index_scan() {
         !options.contains("Seq Scan on concert_options"),
         "{options}"
     );
+    let concert = kit::postgres::explain(&pool, catalog::repo::CONCERT_BY_ID, 7_i64)
+        .await
+        .expect("explain");
+    assert!(concert.contains("using concerts_pkey"), "{concert}");
+    assert!(!concert.contains("Seq Scan"), "{concert}");
+    let option = kit::postgres::explain(&pool, catalog::repo::OPTION_OF_SEAT_MAP, 77_i64)
+        .await
+        .expect("explain");
+    assert!(option.contains("using concert_options_pkey"), "{option}");
+    assert!(option.contains("using concerts_pkey"), "{option}");
+    assert!(!option.contains("Seq Scan"), "{option}");
 }

@@ -2,6 +2,9 @@
 
 use std::{net::SocketAddr, time::Duration};
 
+/// The largest per-user seat limit accepted (larger is a typo; 0 switches the limit off).
+pub const MAX_SEATS_PER_USER: u32 = 10_000;
+
 /// Seat holds, bookings, wallets and payments on PostgreSQL.
 #[derive(clap::Parser, Clone, Debug)]
 #[command(name = "reservation", version, about)]
@@ -33,6 +36,10 @@ pub struct Config {
     /// How often expired holds are swept, in milliseconds.
     #[arg(long, env = "RESERVATION_SWEEP_INTERVAL_MS", default_value_t = 1000)]
     pub sweep_interval_ms: u64,
+
+    /// Most seats one user may hold (unexpired) or have bought for one concert; 0 = no limit.
+    #[arg(long, env = "RESERVATION_MAX_SEATS_PER_USER", default_value_t = 4)]
+    pub max_seats_per_user: u32,
 
     /// Largest single wallet charge, in minor units.
     #[arg(
@@ -77,6 +84,12 @@ impl Config {
         {
             return Err("hold time, sweep interval and idempotency retention must be > 0".into());
         }
+        if self.max_seats_per_user > MAX_SEATS_PER_USER {
+            return Err(format!(
+                "RESERVATION_MAX_SEATS_PER_USER must be at most {MAX_SEATS_PER_USER} (0 = no limit), got {}",
+                self.max_seats_per_user
+            ));
+        }
         if self.max_charge_minor <= 0 {
             return Err("RESERVATION_MAX_CHARGE_MINOR must be > 0".into());
         }
@@ -104,5 +117,32 @@ impl Config {
             connect: Duration::from_millis(self.catalog_timeout_ms),
             request: Duration::from_millis(self.catalog_timeout_ms),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let config =
+            Config::try_parse_from(std::iter::once("reservation").chain(args.iter().copied()))
+                .map_err(|error| error.to_string())?;
+        config.validate().map(|()| config)
+    }
+
+    #[test]
+    fn the_seat_limit_defaults_to_four_and_zero_switches_it_off() {
+        assert_eq!(parse(&[]).map(|c| c.max_seats_per_user), Ok(4));
+        assert_eq!(
+            parse(&["--max-seats-per-user=0"]).map(|c| c.max_seats_per_user),
+            Ok(0)
+        );
+        assert!(parse(&["--max-seats-per-user=10000"]).is_ok());
+        assert!(parse(&["--max-seats-per-user=10001"]).is_err());
+        assert!(parse(&["--max-seats-per-user=-1"]).is_err());
+        assert!(parse(&["--max-seats-per-user=four"]).is_err());
     }
 }

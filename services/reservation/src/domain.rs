@@ -43,11 +43,66 @@ impl IdempotencyKey {
     }
 }
 
+/// A waiting room: the shared default room (the original clients', whose tokens carry no
+/// concert) or one concert's own room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Room {
+    Shared,
+    Concert(i64),
+}
+
+impl Room {
+    /// The room that admits to a concert: the shared room when the concert says so, else its own.
+    pub fn of_concert(concert_id: i64, shared_room: bool) -> Self {
+        if shared_room {
+            Self::Shared
+        } else {
+            Self::Concert(concert_id)
+        }
+    }
+
+    /// As stored in a row: the concert of its own room, or null for the shared room.
+    pub fn concert_id(self) -> Option<i64> {
+        match self {
+            Self::Shared => None,
+            Self::Concert(concert_id) => Some(concert_id),
+        }
+    }
+
+    /// From a stored row (null = the shared room).
+    pub fn from_concert_id(concert_id: Option<i64>) -> Self {
+        concert_id.map_or(Self::Shared, Self::Concert)
+    }
+}
+
+/// The room a request says admitted its caller: required, and a concert's id is positive.
+impl TryFrom<Option<pb::WaitingRoom>> for Room {
+    type Error = ReservationError;
+
+    fn try_from(room: Option<pb::WaitingRoom>) -> Result<Self, Self::Error> {
+        match room {
+            None => Err(ReservationError::invalid(
+                "INVALID_ROOM",
+                "admittedBy (the waiting room that admitted the caller) is required",
+            )),
+            Some(pb::WaitingRoom { concert_id: None }) => Ok(Self::Shared),
+            Some(pb::WaitingRoom {
+                concert_id: Some(concert_id),
+            }) if concert_id > 0 => Ok(Self::Concert(concert_id)),
+            Some(_) => Err(ReservationError::invalid(
+                "INVALID_ROOM",
+                "admittedBy.concertId must be a positive integer (absent for the shared room)",
+            )),
+        }
+    }
+}
+
 pub struct HoldSeat {
     pub user_id: i64,
     pub option_id: i64,
     pub seat_no: i32,
     pub idempotency_key: Option<IdempotencyKey>,
+    pub admitted_by: Room,
 }
 
 impl TryFrom<pb::HoldSeatRequest> for HoldSeat {
@@ -69,15 +124,26 @@ impl TryFrom<pb::HoldSeatRequest> for HoldSeat {
             )?,
             seat_no: request.seat_id,
             idempotency_key: IdempotencyKey::parse(request.idempotency_key)?,
+            admitted_by: request.admitted_by.try_into()?,
         })
     }
+}
+
+/// What a payment request may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayMode {
+    /// Pay, for a caller admitted by this room.
+    Admitted(Room),
+    /// Only answer from the result stored under the Idempotency-Key (a retry that arrives
+    /// after paying released the queue token); nothing is paid.
+    ReplayOnly,
 }
 
 pub struct Pay {
     pub reservation_id: i64,
     pub user_id: i64,
     pub idempotency_key: Option<IdempotencyKey>,
-    pub replay_only: bool,
+    pub mode: PayMode,
 }
 
 impl TryFrom<pb::PayRequest> for Pay {
@@ -92,7 +158,11 @@ impl TryFrom<pb::PayRequest> for Pay {
             )?,
             user_id: positive_id(request.user_id, "INVALID_USER_ID", "userId")?,
             idempotency_key: IdempotencyKey::parse(request.idempotency_key)?,
-            replay_only: request.replay_only,
+            mode: if request.replay_only {
+                PayMode::ReplayOnly
+            } else {
+                PayMode::Admitted(request.admitted_by.try_into()?)
+            },
         })
     }
 }
@@ -166,6 +236,7 @@ impl From<Reservation> for pb::Reservation {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed expectation is the test failing
 mod tests {
     use super::*;
 
@@ -176,6 +247,71 @@ mod tests {
         assert!(IdempotencyKey::parse(Some(String::new())).is_err());
         assert!(IdempotencyKey::parse(Some("has space".into())).is_err());
         assert!(IdempotencyKey::parse(Some("k".repeat(201))).is_err());
+    }
+
+    fn code(error: ReservationError) -> &'static str {
+        match error {
+            ReservationError::InvalidArgument { code, .. } => code,
+            other => panic!("not an invalid argument: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_admitting_room_is_required_and_its_concert_positive() {
+        let room = |concert_id| Some(pb::WaitingRoom { concert_id });
+        assert_eq!(Room::try_from(room(None)).ok(), Some(Room::Shared));
+        assert_eq!(Room::try_from(room(Some(7))).ok(), Some(Room::Concert(7)));
+        for bad in [None, room(Some(0)), room(Some(-3))] {
+            assert_eq!(code(Room::try_from(bad).unwrap_err()), "INVALID_ROOM");
+        }
+    }
+
+    #[test]
+    fn a_concert_is_admitted_by_the_shared_room_or_its_own() {
+        assert_eq!(Room::of_concert(5, true), Room::Shared);
+        assert_eq!(Room::of_concert(5, false), Room::Concert(5));
+        for room in [Room::Shared, Room::Concert(5)] {
+            assert_eq!(Room::from_concert_id(room.concert_id()), room);
+        }
+    }
+
+    #[test]
+    fn a_payment_needs_its_room_unless_it_only_replays() {
+        let request = |replay_only, admitted_by| pb::PayRequest {
+            reservation_id: 1,
+            user_id: 2,
+            idempotency_key: Some("k".into()),
+            replay_only,
+            admitted_by,
+        };
+        let shared = Some(pb::WaitingRoom { concert_id: None });
+        assert_eq!(
+            Pay::try_from(request(false, shared)).map(|p| p.mode).ok(),
+            Some(PayMode::Admitted(Room::Shared))
+        );
+        assert_eq!(
+            code(Pay::try_from(request(false, None)).err().unwrap()),
+            "INVALID_ROOM"
+        );
+        assert_eq!(
+            Pay::try_from(request(true, None)).map(|p| p.mode).ok(),
+            Some(PayMode::ReplayOnly)
+        );
+    }
+
+    #[test]
+    fn a_hold_needs_its_room() {
+        let request = pb::HoldSeatRequest {
+            user_id: 1,
+            concert_option_id: 2,
+            seat_id: 3,
+            idempotency_key: None,
+            admitted_by: None,
+        };
+        assert_eq!(
+            code(HoldSeat::try_from(request).err().unwrap()),
+            "INVALID_ROOM"
+        );
     }
 
     #[test]

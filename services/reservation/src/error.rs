@@ -8,6 +8,10 @@ pub enum ReservationError {
     InvalidArgument { code: &'static str, message: String },
     #[error("the seat is already held or sold")]
     SeatTaken,
+    #[error("at most {limit} seats per user for one concert, held or bought")]
+    SeatLimitReached { limit: u32 },
+    #[error("the queue token is not from this concert's waiting room")]
+    TokenWrongRoom,
     #[error("no such seat in this concert option")]
     SeatNotFound,
     #[error("unknown concert option")]
@@ -56,6 +60,8 @@ impl From<ReservationError> for Status {
         let (code, error_code) = match &error {
             E::InvalidArgument { code, .. } => (Code::InvalidArgument, *code),
             E::SeatTaken => (Code::AlreadyExists, "SEAT_TAKEN"),
+            E::SeatLimitReached { .. } => (Code::FailedPrecondition, "SEAT_LIMIT_REACHED"),
+            E::TokenWrongRoom => (Code::PermissionDenied, "TOKEN_WRONG_ROOM"),
             E::SeatNotFound => (Code::NotFound, "SEAT_NOT_FOUND"),
             E::OptionNotFound => (Code::NotFound, "OPTION_NOT_FOUND"),
             E::SaleNotOpen => (Code::FailedPrecondition, "SALE_NOT_OPEN"),

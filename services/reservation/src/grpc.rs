@@ -9,7 +9,7 @@ use ticketing_proto::reservation::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{Charge, HoldSeat, Pay, positive_id},
+    domain::{Charge, HoldSeat, Pay, PayMode, positive_id},
     error::ReservationError,
     seat_prices::SeatPrices,
     store::{holds, idempotency, payments, wallets},
@@ -22,6 +22,8 @@ pub struct ReservationGrpc {
     pub pool: PgPool,
     pub seat_prices: SeatPrices,
     pub hold: Duration,
+    /// Most seats one user may hold or have bought per concert; 0 = no limit.
+    pub max_seats_per_user: u32,
     pub max_charge_minor: i64,
 }
 
@@ -36,21 +38,27 @@ impl ReservationService for ReservationGrpc {
             option_id,
             seat_no,
             idempotency_key,
+            admitted_by,
         } = request.into_inner().try_into()?;
-        let seat = self.seat_prices.seat(option_id, seat_no).await?;
-        let hold = self.hold;
+        let option = self.seat_prices.option(option_id).await?;
+        // Only a token from the concert's own waiting room admits to its seats.
+        if option.room != admitted_by {
+            return Err(ReservationError::TokenWrongRoom.into());
+        }
+        let seat = option.seat(seat_no)?;
+        let new = holds::NewHold {
+            user_id,
+            option_id,
+            seat_no,
+            concert_id: option.concert_id,
+            room: admitted_by,
+            grade: seat.grade,
+            price_minor: seat.price_minor,
+            hold: self.hold,
+            max_seats_per_user: self.max_seats_per_user,
+        };
         let reservation = match idempotency_key {
-            None => holds::hold(
-                &self.pool,
-                user_id,
-                option_id,
-                seat_no,
-                &seat.grade,
-                seat.price_minor,
-                hold,
-            )
-            .await?
-            .into(),
+            None => holds::hold(&self.pool, &new).await?.into(),
             Some(key) => {
                 let scope = idempotency::Scope::new(
                     "hold",
@@ -60,16 +68,7 @@ impl ReservationService for ReservationGrpc {
                 );
                 idempotency::once(&self.pool, scope, |tx| {
                     Box::pin(async move {
-                        let held = holds::hold(
-                            tx,
-                            user_id,
-                            option_id,
-                            seat_no,
-                            &seat.grade,
-                            seat.price_minor,
-                            hold,
-                        )
-                        .await?;
+                        let held = holds::hold(tx, &new).await?;
                         Ok(pb::Reservation::from(held))
                     })
                 })
@@ -134,26 +133,26 @@ impl ReservationService for ReservationGrpc {
             reservation_id,
             user_id,
             idempotency_key,
-            replay_only,
+            mode,
         } = request.into_inner().try_into()?;
-        let payment = match idempotency_key {
-            None if replay_only => return Err(ReservationError::NothingToReplay.into()),
-            Some(key) if replay_only => {
+        let payment = match (mode, idempotency_key) {
+            (PayMode::ReplayOnly, None) => return Err(ReservationError::NothingToReplay.into()),
+            (PayMode::ReplayOnly, Some(key)) => {
                 let scope =
                     idempotency::Scope::new("pay", user_id, &key, reservation_id.to_string());
                 idempotency::replay(&self.pool, scope).await?
             }
-            None => {
+            (PayMode::Admitted(room), None) => {
                 let mut tx = self.pool.begin().await.map_err(ReservationError::from)?;
-                let payment = payments::pay(&mut tx, reservation_id, user_id).await?;
+                let payment = payments::pay(&mut tx, reservation_id, user_id, room).await?;
                 tx.commit().await.map_err(ReservationError::from)?;
                 payment
             }
-            Some(key) => {
+            (PayMode::Admitted(room), Some(key)) => {
                 let scope =
                     idempotency::Scope::new("pay", user_id, &key, reservation_id.to_string());
                 idempotency::once(&self.pool, scope, |tx| {
-                    Box::pin(payments::pay(tx, reservation_id, user_id))
+                    Box::pin(payments::pay(tx, reservation_id, user_id, room))
                 })
                 .await?
             }

@@ -50,6 +50,7 @@ pub async fn build(
         pool,
         seat_prices: seat_prices::SeatPrices::new(catalog, config.catalog_timeouts().request),
         hold: config.hold(),
+        max_seats_per_user: config.max_seats_per_user,
         max_charge_minor: config.max_charge_minor,
     };
     let router = kit::grpc::server(kit::grpc::ServerLimits::default())

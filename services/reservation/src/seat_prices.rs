@@ -1,6 +1,6 @@
-//! Seat existence and prices, asked of the catalog over gRPC and cached per option: a seat
-//! map does not change once its option is on sale. Concurrent first requests for an option
-//! share one catalog call.
+//! Seat existence and prices, and the concert and waiting room of each option, asked of the
+//! catalog over gRPC and cached per option: a seat map does not change once its option is on
+//! sale. Concurrent first requests for an option share one catalog call.
 
 use std::{
     collections::HashMap,
@@ -12,7 +12,7 @@ use kit::grpc::TracedChannel as Channel;
 use ticketing_proto::catalog::v1::{self as catalog, catalog_service_client::CatalogServiceClient};
 use tokio::sync::OnceCell;
 
-use crate::error::ReservationError;
+use crate::{domain::Room, error::ReservationError};
 
 /// Options cached at most; past it the cache starts over (options on sale at once are few).
 const MAX_OPTIONS: usize = 10_000;
@@ -24,9 +24,28 @@ pub struct SeatPrice {
     pub price_minor: i64,
 }
 
-struct OptionSeats {
+/// One option's seat map, as a hold needs it.
+#[derive(Debug)]
+pub struct OptionSeats {
+    /// The option's concert: the per-user seat limit counts per concert.
+    pub concert_id: i64,
+    /// The waiting room that admits to the concert.
+    pub room: Room,
     sale_opens_at_ms: i64,
     seats: HashMap<i32, SeatPrice>,
+}
+
+impl OptionSeats {
+    /// The seat's grade and price, if the option is on sale and has that seat.
+    pub fn seat(&self, seat_no: i32) -> Result<SeatPrice, ReservationError> {
+        if now_ms() < self.sale_opens_at_ms {
+            return Err(ReservationError::SaleNotOpen);
+        }
+        self.seats
+            .get(&seat_no)
+            .cloned()
+            .ok_or(ReservationError::SeatNotFound)
+    }
 }
 
 /// One option's seat map, fetched once however many callers ask at the same time.
@@ -48,20 +67,8 @@ impl SeatPrices {
         }
     }
 
-    /// The seat's grade and price, if the option exists, is on sale and has that seat.
-    pub async fn seat(&self, option_id: i64, seat_no: i32) -> Result<SeatPrice, ReservationError> {
-        let option = self.option(option_id).await?;
-        if now_ms() < option.sale_opens_at_ms {
-            return Err(ReservationError::SaleNotOpen);
-        }
-        option
-            .seats
-            .get(&seat_no)
-            .cloned()
-            .ok_or(ReservationError::SeatNotFound)
-    }
-
-    async fn option(&self, option_id: i64) -> Result<Arc<OptionSeats>, ReservationError> {
+    /// The option's seat map, concert and room; `OptionNotFound` for an unknown option.
+    pub async fn option(&self, option_id: i64) -> Result<Arc<OptionSeats>, ReservationError> {
         let cell = {
             let mut options = self
                 .options
@@ -92,7 +99,16 @@ impl SeatPrices {
             }
             Err(status) => return Err(ReservationError::Catalog(status)),
         };
+        // A seat map without its concert (a catalog from before rooms) would put the option in
+        // no room at all: refuse it rather than cache it, so the next hold asks again.
+        if map.concert_id <= 0 {
+            return Err(ReservationError::Catalog(tonic::Status::internal(format!(
+                "the seat map of option {option_id} names no concert"
+            ))));
+        }
         Ok(Arc::new(OptionSeats {
+            concert_id: map.concert_id,
+            room: Room::of_concert(map.concert_id, map.shared_room),
             sale_opens_at_ms: map.sale_opens_at_unix_ms,
             seats: map
                 .seats

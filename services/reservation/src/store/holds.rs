@@ -4,7 +4,11 @@ use std::time::Duration;
 
 use sqlx::{PgExecutor, PgPool};
 
-use crate::{domain::Reservation, error::ReservationError, store::reservation_columns};
+use crate::{
+    domain::{Reservation, Room},
+    error::ReservationError,
+    store::reservation_columns,
+};
 
 /// Seats of option $1 held (unexpired) or sold: one range scan of the seat_claims primary key,
 /// which carries `held_until`.
@@ -16,10 +20,41 @@ pub const TAKEN_COUNTS: &str = "select concert_option_id, count(*) from seat_cla
      where concert_option_id = any($1) and (held_until is null or held_until > now()) \
      group by concert_option_id";
 
-/// Holds the seat for `user_id` for `hold`, in one statement: the claim row is inserted, or
-/// reclaimed when its previous hold has run out; a live hold or a sale leaves it untouched and
-/// the statement returns nothing (`SeatTaken`). The primary key makes the winner unique under
-/// any concurrency.
+/// A hold to make: who, which seat, at what price, admitted by which room.
+#[derive(Clone, Debug)]
+pub struct NewHold {
+    pub user_id: i64,
+    pub option_id: i64,
+    pub seat_no: i32,
+    /// The option's concert: the seat limit counts per user and concert.
+    pub concert_id: i64,
+    /// The room that admitted the caller, stored so that paying needs the same room.
+    pub room: Room,
+    pub grade: String,
+    pub price_minor: i64,
+    pub hold: Duration,
+    /// Most seats the user may hold (unexpired) or have bought for the concert; 0 = no limit.
+    pub max_seats_per_user: u32,
+}
+
+/// One hold in one statement: the `hold_seat` function (migration 0002) serialises one user's
+/// holds for one concert, returns the user's own live hold of the seat as it is, enforces the
+/// seat limit, and runs the claim upsert that makes the winner unique.
+pub const HOLD: &str = concat!(
+    "select ",
+    reservation_columns!(),
+    " from hold_seat($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+);
+
+/// SQLSTATE `hold_seat` raises when the user is at the seat limit.
+const SEAT_LIMIT_REACHED: &str = "SL001";
+
+/// Holds the seat for the user for `hold`, in one statement: the claim row is inserted, or
+/// reclaimed when its previous hold has run out; the user's own live hold of the seat (a retry)
+/// is returned as it is; someone else's live hold or a sale leaves it untouched and the
+/// statement returns nothing (`SeatTaken`); a user at the limit gets `SeatLimitReached`. The
+/// primary key makes the winner unique, and the (user, concert) lock the count exact, under any
+/// concurrency.
 #[tracing::instrument(
     name = "INSERT seat_claims",
     skip_all,
@@ -27,36 +62,33 @@ pub const TAKEN_COUNTS: &str = "select concert_option_id, count(*) from seat_cla
 )]
 pub async fn hold<'e>(
     db: impl PgExecutor<'e>,
-    user_id: i64,
-    option_id: i64,
-    seat_no: i32,
-    grade: &str,
-    price_minor: i64,
-    hold: Duration,
+    new: &NewHold,
 ) -> Result<Reservation, ReservationError> {
-    let reservation: Option<Reservation> = sqlx::query_as(concat!(
-        "with claim as ( ",
-        "  insert into seat_claims as c (concert_option_id, seat_no, reservation_id, held_until) ",
-        "  values ($1, $2, nextval('reservations_id_seq'), now() + make_interval(secs => $3)) ",
-        "  on conflict (concert_option_id, seat_no) do update ",
-        "    set reservation_id = excluded.reservation_id, held_until = excluded.held_until ",
-        "    where c.held_until is not null and c.held_until <= now() ",
-        "  returning reservation_id, held_until ",
-        ") ",
-        "insert into reservations (id, user_id, concert_option_id, seat_no, status, price_minor, grade, expires_at) ",
-        "select reservation_id, $4, $1, $2, 'HELD', $5, $6, held_until from claim ",
-        "returning ",
-        reservation_columns!()
-    ))
-    .bind(option_id)
-    .bind(seat_no)
-    .bind(hold.as_secs_f64())
-    .bind(user_id)
-    .bind(price_minor)
-    .bind(grade)
-    .fetch_optional(db)
-    .await?;
-    reservation.ok_or(ReservationError::SeatTaken)
+    let max_seats = i32::try_from(new.max_seats_per_user).unwrap_or(i32::MAX);
+    let result: Result<Option<Reservation>, sqlx::Error> = sqlx::query_as(HOLD)
+        .bind(new.option_id)
+        .bind(new.seat_no)
+        .bind(new.user_id)
+        .bind(new.concert_id)
+        .bind(new.room.concert_id())
+        .bind(new.price_minor)
+        .bind(&new.grade)
+        .bind(new.hold.as_secs_f64())
+        .bind(max_seats)
+        .fetch_optional(db)
+        .await;
+    match result {
+        Ok(Some(reservation)) => Ok(reservation),
+        Ok(None) => Err(ReservationError::SeatTaken),
+        Err(sqlx::Error::Database(error))
+            if error.code().as_deref() == Some(SEAT_LIMIT_REACHED) =>
+        {
+            Err(ReservationError::SeatLimitReached {
+                limit: new.max_seats_per_user,
+            })
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 #[tracing::instrument(name = "SELECT reservations", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]

@@ -4,11 +4,26 @@ use sqlx::PgConnection;
 use ticketing_proto::reservation::v1 as pb;
 
 use crate::{
+    domain::Room,
     error::ReservationError,
     store::{epoch_ms, wallets},
 };
 
-/// Within the caller's transaction: the hold must still be live and the user's, the balance
+/// What paying needs of the reservation, read under its row lock.
+#[derive(sqlx::FromRow)]
+struct Locked {
+    user_id: i64,
+    concert_option_id: i64,
+    seat_no: i32,
+    status: String,
+    price_minor: i64,
+    live: bool,
+    /// The room that admitted the hold (null = the shared room).
+    waiting_room_concert_id: Option<i64>,
+}
+
+/// Within the caller's transaction: the hold must still be live and the user's, the caller
+/// admitted by the room that admitted the hold (`TokenWrongRoom` otherwise), the balance
 /// must cover the price (conditional debit, never negative); then the seat is sold for good
 /// (its claim loses its deadline), the reservation CONFIRMED and the payment recorded.
 #[tracing::instrument(name = "pay", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
@@ -16,19 +31,31 @@ pub async fn pay(
     tx: &mut PgConnection,
     reservation_id: i64,
     user_id: i64,
+    admitted_by: Room,
 ) -> Result<pb::Payment, ReservationError> {
     // Lock the reservation so concurrent payments of it serialise here.
-    let row: Option<(i64, i64, i32, String, i64, bool)> = sqlx::query_as(
-        "select user_id, concert_option_id, seat_no, status, price_minor, expires_at > now() \
+    let row: Option<Locked> = sqlx::query_as(
+        "select user_id, concert_option_id, seat_no, status, price_minor, expires_at > now() as live, \
+                waiting_room_concert_id \
          from reservations where id = $1 for update",
     )
     .bind(reservation_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let (owner, option_id, seat_no, status, price_minor, live) =
-        row.ok_or(ReservationError::ReservationNotFound)?;
+    let Locked {
+        user_id: owner,
+        concert_option_id: option_id,
+        seat_no,
+        status,
+        price_minor,
+        live,
+        waiting_room_concert_id,
+    } = row.ok_or(ReservationError::ReservationNotFound)?;
     if owner != user_id {
         return Err(ReservationError::NotYourReservation);
+    }
+    if Room::from_concert_id(waiting_room_concert_id) != admitted_by {
+        return Err(ReservationError::TokenWrongRoom);
     }
     match status.as_str() {
         "CONFIRMED" => return Err(ReservationError::AlreadyPaid),
