@@ -195,7 +195,7 @@ async fn reserve_and_pay_need_an_active_token_of_the_same_user() {
 
 #[tokio::test]
 async fn two_hundred_concurrent_holds_on_one_seat_have_exactly_one_winner_fifty_times() {
-    let system = System::start(default_policy()).await;
+    let system = System::start_without_seat_limit(default_policy()).await;
     let tokens = system.active_tokens(1..=200).await;
     for round in 0..50_i64 {
         let (option, seat) = (round / 10 + 1, round % 10 + 1);
@@ -327,7 +327,7 @@ async fn an_expired_hold_frees_its_seat_exactly_once_and_a_paid_one_never() {
 
 #[tokio::test]
 async fn concurrent_charges_and_payments_sum_exactly_and_never_go_negative() {
-    let system = System::start(default_policy()).await;
+    let system = System::start_without_seat_limit(default_policy()).await;
     let (user, token) = system.active_tokens([7]).await.remove(0);
     // 50 holds on the S-grade seats (21..50 of options 1 and 2), 70,000 each.
     let mut reservations = Vec::new();
@@ -549,7 +549,7 @@ async fn original_scenario_one_runs_end_to_end() {
 /// five users sweep the whole hall at once. Every seat ends with exactly one holder.
 #[tokio::test]
 async fn original_scenario_two_runs_end_to_end() {
-    let system = System::start(default_policy()).await;
+    let system = System::start_without_seat_limit(default_policy()).await;
     let tokens = system.active_tokens(1..=5).await;
     let sweeps = tokens.iter().map(|(user, token)| {
         let http = system.http.clone();

@@ -43,6 +43,13 @@ pub fn postgres_server_url() -> String {
 /// Catalog (fresh database, demo data) and reservation (fresh database) on port 0; returns
 /// their URLs and the reservation and catalog databases.
 pub async fn start_catalog_and_reservation() -> (String, String, sqlx::PgPool, sqlx::PgPool) {
+    start_catalog_and_reservation_with(&[]).await
+}
+
+/// As [`start_catalog_and_reservation`], with extra reservation flags.
+pub async fn start_catalog_and_reservation_with(
+    reservation_flags: &[&str],
+) -> (String, String, sqlx::PgPool, sqlx::PgPool) {
     #[derive(Parser)]
     struct CatalogArgs {
         #[command(flatten)]
@@ -80,13 +87,17 @@ pub async fn start_catalog_and_reservation() -> (String, String, sqlx::PgPool, s
     let reservation_db = kit::postgres::fresh_database(&server)
         .await
         .expect("reservation database");
-    let reservation_config = reservation::Config::parse_from([
+    let database_flag = format!("--database-url={reservation_db}");
+    let catalog_flag = format!("--catalog-url=http://{catalog_addr}");
+    let mut args = vec![
         "reservation",
         "--listen-addr=127.0.0.1:0",
-        &format!("--database-url={reservation_db}"),
-        &format!("--catalog-url=http://{catalog_addr}"),
+        database_flag.as_str(),
+        catalog_flag.as_str(),
         "--db-pool-size=16",
-    ]);
+    ];
+    args.extend_from_slice(reservation_flags);
+    let reservation_config = reservation::Config::parse_from(args);
     let (reservation_addr, serve) = reservation::build(reservation_config, std::future::pending())
         .await
         .expect("reservation starts");
@@ -109,6 +120,21 @@ impl System {
 
     /// As [`System::start`], with extra gateway flags (e.g. `--auth=jwt …`).
     pub async fn start_with(policy: Policy, gateway_flags: &[&str]) -> Self {
+        Self::start_configured(policy, gateway_flags, &[]).await
+    }
+
+    /// A system whose users may hold any number of seats: for tests about something else
+    /// (one winner per seat, sums) that need one user to hold many.
+    pub async fn start_without_seat_limit(policy: Policy) -> Self {
+        Self::start_configured(policy, &[], &["--max-seats-per-user=0"]).await
+    }
+
+    /// As [`System::start`], with extra gateway and reservation flags.
+    pub async fn start_configured(
+        policy: Policy,
+        gateway_flags: &[&str],
+        reservation_flags: &[&str],
+    ) -> Self {
         let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
         let (clock, now) = Clock::manual(START_MS);
         let queue_store =
@@ -128,7 +154,7 @@ impl System {
                 .expect("queue starts");
         tokio::spawn(serve);
         let (catalog_url, reservation_url, reservation_db, catalog_db) =
-            start_catalog_and_reservation().await;
+            start_catalog_and_reservation_with(reservation_flags).await;
         let catalog_flag = format!("--catalog-url={catalog_url}");
         let reservation_flag = format!("--reservation-url={reservation_url}");
         let mut flags = vec![catalog_flag.as_str(), reservation_flag.as_str()];
