@@ -482,6 +482,31 @@ async fn flooding_one_caller_past_its_rate_is_429_with_retry_after_and_others_st
     assert!(raw.to_ascii_lowercase().contains("retry-after: 1"), "{raw}");
 }
 
+#[tokio::test]
+async fn flooding_from_one_address_is_429_where_limits_per_address_are_configured() {
+    let system = System::start_with(
+        default_policy(),
+        &[
+            "--rate-limit-by-address=true",
+            "--rate-limit-per-sec=1",
+            "--rate-limit-burst=3",
+        ],
+    )
+    .await;
+    // Trusted mode: the claimed users differ, the address is the same.
+    let mut statuses = Vec::new();
+    for user in 1..=6 {
+        statuses.push(
+            system
+                .http
+                .get(&format!("/api/users/{user}/balance"))
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+}
+
 /// The raw response head, to see headers the JSON helper drops.
 async fn raw_get(system: &System, path: &str, bearer: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
