@@ -45,7 +45,7 @@ pub async fn build(
     }
     let housekeeping = tokio::spawn(state.rate_limits.clone().housekeeping());
     let app = app::router(state, &config);
-    let listener = tokio::net::TcpListener::bind(config.listen_addr).await?;
+    let listener = server::bind(config.listen_addr)?;
     let addr = listener.local_addr()?;
     let limits = server::Limits::from_config(&config);
     tracing::info!(%addr, "gateway listening");

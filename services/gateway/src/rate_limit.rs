@@ -83,15 +83,15 @@ impl RateLimits {
     /// How long the caller must wait, if it is over its rate.
     fn check(&self, caller: Option<&Caller>, peer: Option<IpAddr>) -> Option<Duration> {
         let now = DefaultClock::default().now();
-        if let (Some(limiter), Some(Caller::User(user))) = (&self.per_user, caller) {
-            if let Err(not_until) = limiter.check_key(&user.id) {
-                return Some(not_until.wait_time_from(now));
-            }
+        if let (Some(limiter), Some(Caller::User(user))) = (&self.per_user, caller)
+            && let Err(not_until) = limiter.check_key(&user.id)
+        {
+            return Some(not_until.wait_time_from(now));
         }
-        if let (Some(limiter), Some(ip)) = (&self.per_address, peer) {
-            if let Err(not_until) = limiter.check_key(&ip) {
-                return Some(not_until.wait_time_from(now));
-            }
+        if let (Some(limiter), Some(ip)) = (&self.per_address, peer)
+            && let Err(not_until) = limiter.check_key(&ip)
+        {
+            return Some(not_until.wait_time_from(now));
         }
         None
     }

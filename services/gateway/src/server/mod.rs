@@ -51,6 +51,9 @@ pub const PRESSURE_INTERVAL: Duration = Duration::from_millis(250);
 /// `net.core.somaxconn` (4096 by default since 5.4); std's and tokio's `bind` ask for 128.
 pub const BACKLOG: u32 = 4096;
 
+/// Largest read buffer of an HTTP/1 connection, and so the largest request head.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// Descriptors the process needs besides client connections (listener, backend channels,
 /// stdio, telemetry), for the start-up check against `RLIMIT_NOFILE`.
 const DESCRIPTOR_HEADROOM: u64 = 64;
@@ -111,6 +114,9 @@ pub async fn serve(
     // The watchdog in `connection` does this, without cutting idle keep-alive connections at
     // the header deadline as hyper's timer would.
     builder.http1().header_read_timeout(None);
+    // A request head is a few hundred bytes; hyper's default buffer lets one connection hold
+    // ~400 KiB, which at the connection cap is gigabytes.
+    builder.http1().max_buf_size(MAX_HEAD_BYTES);
     let shared = Arc::new(connection::Shared {
         router,
         builder,
