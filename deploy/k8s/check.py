@@ -24,11 +24,17 @@
                       probe ports exist on the container
      hpa-replicas     a Deployment scaled by an HPA does not also set spec.replicas (every
                       re-apply would reset the HPA's count)
+     gateway-auth     every container named `gateway` sets GATEWAY_AUTH (env or a rendered
+                      ConfigMap) to `trusted` or `jwt`; with `jwt`, GATEWAY_JWT_ISSUER,
+                      GATEWAY_JWT_AUDIENCE and exactly one JWKS source (GATEWAY_JWT_JWKS_URL,
+                      https, or GATEWAY_JWT_JWKS_FILE) are set; with --gateway-auth MODE the
+                      mode must be MODE (validate requires `jwt` of the prod overlay)
 
 There are no exemptions: every shipped object passes every rule.
 
 Usage:
-  check.py [--k8s-version 1.30 ...] [--external-secret NAME ...] FILE...   check files
+  check.py [--k8s-version 1.30 ...] [--external-secret NAME ...] [--gateway-auth jwt] FILE...
+                                                                           check files
   check.py --selftest DIR                                                  negative tests
 A self-test fixture names on its first line the one rule it breaks (`# expect: probes`) or
 `# expect: ok`; the self-test fails unless every fixture is judged exactly so.
@@ -321,11 +327,98 @@ def cross_object_violations(objects: list[dict], external_secrets: set[str]) -> 
     return out
 
 
-def check(objects: list[tuple[Path, dict]], versions: list[str], external_secrets: set[str]) -> list[Violation]:
+GATEWAY_CONTAINER = "gateway"
+AUTH_MODES = ("trusted", "jwt")
+
+
+def container_env(container: dict, namespace: str, config_maps: dict) -> dict[str, str | None]:
+    """The variables a container is given, as far as the render shows them: literal values,
+    values from rendered ConfigMaps; None for a value that exists but is not visible here (a
+    Secret, a field reference). Later sources win, as in the kubelet (env over envFrom)."""
+    out: dict[str, str | None] = {}
+    for source in container.get("envFrom") or []:
+        ref = source.get("configMapRef")
+        if ref:
+            data = config_maps.get((namespace, ref.get("name"))) or {}
+            prefix = source.get("prefix") or ""
+            out.update({prefix + k: str(v) for k, v in data.items()})
+    for env in container.get("env") or []:
+        name = env.get("name")
+        if "value" in env:
+            out[name] = str(env["value"])
+            continue
+        value_from = env.get("valueFrom") or {}
+        ref = value_from.get("configMapKeyRef")
+        if ref:
+            data = config_maps.get((namespace, ref.get("name"))) or {}
+            if ref.get("key") in data:
+                out[name] = str(data[ref["key"]])
+            continue
+        out[name] = None
+    return out
+
+
+def gateway_auth_violations(objects: list[dict], required_mode: str | None) -> list[Violation]:
+    def ns(obj: dict) -> str:
+        return (obj.get("metadata") or {}).get("namespace") or "default"
+
+    config_maps = {(ns(o), (o.get("metadata") or {}).get("name")): o.get("data") or {}
+                   for o in objects if o.get("kind") == "ConfigMap"}
+    out = []
+    for obj in objects:
+        pod = pod_spec_of(obj)
+        if pod is None:
+            continue
+        for container in pod.get("containers") or []:
+            if container.get("name") != GATEWAY_CONTAINER:
+                continue
+            where = f"{name_of(obj)} container {GATEWAY_CONTAINER}"
+            env = container_env(container, ns(obj), config_maps)
+
+            def fail(message: str) -> None:
+                out.append(Violation("gateway-auth", where, message))
+
+            def given(name: str) -> bool:
+                # A Secret's value counts as given; an empty literal does not.
+                return name in env and env[name] != ""
+
+            mode = env.get("GATEWAY_AUTH")
+            if "GATEWAY_AUTH" not in env:
+                fail("GATEWAY_AUTH is not set (the gateway refuses to start without it)")
+                continue
+            if mode is None:
+                if required_mode:
+                    fail(f"GATEWAY_AUTH is not visible in the render (a Secret or field reference); "
+                         f"it must be a literal {required_mode!r} here")
+                continue
+            if mode not in AUTH_MODES:
+                fail(f"GATEWAY_AUTH={mode!r}: must be one of {', '.join(AUTH_MODES)}")
+                continue
+            if required_mode and mode != required_mode:
+                fail(f"GATEWAY_AUTH={mode!r}, but this render must run {required_mode!r}"
+                     + (" (userIds in requests would be believed)" if mode == "trusted" else ""))
+            if mode == "jwt":
+                for name in ("GATEWAY_JWT_ISSUER", "GATEWAY_JWT_AUDIENCE"):
+                    if not given(name):
+                        fail(f"GATEWAY_AUTH=jwt without {name}")
+                sources = [n for n in ("GATEWAY_JWT_JWKS_URL", "GATEWAY_JWT_JWKS_FILE") if given(n)]
+                if not sources:
+                    fail("GATEWAY_AUTH=jwt without a JWKS source (GATEWAY_JWT_JWKS_URL or GATEWAY_JWT_JWKS_FILE)")
+                elif len(sources) > 1:
+                    fail("both GATEWAY_JWT_JWKS_URL and GATEWAY_JWT_JWKS_FILE are set: give one")
+                url = env.get("GATEWAY_JWT_JWKS_URL")
+                if url and not url.startswith("https://"):
+                    fail(f"GATEWAY_JWT_JWKS_URL {url!r} is not https: keys fetched in the clear can be swapped")
+    return out
+
+
+def check(objects: list[tuple[Path, dict]], versions: list[str], external_secrets: set[str],
+          required_gateway_auth: str | None = None) -> list[Violation]:
     out = schema_violations(objects, versions) if versions else []
     for path, obj in objects:
         out += [Violation(v.rule, f"{path.name} {v.where}", v.message) for v in workload_violations(obj)]
     out += cross_object_violations([obj for _, obj in objects], external_secrets)
+    out += gateway_auth_violations([obj for _, obj in objects], required_gateway_auth)
     return out
 
 
@@ -371,6 +464,8 @@ def main() -> int:
     parser.add_argument("--no-schema", action="store_true", help="rules only")
     parser.add_argument("--external-secret", action="append", default=[],
                         help="a Secret created out of band (not in the render)")
+    parser.add_argument("--gateway-auth", choices=AUTH_MODES,
+                        help="the gateway must run this identity mode (validate: jwt for prod)")
     parser.add_argument("--selftest", type=Path, metavar="DIR")
     args = parser.parse_args()
     versions = [] if args.no_schema else (args.versions or DEFAULT_VERSIONS)
@@ -384,7 +479,7 @@ def main() -> int:
     except LoadError as e:
         print(f"FAIL [load] {e}")
         return 1
-    violations = check(objects, versions, set(args.external_secret))
+    violations = check(objects, versions, set(args.external_secret), args.gateway_auth)
     for v in violations:
         print(v)
     names = ", ".join(str(p) for p in args.files)

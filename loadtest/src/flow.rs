@@ -40,6 +40,15 @@ pub enum Admission {
 }
 
 impl Visitor {
+    /// User `user_id`, calling with its own bearer token when the run has an identity.
+    pub fn new(client: &Client, recorder: &Arc<Recorder>, user_id: u64) -> Self {
+        Self {
+            client: client.as_user(user_id),
+            recorder: recorder.clone(),
+            user_id,
+        }
+    }
+
     async fn timed(
         &self,
         endpoint: &'static str,
@@ -128,6 +137,20 @@ impl Visitor {
             };
             reply = next;
         }
+    }
+
+    /// One issue-token, no retry; true when it answered 200.
+    pub async fn issue_token(&self) -> bool {
+        self.timed(
+            "POST /queue/issue-token",
+            self.client.post(
+                "/queue/issue-token",
+                format!(r#"{{"userId": {}}}"#, self.user_id),
+            ),
+            |reply| reply.status == 200,
+        )
+        .await
+        .is_some()
     }
 
     /// One issue-token and one check-queue, the queue's hot pair; true when both answered 200.

@@ -3,9 +3,11 @@
 //! folder (summary.json, series.csv, charts.html).
 
 mod arrivals;
+mod auth;
 mod bare_server;
 mod charts;
 mod client;
+mod cpu;
 mod flow;
 mod recorder;
 mod report;
@@ -18,7 +20,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
 
-use crate::scenarios::{capacity, contention, holds, limits, queue_spike, reserve_flow};
+use crate::scenarios::{
+    capacity, contention, holds, issue_tokens, limits, queue_spike, reserve_flow,
+};
 
 #[derive(Parser)]
 #[command(name = "loadtest", about = "Load scenarios against a running gateway")]
@@ -38,6 +42,16 @@ struct Cli {
     /// went (point the services' OTEL_EXPORTER_OTLP_ENDPOINT here).
     #[arg(long, global = true)]
     collect_spans: Option<SocketAddr>,
+    /// For a gateway with GATEWAY_AUTH=jwt: the development key's directory (what
+    /// `cargo xtask up --auth jwt` writes, target/dev-identity). Every virtual user then sends
+    /// `Authorization: Bearer` with a token minted for its own user id before the run starts.
+    /// Without it requests carry no Authorization header (GATEWAY_AUTH=trusted).
+    #[arg(long, global = true, value_name = "DIR")]
+    auth_key_dir: Option<PathBuf>,
+    /// A process whose CPU time (utime + stime) the measured window of `holds` and
+    /// `issue-tokens` is charged to, per request: `name=pid`; repeat for each service.
+    #[arg(long = "cpu-pid", global = true, value_name = "NAME=PID")]
+    cpu_pids: Vec<cpu::Process>,
     #[command(subcommand)]
     scenario: Scenario,
 }
@@ -56,6 +70,8 @@ enum Scenario {
     Limits(limits::Args),
     /// Seat holds as fast as the system takes them; verifies no seat was held twice.
     Holds(holds::Args),
+    /// Users arrive at a rate and take one queue token each (issue-token alone).
+    IssueTokens(issue_tokens::Args),
     /// A bare axum handler (what `limits` measures); prints the address it bound.
     BareServer(bare_server::Args),
 }
@@ -63,7 +79,15 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let client = client::Client::new(&cli.gateway)?;
+    let mut client = client::Client::new(&cli.gateway)?;
+    if let Some(dir) = &cli.auth_key_dir {
+        client = client.with_identity(auth::Identity::load(dir)?)?;
+        eprintln!(
+            "auth: bearer tokens from the key in {} (gateway must run GATEWAY_AUTH=jwt)",
+            dir.display()
+        );
+    }
+    let probe = cpu::Probe::new(cli.cpu_pids.clone());
     let collector = match cli.collect_spans {
         Some(addr) => {
             let collector = spans::Collector::default();
@@ -79,9 +103,16 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Contention(args) => contention::run(&client, args).await?,
         Scenario::Capacity(args) => capacity::run(&client, args).await?,
         Scenario::Limits(args) => limits::run(args).await?,
-        Scenario::Holds(args) => holds::run(&client, args).await?,
+        Scenario::Holds(args) => holds::run(&client, args, &probe).await?,
+        Scenario::IssueTokens(args) => issue_tokens::run(&client, args, &probe).await?,
         Scenario::BareServer(args) => return bare_server::serve(args).await,
     };
+    if client.tokens_minted_late() > 0 {
+        eprintln!(
+            "auth: {} tokens were minted during the run (not prepared before it)",
+            client.tokens_minted_late()
+        );
+    }
     if let Some(collector) = collector {
         // Exporters batch on a timer: wait for them to go quiet.
         collector

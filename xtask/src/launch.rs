@@ -77,6 +77,73 @@ pub struct UpArgs {
     /// Where the trace viewer's web UI listens.
     #[arg(long, default_value = "127.0.0.1:16686")]
     traces_ui_addr: SocketAddr,
+
+    /// Who the gateway believes the caller is: `trusted` takes the userId in requests at its
+    /// word (what the original clients send); `jwt` verifies `Authorization: Bearer` tokens
+    /// against a development key created under target/dev-identity (`cargo xtask token`
+    /// mints them).
+    #[arg(long, env = "GATEWAY_AUTH", value_enum, default_value_t = AuthMode::Trusted)]
+    auth: AuthMode,
+}
+
+/// The gateway's identity mode (`GATEWAY_AUTH`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    Trusted,
+    Jwt,
+}
+
+/// How the gateway is told to identify callers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GatewayAuth {
+    /// `GATEWAY_AUTH=trusted`.
+    Trusted,
+    /// `GATEWAY_AUTH=jwt` against the development key in `key_dir` (its jwks.json).
+    Jwt { key_dir: PathBuf },
+}
+
+impl GatewayAuth {
+    /// For `jwt`, creates the development key under target/dev-identity, or reuses the one
+    /// there, and (re)writes its JWKS.
+    pub fn for_mode(mode: AuthMode) -> anyhow::Result<Self> {
+        match mode {
+            AuthMode::Trusted => Ok(Self::Trusted),
+            AuthMode::Jwt => {
+                let key_dir = kit::dev_identity::default_dir(&target_dir());
+                let key = kit::dev_identity::DevKey::load_or_create(&key_dir)?;
+                let jwks = key_dir.join(kit::dev_identity::JWKS_FILE);
+                std::fs::write(&jwks, key.jwks_json())
+                    .with_context(|| format!("writing {}", jwks.display()))?;
+                Ok(Self::Jwt { key_dir })
+            }
+        }
+    }
+
+    pub fn mode(&self) -> AuthMode {
+        match self {
+            Self::Trusted => AuthMode::Trusted,
+            Self::Jwt { .. } => AuthMode::Jwt,
+        }
+    }
+
+    /// The gateway's GATEWAY_AUTH / GATEWAY_JWT_* variables.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Trusted => vec![("GATEWAY_AUTH", "trusted".into())],
+            Self::Jwt { key_dir } => vec![
+                ("GATEWAY_AUTH", "jwt".into()),
+                (
+                    "GATEWAY_JWT_JWKS_FILE",
+                    key_dir
+                        .join(kit::dev_identity::JWKS_FILE)
+                        .display()
+                        .to_string(),
+                ),
+                ("GATEWAY_JWT_ISSUER", kit::dev_identity::ISSUER.into()),
+                ("GATEWAY_JWT_AUDIENCE", kit::dev_identity::AUDIENCE.into()),
+            ],
+        }
+    }
 }
 
 /// What to start: addresses, databases, admission and seed sizes.
@@ -92,6 +159,8 @@ pub struct SystemSpec {
     pub seed: (i64, i64, i32),
     /// Extra environment for every service (e.g. the OTEL_* variables).
     pub env: Vec<(&'static str, String)>,
+    /// The gateway's identity mode.
+    pub auth: GatewayAuth,
 }
 
 impl From<&UpArgs> for SystemSpec {
@@ -107,6 +176,8 @@ impl From<&UpArgs> for SystemSpec {
             active_cap: args.active_cap,
             seed: (args.seed_concerts, args.seed_options, args.seed_seats),
             env: Vec::new(),
+            // Replaced by `up` with the mode asked for (jwt needs the key created first).
+            auth: GatewayAuth::Trusted,
         }
     }
 }
@@ -117,6 +188,7 @@ const SERVICES: &[&str] = &["queue", "catalog", "reservation", "gateway"];
 pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut spec = SystemSpec::from(&args);
     spec.check_free()?;
+    spec.auth = GatewayAuth::for_mode(args.auth)?;
     if !args.no_build {
         build_release(&[]).await?;
     }
@@ -152,10 +224,27 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 args.traces_ui_addr
             );
         }
-        println!(
-            "  try       curl -s -X POST http://{}/queue/issue-token -H 'content-type: application/json' -d '{{\"userId\": 1}}'",
-            args.gateway_addr
-        );
+        match &spec.auth {
+            GatewayAuth::Trusted => {
+                println!(
+                    "  identity  trusted: the userId in requests is believed (--auth jwt to verify bearer tokens)"
+                );
+                println!(
+                    "  try       curl -s -X POST http://{}/queue/issue-token -H 'content-type: application/json' -d '{{\"userId\": 1}}'",
+                    args.gateway_addr
+                );
+            }
+            GatewayAuth::Jwt { key_dir } => {
+                println!(
+                    "  identity  jwt: bearer tokens verified against {}; get one with: cargo xtask token --user 1 [--admin] [--ttl 1h]",
+                    key_dir.join(kit::dev_identity::JWKS_FILE).display()
+                );
+                println!(
+                    "  try       curl -s -X POST http://{}/queue/issue-token -H \"authorization: Bearer $(cargo xtask token --user 1)\" -H 'content-type: application/json' -d '{{\"userId\": 1}}'",
+                    args.gateway_addr
+                );
+            }
+        }
         println!("  stop      Ctrl-C");
         println!();
         tokio::select! {
@@ -252,7 +341,18 @@ pub async fn start_all(
     ));
 
     let mut gateway = service("gateway")?;
+    // Only the identity given here: a JWKS URL or another issuer from the caller's shell
+    // would contradict it.
+    for inherited in [
+        "GATEWAY_JWT_JWKS_URL",
+        "GATEWAY_JWT_JWKS_FILE",
+        "GATEWAY_JWT_ISSUER",
+        "GATEWAY_JWT_AUDIENCE",
+    ] {
+        gateway.env_remove(inherited);
+    }
     gateway.envs(args.env.iter().map(|(k, v)| (*k, v.as_str())));
+    gateway.envs(args.auth.env());
     gateway
         .env("GATEWAY_LISTEN_ADDR", args.gateway_addr.to_string())
         .env("QUEUE_URL", format!("http://{}", args.queue_addr))

@@ -4,6 +4,7 @@
 mod bench;
 mod launch;
 mod stores;
+mod token;
 mod viewer;
 
 use std::path::PathBuf;
@@ -34,6 +35,9 @@ enum Command {
     /// The standard load runs beside this machine's own limits; writes target/bench/<time>/,
     /// docs/benchmarks.md and the README's results table.
     Bench(bench::BenchArgs),
+    /// Print a bearer token for a user, signed with the development key that
+    /// `cargo xtask up --auth jwt` created (only the token, on stdout).
+    Token(token::TokenArgs),
     /// Find or start PostgreSQL and Redis and print their URLs (kept running until Ctrl-C
     /// when private instances had to be started).
     Stores(stores::StoreArgs),
@@ -58,6 +62,7 @@ async fn main() -> std::process::ExitCode {
         Command::Test { stores, cargo_args } => test(stores, cargo_args).await,
         Command::Stores(args) => print_stores(args).await,
         Command::Bench(args) => bench::bench(args).await,
+        Command::Token(args) => token::token(args),
         Command::ViewerCheck => viewer::check()
             .await
             .map(|()| std::process::ExitCode::SUCCESS),

@@ -91,6 +91,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     while rate <= args.max_rate {
         let recorder = Arc::new(Recorder::new());
         let users = (rate * args.step_seconds as f64).round() as u64;
+        client.prepare_users(next_user, users)?;
         // Stragglers may finish after the step: their answers still count (up to the deadline).
         let until = Instant::now() + Duration::from_secs(args.step_seconds + 12);
         hot_pair_users(client, &recorder, rate, users, next_user, until).await;
@@ -144,7 +145,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     let overload = match (&knee, args.overload_seconds) {
         (Some(knee), seconds) if seconds > 0 => {
             let (overload, overload_series) =
-                overload(client, &args, knee.users_per_second, next_user).await;
+                overload(client, &args, knee.users_per_second, next_user).await?;
             let offset = series.len() as u64;
             series.extend(overload_series.into_iter().map(|mut second| {
                 second.t += offset;
@@ -203,11 +204,7 @@ async fn hot_pair_users(
     until: Instant,
 ) -> Arrivals {
     open_model(rate, users, until, recorder, |index| {
-        let visitor = Visitor {
-            client: client.clone(),
-            recorder: recorder.clone(),
-            user_id: first + index,
-        };
+        let visitor = Visitor::new(client, recorder, first + index);
         async move {
             visitor.issue_and_check().await;
         }
@@ -216,8 +213,12 @@ async fn hot_pair_users(
 }
 
 /// Baseline at half the knee, then twice the knee, then half again, as one timeline.
-async fn overload(client: &Client, args: &Args, knee: f64, first: u64) -> (Overload, Vec<Second>) {
-    let recorder = Arc::new(Recorder::new());
+async fn overload(
+    client: &Client,
+    args: &Args,
+    knee: f64,
+    first: u64,
+) -> anyhow::Result<(Overload, Vec<Second>)> {
     let (low, high) = (knee / 2.0, knee * 2.0);
     let phases = [
         (0, BASELINE_SECONDS, low),
@@ -228,6 +229,13 @@ async fn overload(client: &Client, args: &Args, knee: f64, first: u64) -> (Overl
             low,
         ),
     ];
+    // Every phase's users get their tokens before the timeline starts.
+    let everyone: u64 = phases
+        .iter()
+        .map(|(_, seconds, rate)| (rate * *seconds as f64).round() as u64)
+        .sum();
+    client.prepare_users(first, everyone)?;
+    let recorder = Arc::new(Recorder::new());
     let started = Instant::now();
     let mut first_of_phase = first;
     let runs = phases.map(|(start, seconds, rate)| {
@@ -274,7 +282,7 @@ async fn overload(client: &Client, args: &Args, knee: f64, first: u64) -> (Overl
         .iter()
         .filter(|s| s.t >= BASELINE_SECONDS && s.t < overload_end)
         .collect();
-    (
+    Ok((
         Overload {
             baseline_users_per_second: low,
             overload_users_per_second: high,
@@ -286,5 +294,5 @@ async fn overload(client: &Client, args: &Args, knee: f64, first: u64) -> (Overl
             worst_p99_after_recovery_ms: worst_after_recovery,
         },
         series,
-    )
+    ))
 }

@@ -48,15 +48,16 @@ struct Tally {
     attempts: u64,
     seat_taken: u64,
     errors: u64,
-    /// (seat, reservation id) of every paid hold.
-    sold: Vec<(u64, u64)>,
+    /// (seat, reservation id, buyer) of every paid hold.
+    sold: Vec<(u64, u64, u64)>,
     held_not_paid: u64,
 }
 
 pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
+    let first = first_user(args.first_user);
+    client.prepare_users(first, args.users)?;
     let recorder = Arc::new(Recorder::new());
     let until = Instant::now() + Duration::from_secs(args.seconds);
-    let first = first_user(args.first_user);
     let tally = Arc::new(Mutex::new(Tally::default()));
     eprintln!(
         "contention: {} users at {}/s for seats 1..={} of option {}",
@@ -68,11 +69,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         max: Duration::from_millis(300),
     };
     let arrivals = open_model(args.rate, args.users, until, &recorder, |index| {
-        let visitor = Visitor {
-            client: client.clone(),
-            recorder: recorder.clone(),
-            user_id: first + index,
-        };
+        let visitor = Visitor::new(client, &recorder, first + index);
         let (tally, args) = (tally.clone(), args.clone());
         async move {
             let Admission::Active(token) = visitor.wait_for_admission(polling, until).await else {
@@ -89,11 +86,13 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
             .map_err(|_| anyhow::anyhow!("tally poisoned"))?,
     );
 
-    let distinct: HashSet<u64> = tally.sold.iter().map(|(seat, _)| *seat).collect();
+    let distinct: HashSet<u64> = tally.sold.iter().map(|(seat, _, _)| *seat).collect();
     let sold_twice = (tally.sold.len() - distinct.len()) as u64;
     let mut not_confirmed = 0;
-    for (_, reservation) in &tally.sold {
+    for (_, reservation, buyer) in &tally.sold {
+        // Asked as the buyer: with bearer tokens a reservation is its owner's to read.
         let reply = client
+            .as_user(*buyer)
             .get(&format!("/api/reservations/{reservation}"))
             .await?;
         if reply.json["status"] != "CONFIRMED" {
@@ -175,7 +174,7 @@ async fn fight(visitor: &Visitor, args: &Args, token: &str, tally: &Mutex<Tally>
         tally.attempts += 1;
         match (outcome, paid) {
             (Ok(Some(_)), Some((id, true))) => {
-                tally.sold.push((seat, id));
+                tally.sold.push((seat, id, visitor.user_id));
                 return;
             }
             (Ok(Some(_)), _) => {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use serde_json::json;
 
-use crate::{client::Client, recorder::Recorder, report::Run, stats};
+use crate::{client::Client, cpu, recorder::Recorder, report::Run, stats};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -58,9 +58,12 @@ pub struct Report {
     pub latency: stats::Latency,
     pub double_bookings: u64,
     pub availability_consistent: bool,
+    /// The services' CPU in the holding window (with `--cpu-pid`).
+    pub cpu: Option<cpu::Usage>,
 }
 
-pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
+pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Result<Run> {
+    client.prepare_users(args.first_user, args.users)?;
     let tokens = admitted_tokens(client, &args).await?;
     eprintln!(
         "holds: {} users admitted; holding for {} s",
@@ -69,10 +72,11 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     );
     let recorder = Arc::new(Recorder::new());
     let next = Arc::new(AtomicU64::new(0));
+    let window = probe.start();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let workers = tokens.into_iter().map(|(user, token)| {
-        let client = client.clone();
+        let client = client.as_user(user);
         let next = next.clone();
         let args = args.clone();
         let recorder = recorder.clone();
@@ -90,6 +94,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     let summary = recorder.summary();
     let reserve = summary.endpoints.get(RESERVE);
     let attempts = reserve.map_or(0, |e| e.requests);
+    let cpu = window.finish(attempts);
 
     let unique: HashSet<(u64, u64)> = outcome.won.iter().copied().collect();
     let double_bookings = (outcome.won.len() - unique.len()) as u64;
@@ -107,6 +112,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         latency: reserve.map_or_else(|| summary.latency, |e| e.latency),
         double_bookings,
         availability_consistent,
+        cpu,
     };
     eprintln!(
         "holds: {:.0} holds/s ({:.0} attempts/s), p50 {:.1} ms, p99 {:.1} ms, {} double bookings, errors {:?}",
@@ -117,6 +123,17 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         report.double_bookings,
         report.errors
     );
+    if let Some(cpu) = &report.cpu {
+        eprintln!(
+            "holds: services' CPU {:.0} µs per attempt ({})",
+            cpu.total_us_per_request,
+            cpu.by_process
+                .iter()
+                .map(|(name, usage)| format!("{name} {:.0}", usage.us_per_request))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     Ok(Run {
         scenario: "holds",
         parameters: json!({
@@ -135,6 +152,7 @@ async fn admitted_tokens(client: &Client, args: &Args) -> anyhow::Result<Vec<(u6
     let mut tokens = Vec::new();
     for user in args.first_user..args.first_user + args.users {
         let reply = client
+            .as_user(user)
             .post("/queue/issue-token", format!(r#"{{"userId": {user}}}"#))
             .await?;
         let token = reply.json["token"]
@@ -144,7 +162,7 @@ async fn admitted_tokens(client: &Client, args: &Args) -> anyhow::Result<Vec<(u6
         tokens.push((user, token));
     }
     let limit = Instant::now() + Duration::from_secs(120);
-    let mut waiting: Vec<&String> = tokens.iter().map(|(_, t)| t).collect();
+    let mut waiting: Vec<&(u64, String)> = tokens.iter().collect();
     while !waiting.is_empty() {
         if Instant::now() > limit {
             bail!(
@@ -153,12 +171,14 @@ async fn admitted_tokens(client: &Client, args: &Args) -> anyhow::Result<Vec<(u6
             );
         }
         let mut still = Vec::new();
-        for token in waiting {
+        for entry in waiting {
+            let (user, token) = entry;
             let reply = client
+                .as_user(*user)
                 .get(&format!("/queue/check-queue?token={token}"))
                 .await?;
             if reply.json["status"] != "ACTIVE" {
-                still.push(token);
+                still.push(entry);
             }
         }
         waiting = still;

@@ -3,6 +3,7 @@
 pub mod capacity;
 pub mod contention;
 pub mod holds;
+pub mod issue_tokens;
 pub mod limits;
 pub mod queue_spike;
 pub mod reserve_flow;

@@ -45,6 +45,8 @@ pub struct Args {
 }
 
 pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
+    let first = first_user(args.first_user);
+    client.prepare_users(first, args.users)?;
     let recorder = Arc::new(Recorder::new());
     let arrival_seconds = args.users as f64 / args.rate.max(f64::MIN_POSITIVE);
     let until = Instant::now() + Duration::from_secs_f64(arrival_seconds + args.linger as f64);
@@ -52,7 +54,6 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         min: Duration::from_millis(args.poll_min_ms),
         max: Duration::from_millis(args.poll_max_ms),
     };
-    let first = first_user(args.first_user);
     let admitted = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let waiting = Arc::new(AtomicU64::new(0));
@@ -61,11 +62,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         args.users, args.rate, args.poll_min_ms, args.poll_max_ms
     );
     let arrivals = open_model(args.rate, args.users, until, &recorder, |index| {
-        let visitor = Visitor {
-            client: client.clone(),
-            recorder: recorder.clone(),
-            user_id: first + index,
-        };
+        let visitor = Visitor::new(client, &recorder, first + index);
         let (admitted, failed, waiting) = (admitted.clone(), failed.clone(), waiting.clone());
         async move {
             let counter = match visitor.wait_for_admission(polling, until).await {

@@ -83,10 +83,11 @@ struct Tally {
 }
 
 pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
-    let recorder = Arc::new(Recorder::new());
     let users = (args.rate * args.seconds as f64).round() as u64;
-    let until = Instant::now() + Duration::from_secs(args.seconds + args.linger);
     let first = first_user(args.first_user);
+    client.prepare_users(first, users)?;
+    let recorder = Arc::new(Recorder::new());
+    let until = Instant::now() + Duration::from_secs(args.seconds + args.linger);
     let tally = Arc::new(Mutex::new(Tally {
         journey: Some(stats::histogram()),
         ..Tally::default()
@@ -96,11 +97,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         args.rate, args.style, args.concert
     );
     let arrivals = open_model(args.rate, users, until, &recorder, |index| {
-        let visitor = Visitor {
-            client: client.clone(),
-            recorder: recorder.clone(),
-            user_id: first + index,
-        };
+        let visitor = Visitor::new(client, &recorder, first + index);
         let (tally, args) = (tally.clone(), args.clone());
         async move {
             let started = std::time::Instant::now();

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
 use crate::{
-    launch::{self, SystemSpec},
+    launch::{self, AuthMode, GatewayAuth, SystemSpec},
     stores::{self, StoreArgs},
 };
 
@@ -81,6 +81,10 @@ struct System {
     /// Concerts × options × seats seeded.
     seed: (i64, i64, i32),
     tracing: Tracing,
+    /// The gateway's identity mode (jwt: the development key, tokens minted by the generator).
+    auth: AuthMode,
+    /// RESERVATION_MAX_SEATS_PER_USER (None: the service's default, 4 per user per concert).
+    max_seats_per_user: Option<u32>,
 }
 
 /// One run of the standard set.
@@ -101,6 +105,8 @@ const WAITING_ROOM: System = System {
     active_cap: None,
     seed: (1, 10, 50),
     tracing: Tracing::Off,
+    auth: AuthMode::Trusted,
+    max_seats_per_user: None,
 };
 
 /// Everyone admitted at once: for runs that measure seats, not the waiting room.
@@ -109,6 +115,16 @@ const OPEN_DOORS: System = System {
     active_cap: Some(0),
     seed: (1, 100, 1000),
     tracing: Tracing::Off,
+    auth: AuthMode::Trusted,
+    max_seats_per_user: None,
+};
+
+/// Open doors for `holds`: 32 users hold thousands of seats each, so the per-user seat limit
+/// (4 per concert by default) is off — the run measures how fast seats are held, not the
+/// limit refusing them.
+const HOLDS: System = System {
+    max_seats_per_user: Some(0),
+    ..OPEN_DOORS
 };
 
 /// Admission well above the arrival rate, every span collected for the breakdown.
@@ -117,13 +133,20 @@ const BOOKING: System = System {
     active_cap: Some(0),
     seed: (1, 100, 1000),
     tracing: Tracing::Sampled(1.0),
+    auth: AuthMode::Trusted,
+    max_seats_per_user: None,
 };
+
+/// The gateway's per-caller rate limit, far above what any run's users send: the bench
+/// measures capacity and cost, not the limiter's policy (in jwt mode the per-subject limiter
+/// still runs: part of what jwt costs).
+const RATE_LIMIT_UNREACHABLE: &str = "1000000";
 
 /// The standard set: the original report's experiments, then the limits they are judged by.
 fn plans(quick: bool) -> Vec<Plan> {
     let pick = |full: &str, short: &str| args(if quick { short } else { full });
     let holds = "holds --users 32 --options 100 --seats 1000";
-    vec![
+    let mut plans = vec![
         Plan {
             name: "limits",
             system: None,
@@ -179,7 +202,7 @@ fn plans(quick: bool) -> Vec<Plan> {
         },
         Plan {
             name: "holds-tracing-off",
-            system: Some(OPEN_DOORS),
+            system: Some(HOLDS),
             args: pick(
                 &format!("{holds} --seconds 20"),
                 &format!("{holds} --seconds 3"),
@@ -189,7 +212,7 @@ fn plans(quick: bool) -> Vec<Plan> {
             name: "holds-tracing-1pct",
             system: Some(System {
                 tracing: Tracing::Sampled(0.01),
-                ..OPEN_DOORS
+                ..HOLDS
             }),
             args: pick(
                 &format!("{holds} --seconds 20"),
@@ -200,20 +223,60 @@ fn plans(quick: bool) -> Vec<Plan> {
             name: "holds-tracing-100pct",
             system: Some(System {
                 tracing: Tracing::Sampled(1.0),
-                ..OPEN_DOORS
+                ..HOLDS
             }),
             args: pick(
                 &format!("{holds} --seconds 20"),
                 &format!("{holds} --seconds 3"),
             ),
         },
-    ]
+    ];
+    // What verifying bearer tokens costs: the same load with GATEWAY_AUTH=trusted, then =jwt,
+    // each on a fresh system, back to back.
+    for (mode, name) in [
+        (AuthMode::Trusted, "issue-token-trusted"),
+        (AuthMode::Jwt, "issue-token-jwt"),
+    ] {
+        plans.push(Plan {
+            name,
+            system: Some(System {
+                auth: mode,
+                ..WAITING_ROOM
+            }),
+            args: pick(
+                "issue-tokens --rate 1000 --seconds 20",
+                "issue-tokens --rate 500 --seconds 3",
+            ),
+        });
+    }
+    for (mode, name) in [
+        (AuthMode::Trusted, "holds-auth-trusted"),
+        (AuthMode::Jwt, "holds-auth-jwt"),
+    ] {
+        plans.push(Plan {
+            name,
+            system: Some(System {
+                auth: mode,
+                ..HOLDS
+            }),
+            args: pick(
+                &format!("{holds} --seconds 20"),
+                &format!("{holds} --seconds 3"),
+            ),
+        });
+    }
+    plans
 }
 
-fn spec(system: System, name: &str, stamp: &str) -> SystemSpec {
+fn spec(system: System, name: &str, stamp: &str, auth: GatewayAuth) -> SystemSpec {
     let mut env = system.tracing.env();
     // A fresh waiting room per run, whatever earlier runs left in Redis.
     env.push(("QUEUE_KEY_PREFIX", format!("bench-{stamp}-{name}")));
+    env.push(("GATEWAY_RATE_LIMIT_PER_SEC", RATE_LIMIT_UNREACHABLE.into()));
+    env.push(("GATEWAY_RATE_LIMIT_BURST", RATE_LIMIT_UNREACHABLE.into()));
+    if let Some(seats) = system.max_seats_per_user {
+        env.push(("RESERVATION_MAX_SEATS_PER_USER", seats.to_string()));
+    }
     SystemSpec {
         gateway_addr: addr(18080),
         queue_addr: addr(18051),
@@ -225,6 +288,7 @@ fn spec(system: System, name: &str, stamp: &str) -> SystemSpec {
         active_cap: system.active_cap,
         seed: system.seed,
         env,
+        auth,
     }
 }
 
@@ -238,7 +302,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("no run is called {:?}", args.only);
     }
     // Every run uses the same ports.
-    spec(WAITING_ROOM, "check", &stamp).check_free()?;
+    spec(WAITING_ROOM, "check", &stamp, GatewayAuth::Trusted).check_free()?;
     if !args.no_build {
         launch::build_release(&["loadtest"]).await?;
     }
@@ -265,7 +329,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     "--database-url".into(),
                     stores.database_url.clone(),
                 ]);
-                loadtest(&words, None, &out, false).await
+                loadtest(&words, None, &out, false, &[]).await
             }
             Some(system) => run_on_system(&stores, plan, system, &stamp, &out).await,
         };
@@ -316,13 +380,23 @@ async fn run_on_system(
     for database in [CATALOG_DB, RESERVATION_DB] {
         kit::postgres::drop_database(&stores.database_url, database).await?;
     }
-    let spec = spec(system, plan.name, stamp);
+    let auth = GatewayAuth::for_mode(system.auth)?;
+    let spec = spec(system, plan.name, stamp, auth);
     let mut running: Vec<(&'static str, Child)> = Vec::new();
     let result = match launch::start_all(&spec, stores, &mut running).await {
         Ok(()) => {
             let gateway = format!("http://{}", spec.gateway_addr);
             let collect = matches!(system.tracing, Tracing::Sampled(_));
-            loadtest(&plan.args, Some(&gateway), out, collect).await
+            // The services' CPU is charged to the runs that measure it (holds, issue-tokens).
+            let mut global: Vec<String> = running
+                .iter()
+                .filter_map(|(name, child)| Some(format!("--cpu-pid={name}={}", child.id()?)))
+                .collect();
+            if let GatewayAuth::Jwt { key_dir } = &spec.auth {
+                global.push("--auth-key-dir".into());
+                global.push(key_dir.display().to_string());
+            }
+            loadtest(&plan.args, Some(&gateway), out, collect, &global).await
         }
         Err(error) => Err(error),
     };
@@ -330,6 +404,10 @@ async fn run_on_system(
     launch::stop_all(&mut running).await;
     let mut result = result?;
     result["services_peak_rss_mb"] = memory;
+    result["gateway_auth"] = json!(match spec.auth.mode() {
+        AuthMode::Trusted => "trusted",
+        AuthMode::Jwt => "jwt",
+    });
     std::fs::write(
         out.join("summary.json"),
         serde_json::to_string_pretty(&result)?,
@@ -364,9 +442,11 @@ async fn loadtest(
     gateway: Option<&str>,
     out: &Path,
     collect_spans: bool,
+    global: &[String],
 ) -> anyhow::Result<Value> {
     let binary: PathBuf = launch::target_dir().join("release").join("loadtest");
     let mut command = Command::new(binary);
+    command.args(global);
     if let Some(gateway) = gateway {
         command.args(["--gateway", gateway]);
     }
