@@ -6,6 +6,8 @@ pub mod error;
 pub mod grpc;
 pub mod repo;
 pub mod seed;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 

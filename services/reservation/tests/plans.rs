@@ -2,8 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
-#[tokio::test]
-async fn occupancy_reads_are_index_scans_over_a_hundred_thousand_claims() {
+/// A fresh database with this service's schema.
+async fn migrated_database() -> sqlx::PgPool {
     let server = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let url = kit::postgres::fresh_database(&server)
@@ -11,6 +11,12 @@ async fn occupancy_reads_are_index_scans_over_a_hundred_thousand_claims() {
         .expect("fresh database");
     let pool = sqlx::PgPool::connect(&url).await.expect("connect");
     reservation::MIGRATOR.run(&pool).await.expect("migrate");
+    pool
+}
+
+#[tokio::test]
+async fn occupancy_reads_are_index_scans_over_a_hundred_thousand_claims() {
+    let pool = migrated_database().await;
     // 100 options x 1,000 seats, half of them held, some sold.
     sqlx::query(
         "insert into seat_claims (concert_option_id, seat_no, reservation_id, held_until) \
@@ -60,13 +66,7 @@ fn squeeze(sql: &str) -> String {
 
 #[tokio::test]
 async fn the_seat_limit_count_is_one_index_scan_over_a_hundred_thousand_reservations() {
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let url = kit::postgres::fresh_database(&server)
-        .await
-        .expect("fresh database");
-    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-    reservation::MIGRATOR.run(&pool).await.expect("migrate");
+    let pool = migrated_database().await;
 
     let (body,): (String,) =
         sqlx::query_as("select prosrc from pg_proc where proname = 'hold_seat'")

@@ -50,39 +50,15 @@ pub async fn start_catalog_and_reservation() -> (String, String, sqlx::PgPool, s
 pub async fn start_catalog_and_reservation_with(
     reservation_flags: &[&str],
 ) -> (String, String, sqlx::PgPool, sqlx::PgPool) {
-    #[derive(Parser)]
-    struct CatalogArgs {
-        #[command(flatten)]
-        config: catalog::Config,
-    }
     let server = postgres_server_url();
-    let catalog_db = kit::postgres::fresh_database(&server)
-        .await
-        .expect("catalog database");
-    let catalog_config = CatalogArgs::parse_from([
-        "catalog",
-        "--listen-addr=127.0.0.1:0",
-        &format!("--database-url={catalog_db}"),
-        "--db-pool-size=4",
-    ])
-    .config;
-    let pool = catalog::prepare_database(&catalog_config)
-        .await
-        .expect("catalog migrates");
-    catalog::seed::seed(
-        &pool,
-        catalog::seed::SeedArgs {
-            concerts: 1,
-            options_per_concert: 10,
-            seats_per_option: 50,
-        },
-    )
-    .await
-    .expect("seed");
-    let (catalog_addr, serve) = catalog::build(catalog_config, std::future::pending())
+    let demo = catalog::seed::SeedArgs {
+        concerts: 1,
+        options_per_concert: 10,
+        seats_per_option: 50,
+    };
+    let (catalog_addr, pool) = catalog::testing::spawn_seeded(&server, demo)
         .await
         .expect("catalog starts");
-    tokio::spawn(serve);
 
     let reservation_db = kit::postgres::fresh_database(&server)
         .await

@@ -31,43 +31,19 @@ fn server_url() -> String {
 impl System {
     /// Catalog and reservation, the latter with `RESERVATION_MAX_SEATS_PER_USER` = `max_seats`.
     pub async fn start(max_seats: u32) -> Self {
-        #[derive(Parser)]
-        struct CatalogArgs {
-            #[command(flatten)]
-            config: catalog::Config,
-        }
-        let catalog_db = kit::postgres::fresh_database(&server_url())
+        let seed = catalog::seed::SeedArgs {
+            concerts: 2,
+            options_per_concert: 2,
+            seats_per_option: SEATS_PER_OPTION,
+        };
+        let (catalog_addr, catalog_pool) = catalog::testing::spawn_seeded(&server_url(), seed)
             .await
-            .expect("catalog database");
-        let catalog_config = CatalogArgs::parse_from([
-            "catalog",
-            "--listen-addr=127.0.0.1:0",
-            &format!("--database-url={catalog_db}"),
-            "--db-pool-size=4",
-        ])
-        .config;
-        let catalog_pool = catalog::prepare_database(&catalog_config)
-            .await
-            .expect("catalog migrates");
-        catalog::seed::seed(
-            &catalog_pool,
-            catalog::seed::SeedArgs {
-                concerts: 2,
-                options_per_concert: 2,
-                seats_per_option: SEATS_PER_OPTION,
-            },
-        )
-        .await
-        .expect("seed");
+            .expect("catalog starts");
         sqlx::query("update concerts set shared_room = false where id = $1")
             .bind(OWN_ROOM_CONCERT)
             .execute(&catalog_pool)
             .await
             .expect("own room");
-        let (catalog_addr, serve) = catalog::build(catalog_config, std::future::pending())
-            .await
-            .expect("catalog starts");
-        tokio::spawn(serve);
 
         let reservation_db = kit::postgres::fresh_database(&server_url())
             .await
