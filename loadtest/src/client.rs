@@ -109,6 +109,20 @@ impl Client {
         client
     }
 
+    /// A copy that sends exactly this `Authorization` value (attacks forge their own).
+    pub fn with_bearer(&self, value: &str) -> Self {
+        let mut client = self.clone();
+        client.bearer = HeaderValue::from_str(value).ok();
+        client
+    }
+
+    /// A copy that sends no `Authorization` at all.
+    pub fn without_bearer(&self) -> Self {
+        let mut client = self.clone();
+        client.bearer = None;
+        client
+    }
+
     /// Tokens a scenario failed to mint before its run (0 unless a scenario forgot).
     pub fn tokens_minted_late(&self) -> u64 {
         self.identity.as_ref().map_or(0, |i| i.minted_late())

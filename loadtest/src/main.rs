@@ -3,6 +3,7 @@
 //! folder (summary.json, series.csv, charts.html).
 
 mod arrivals;
+mod attacks;
 mod auth;
 mod bare_server;
 mod charts;
@@ -74,6 +75,9 @@ enum Scenario {
     IssueTokens(issue_tokens::Args),
     /// A bare axum handler (what `limits` measures); prints the address it bound.
     BareServer(bare_server::Args),
+    /// The attacks of docs/security.md against the running system; exits 1 if any got through
+    /// (with --auth-key-dir, the jwt-mode attacks too).
+    Attacks(attacks::Args),
 }
 
 #[tokio::main]
@@ -106,6 +110,14 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Holds(args) => holds::run(&client, args, &probe).await?,
         Scenario::IssueTokens(args) => issue_tokens::run(&client, args, &probe).await?,
         Scenario::BareServer(args) => return bare_server::serve(args).await,
+        Scenario::Attacks(args) => {
+            let jwt = cli.auth_key_dir.is_some();
+            return if attacks::run(&client, &cli.gateway, jwt, args).await? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            };
+        }
     };
     if client.tokens_minted_late() > 0 {
         eprintln!(

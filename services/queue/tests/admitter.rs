@@ -274,3 +274,17 @@ async fn an_admitter_without_the_lease_steps_no_room() {
     assert_eq!(report, TickReport::default());
     assert!(rooms.is_active(&waiter).await, "the leader admitted");
 }
+
+#[tokio::test]
+async fn a_room_that_appears_after_ticks_over_an_empty_set_is_admitted_on_the_next_tick() {
+    let rooms = Rooms::new(cap_only(10));
+    let mut admitter = rooms.admitter(limits(256, 4));
+    for _ in 0..3 {
+        let report = admitter.tick().await.unwrap();
+        assert_eq!(report.rooms, 0);
+    }
+    rooms.issue(1, QueueId::Default).await;
+    rooms.advance(100);
+    let report = admitter.tick().await.unwrap();
+    assert_eq!(report.admission.admitted, 1, "{report:?}");
+}
