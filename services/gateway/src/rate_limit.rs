@@ -5,17 +5,13 @@
 use std::{net::IpAddr, net::SocketAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
-use governor::{
-    DefaultKeyedRateLimiter, Quota, RateLimiter,
-    clock::{Clock, DefaultClock},
-};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 
-use crate::{AppState, error::ApiError, identity::Caller};
+use crate::{error::ApiError, identity::Caller};
 
 /// Rate-limit settings.
 #[derive(clap::Args, Clone, Debug)]
@@ -82,34 +78,30 @@ impl RateLimits {
 
     /// How long the caller must wait, if it is over its rate.
     fn check(&self, caller: Option<&Caller>, peer: Option<IpAddr>) -> Option<Duration> {
-        let now = DefaultClock::default().now();
         if let (Some(limiter), Some(Caller::User(user))) = (&self.per_user, caller)
             && let Err(not_until) = limiter.check_key(&user.id)
         {
-            return Some(not_until.wait_time_from(now));
+            return Some(not_until.wait_time_from(limiter.clock().now()));
         }
         if let (Some(limiter), Some(ip)) = (&self.per_address, peer)
             && let Err(not_until) = limiter.check_key(&ip)
         {
-            return Some(not_until.wait_time_from(now));
+            return Some(not_until.wait_time_from(limiter.clock().now()));
         }
         None
     }
 }
 
-/// The layer (after identity): refuses a caller over its rate before any backend is asked.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    match state
-        .rate_limits
-        .check(request.extensions().get::<Caller>(), peer)
-    {
-        None => next.run(request).await,
-        Some(wait) => {
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+impl RateLimits {
+    /// The 429 for a caller over its rate (identity must already be on the request).
+    pub fn refusal(&self, request: &Request) -> Option<Response> {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        let wait = self.check(request.extensions().get::<Caller>(), peer)?;
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Some(
             (
                 [(header::RETRY_AFTER, seconds.max(1).to_string())],
                 ApiError::new(
@@ -118,7 +110,7 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
                     "too many requests from this caller; retry later",
                 ),
             )
-                .into_response()
-        }
+                .into_response(),
+        )
     }
 }

@@ -8,13 +8,12 @@ pub mod jwt;
 use std::sync::Arc;
 
 use axum::{
-    extract::{FromRequestParts, Request, State},
-    http::{StatusCode, header, request::Parts},
-    middleware::Next,
+    extract::FromRequestParts,
+    http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 
-use crate::{AppState, error::ApiError, routes::valid_id};
+use crate::{error::ApiError, routes::valid_id};
 
 /// How the gateway knows who calls. There is no default: a deployment says which.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,27 +184,25 @@ fn auth_required() -> ApiError {
     )
 }
 
-/// The layer: works out the caller once per request. A credential that is present but wrong
-/// is refused here (401), whatever the route.
-pub async fn identify(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let caller = match &state.identity {
-        Identity::Trusted => Caller::Trusted,
-        Identity::Jwt(verifier) => match bearer(&request) {
-            Ok(None) => Caller::Anonymous,
+/// The caller of `request`, worked out once per request by the request layer (app.rs). A
+/// credential that is present but wrong is refused (401), whatever the route.
+pub async fn caller_of(identity: &Identity, headers: &HeaderMap) -> Result<Caller, Response> {
+    match identity {
+        Identity::Trusted => Ok(Caller::Trusted),
+        Identity::Jwt(verifier) => match bearer(headers) {
+            Ok(None) => Ok(Caller::Anonymous),
             Ok(Some(token)) => match verifier.verify(token).await {
-                Ok(user) => Caller::User(user),
-                Err(reason) => return invalid_token(&reason),
+                Ok(user) => Ok(Caller::User(user)),
+                Err(reason) => Err(invalid_token(&reason)),
             },
-            Err(reason) => return invalid_token(reason),
+            Err(reason) => Err(invalid_token(reason)),
         },
-    };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
+    }
 }
 
 /// The bearer token of `Authorization`, if any; an Authorization of another kind is an error.
-fn bearer(request: &Request) -> Result<Option<&str>, &'static str> {
-    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value
