@@ -3,6 +3,8 @@
 //! databases, own queue key prefix) and writes a report folder under target/bench/<time>/;
 //! afterwards docs/benchmarks.md and the README's results table are rewritten from them.
 
+mod auth_cost;
+mod format;
 mod tables;
 
 use std::{

@@ -2,133 +2,23 @@
 //! page linking every run's charts — each figure beside the machine's limit from the same
 //! invocation and the original report's figure.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
+
+use super::{
+    auth_cost,
+    format::{Results, int, ms, number, percent, show, verdict},
+};
 
 const START: &str = "<!-- bench:results:start -->";
 const END: &str = "<!-- bench:results:end -->";
 
-type Results = BTreeMap<&'static str, Value>;
-
-fn number(results: &Results, run: &str, pointer: &str) -> Option<f64> {
-    results.get(run)?.pointer(pointer)?.as_f64()
-}
-
-fn show(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
-    value.map_or("—".into(), format)
-}
-
-fn int(value: f64) -> String {
-    let digits = format!("{:.0}", value.abs());
-    let mut grouped = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    if value < 0.0 {
-        format!("−{grouped}")
-    } else {
-        grouped
-    }
-}
-
-fn ms(value: f64) -> String {
-    format!("{value:.1} ms")
-}
-
-fn percent(value: f64) -> String {
-    format!("{:.0}%", value * 100.0)
-}
-
-/// Met / missed against a target, as a word a reader scans for.
-fn verdict(met: Option<bool>) -> &'static str {
-    match met {
-        Some(true) => "met",
-        Some(false) => "**missed**",
-        None => "not measured",
-    }
-}
-
-/// The runs that measure what GATEWAY_AUTH=jwt costs: (row label, trusted run, jwt run).
-const AUTH_PAIRS: [(&str, &str, &str); 2] = [
-    (
-        "issue-token, jwt vs trusted",
-        "issue-token-trusted",
-        "issue-token-jwt",
-    ),
-    (
-        "hold, jwt vs trusted",
-        "holds-auth-trusted",
-        "holds-auth-jwt",
-    ),
-];
-
-/// The services, in the order their CPU is listed.
-const SERVICES: [&str; 4] = ["gateway", "queue", "catalog", "reservation"];
-
-fn micros(value: f64) -> String {
-    if value < 10.0 {
-        format!("{value:.1} µs")
-    } else {
-        format!("{value:.0} µs")
-    }
-}
-
-/// `a → b (+x%)`, or what is known of it.
-fn change(before: Option<f64>, after: Option<f64>, unit: impl Fn(f64) -> String) -> String {
-    match (before, after) {
-        (Some(b), Some(a)) if b > 0.0 => {
-            format!("{} → {} ({:+.0}%)", unit(b), unit(a), (a / b - 1.0) * 100.0)
-        }
-        _ => format!("{} → {}", show(before, &unit), show(after, &unit)),
-    }
-}
-
-fn auth_rows(results: &Results) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for (label, trusted, jwt) in AUTH_PAIRS {
-        if !results.contains_key(trusted) && !results.contains_key(jwt) {
-            continue;
-        }
-        let both = |pointer: &str| {
-            (
-                number(results, trusted, pointer),
-                number(results, jwt, pointer),
-            )
-        };
-        let (gateway_t, gateway_j) = both("/results/cpu/by_process/gateway/us_per_request");
-        let (total_t, total_j) = both("/results/cpu/total_us_per_request");
-        let (p99_t, p99_j) = both("/results/latency/p99_ms");
-        let mut this_system = format!(
-            "CPU per request: gateway {}, all services {}; p99 {}",
-            change(gateway_t, gateway_j, micros),
-            change(total_t, total_j, micros),
-            change(p99_t, p99_j, |v| format!("{v:.2} ms")),
-        );
-        if trusted.starts_with("holds") {
-            let (holds_t, holds_j) = both("/results/holds_per_second");
-            this_system.push_str(&format!("; holds/s {}", change(holds_t, holds_j, int)));
-        }
-        rows.push(Row {
-            measure: label.into(),
-            this_system,
-            limit: String::new(),
-            target: "recorded (no target)".into(),
-            original: "no identity: userId believed",
-        });
-    }
-    rows
-}
-
-struct Row {
-    measure: String,
-    this_system: String,
-    limit: String,
-    target: String,
-    original: &'static str,
+/// One line of the README's results table.
+pub(super) struct Row {
+    pub measure: String,
+    pub this_system: String,
+    pub limit: String,
+    pub target: String,
+    pub original: &'static str,
 }
 
 fn rows(results: &Results) -> Vec<Row> {
@@ -345,80 +235,8 @@ fn rows(results: &Results) -> Vec<Row> {
         ),
         original: "—",
     });
-    rows.extend(auth_rows(results));
+    rows.extend(auth_cost::rows(results));
     rows
-}
-
-/// docs/benchmarks.md's section on the identity modes: every service's CPU per request and
-/// the latency, trusted beside jwt.
-fn auth_cost_markdown(results: &Results) -> String {
-    let present: Vec<&str> = AUTH_PAIRS
-        .iter()
-        .flat_map(|(_, trusted, jwt)| [*trusted, *jwt])
-        .filter(|run| results.contains_key(run))
-        .collect();
-    if present.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from(
-        "\n## What jwt identity costs\n\n\
-         The same load twice, each on a freshly started system: the gateway with \
-         `GATEWAY_AUTH=trusted` (the userId in the request is believed), then with `jwt` (every \
-         request carries `Authorization: Bearer`, an Ed25519 token the gateway verifies against \
-         the development JWKS; the load generator mints one per user before the run). \
-         `issue-token-*`: users arrive at a fixed rate and take one queue token each (a rate \
-         well below capacity, so latency is cost, not queueing). `holds-auth-*`: the `holds` \
-         scenario (32 admitted users holding distinct seats as fast as they are answered). CPU is \
-         utime + stime from `/proc/<pid>/stat` of each service process, read before and after \
-         the measured window, divided by the requests in it.\n\n\
-         Settings of every bench run: the gateway's per-caller rate limit is set out of reach \
-         (`GATEWAY_RATE_LIMIT_PER_SEC` = `GATEWAY_RATE_LIMIT_BURST` = 1,000,000; in jwt mode \
-         the per-subject limiter still runs and is part of what jwt costs — a trusted caller has \
-         no subject to limit), and the `holds` runs start reservation with \
-         `RESERVATION_MAX_SEATS_PER_USER=0` (limit off): 32 users hold thousands of seats each, \
-         which the default of 4 per user per concert would refuse.\n\n\
-         | run | mode | requests | gateway | queue | catalog | reservation | all services | p50 | p99 | throughput |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
-    );
-    for run in present {
-        let at = |pointer: &str| number(results, run, pointer);
-        let mode = results
-            .get(run)
-            .and_then(|r| r["gateway_auth"].as_str())
-            .unwrap_or(if run.ends_with("jwt") {
-                "jwt"
-            } else {
-                "trusted"
-            });
-        let cpu: Vec<String> = SERVICES
-            .iter()
-            .map(|service| {
-                show(
-                    at(&format!("/results/cpu/by_process/{service}/us_per_request")),
-                    micros,
-                )
-            })
-            .collect();
-        let throughput = if run.starts_with("holds") {
-            show(at("/results/holds_per_second"), |h| {
-                format!("{} holds/s", int(h))
-            })
-        } else {
-            show(at("/summary/requests_per_second"), |r| {
-                format!("{} req/s", int(r))
-            })
-        };
-        out.push_str(&format!(
-            "| {run} | {mode} | {} | {} | {} | {} | {} | {} |\n",
-            show(at("/results/cpu/requests"), int),
-            cpu.join(" | "),
-            show(at("/results/cpu/total_us_per_request"), micros),
-            show(at("/results/latency/p50_ms"), |v| format!("{v:.2} ms")),
-            show(at("/results/latency/p99_ms"), |v| format!("{v:.2} ms")),
-            throughput,
-        ));
-    }
-    out
 }
 
 /// The README's results table (between its markers).
@@ -453,7 +271,7 @@ pub fn benchmarks_markdown(results: &Results, machine: &Value) -> String {
         machine["cores"]
     );
     out.push_str(&results_table(results));
-    out.push_str(&auth_cost_markdown(results));
+    out.push_str(&auth_cost::markdown(results));
     for (name, run) in results {
         out.push_str(&format!("\n## {name}\n\n"));
         out.push_str(&format!(
@@ -562,7 +380,8 @@ mod tests {
 
     use serde_json::json;
 
-    use super::{int, replace_between_markers, results_table};
+    use super::{replace_between_markers, results_table};
+    use crate::bench::format::int;
 
     #[test]
     fn thousands_are_grouped() {
@@ -600,34 +419,5 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("pgbench -N 1,000 tps"), "{table}");
-    }
-
-    #[test]
-    fn jwt_is_compared_with_trusted_per_request_and_per_process() {
-        let run = |gateway: f64, total: f64, p99: f64, mode: &str| {
-            json!({
-                "gateway_auth": mode,
-                "results": {
-                    "latency": {"p50_ms": 1.0, "p99_ms": p99},
-                    "holds_per_second": 1000.0,
-                    "cpu": {"requests": 20000, "total_us_per_request": total,
-                            "by_process": {"gateway": {"us_per_request": gateway}}},
-                },
-            })
-        };
-        let mut results = BTreeMap::new();
-        results.insert("holds-auth-trusted", run(100.0, 400.0, 10.0, "trusted"));
-        results.insert("holds-auth-jwt", run(150.0, 450.0, 12.0, "jwt"));
-        let table = results_table(&results);
-        assert!(
-            table.contains("| hold, jwt vs trusted | CPU per request: gateway 100 µs → 150 µs (+50%), all services 400 µs → 450 µs (+12%); p99 10.00 ms → 12.00 ms (+20%); holds/s 1,000 → 1,000 (+0%) |"),
-            "{table}"
-        );
-        assert!(!table.contains("issue-token, jwt vs trusted"), "{table}");
-        let markdown = super::auth_cost_markdown(&results);
-        assert!(
-            markdown.contains("| holds-auth-jwt | jwt | 20,000 | 150 µs | — | — | — | 450 µs | 1.00 ms | 12.00 ms | 1,000 holds/s |"),
-            "{markdown}"
-        );
     }
 }
