@@ -6,7 +6,7 @@
 //!
 //! It leaves a few holds behind (one user's seat limit on one option, for the hold time).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use serde_json::json;
 use tokio::{
@@ -15,7 +15,11 @@ use tokio::{
     time::Instant,
 };
 
-use crate::client::{Client, Reply};
+use crate::{
+    client::{Client, Reply},
+    flow::{Admission, Polling, Visitor},
+    recorder::Recorder,
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -123,61 +127,34 @@ async fn made_up_concert(client: &Client, user: u64) -> Verdict {
     expect(&reply, 404, "CONCERT_NOT_FOUND")
 }
 
-/// The user's ACTIVE token in the shared room, polling as told.
+/// The user's ACTIVE token in the shared room, polling as told (the journeys' own step).
 async fn admit(client: &Client, user: u64, within_secs: u64) -> Result<String, String> {
-    let client = client.as_user(user);
-    let reply = client
-        .post("/queue/issue-token", json!({"userId": user}).to_string())
+    let visitor = Visitor::new(client, &Arc::new(Recorder::new()), user);
+    let polling = Polling {
+        min: Duration::from_secs(1),
+        max: Duration::from_secs(1),
+    };
+    match visitor
+        .wait_for_admission(polling, Instant::now() + Duration::from_secs(within_secs))
         .await
-        .map_err(|f| f.to_string())?;
-    let token = reply.json["token"]
-        .as_str()
-        .ok_or_else(|| format!("issue-token answered {} {}", reply.status, reply.json))?
-        .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(within_secs);
-    let mut standing = reply.json;
-    while standing["status"] != "ACTIVE" {
-        if Instant::now() > deadline {
-            return Err(format!("not admitted within {within_secs} s: {standing}"));
-        }
-        let pause = standing["pollAfterSeconds"]
-            .as_u64()
-            .unwrap_or(1)
-            .clamp(1, 5);
-        tokio::time::sleep(Duration::from_secs(pause)).await;
-        standing = client
-            .get(&format!("/queue/check-queue?token={token}"))
-            .await
-            .map_err(|f| f.to_string())?
-            .json;
+    {
+        Admission::Active(token) => Ok(token),
+        Admission::StillWaiting => Err(format!("not admitted within {within_secs} s")),
+        Admission::Failed => Err("issue-token or check-queue failed".into()),
     }
-    Ok(token)
 }
 
 /// An option of the concert with at least 20 free seats, and 20 of them.
-async fn free_seats(client: &Client, concert: u64) -> Result<(u64, Vec<u64>), String> {
-    let dates = client
-        .get(&format!("/api/concert/{concert}/available-dates"))
+async fn free_seats(client: &Client, user: u64, concert: u64) -> Result<(u64, Vec<u64>), String> {
+    let visitor = Visitor::new(client, &Arc::new(Recorder::new()), user);
+    let options = visitor
+        .available_dates(concert)
         .await
-        .map_err(|f| f.to_string())?;
-    for option in dates.json.as_array().into_iter().flatten() {
-        let Some(id) = option["id"].as_u64() else {
-            continue;
-        };
-        let seats = client
-            .get(&format!("/api/concert/{id}/available-seats"))
-            .await
-            .map_err(|f| f.to_string())?;
-        let free: Vec<u64> = seats
-            .json
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|seat| seat["id"].as_u64())
-            .take(20)
-            .collect();
-        if free.len() == 20 {
-            return Ok((id, free));
+        .ok_or_else(|| format!("available-dates of concert {concert} failed"))?;
+    for option in options {
+        let seats = visitor.available_seats(option).await.unwrap_or_default();
+        if seats.len() >= 20 {
+            return Ok((option, seats.into_iter().take(20).collect()));
         }
     }
     Err(format!("no option of concert {concert} has 20 free seats"))
@@ -191,8 +168,8 @@ async fn hoard(
     token: &str,
     args: &Args,
 ) -> Result<(String, Vec<(u64, u64, u64)>), String> {
+    let (option, seats) = free_seats(client, user, args.concert).await?;
     let client = client.as_user(user);
-    let (option, seats) = free_seats(&client, args.concert).await?;
     let attempts = seats.iter().map(|seat| {
         let body =
             json!({"token": token, "concertOptionId": option, "seatId": seat, "userId": user});
