@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use jsonwebtoken::{Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde_json::Value;
 
 use super::{
@@ -15,26 +15,39 @@ use crate::routes::MAX_ID;
 
 pub struct Verifier {
     jwks: Jwks,
-    issuer: String,
-    audience: String,
-    leeway_secs: u64,
+    /// One set of checks per accepted algorithm, built once (each holds the issuer and audience
+    /// sets; building them per request allocated on every call).
+    validations: [(Algorithm, Validation); 3],
     roles_claim: String,
     admin_role: String,
 }
 
 impl Verifier {
     pub async fn from_config(config: &IdentityConfig) -> anyhow::Result<Self> {
-        config.validate().map_err(anyhow::Error::msg)?;
+        // The configuration was validated with the gateway's (Config::validate).
         let source = match (&config.jwt_jwks_url, &config.jwt_jwks_file) {
             (Some(url), _) => JwksSource::Url(url.parse()?),
             (None, Some(path)) => JwksSource::File(path.clone()),
             (None, None) => anyhow::bail!("no JWKS source"),
         };
+        let issuer = config.jwt_issuer.clone().unwrap_or_default();
+        let audience = config.jwt_audience.clone().unwrap_or_default();
+        let validation = |algorithm| {
+            let mut validation = Validation::new(algorithm);
+            validation.set_issuer(&[&issuer]);
+            validation.set_audience(&[&audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            validation.leeway = config.jwt_leeway_secs;
+            validation.validate_nbf = true;
+            (algorithm, validation)
+        };
         Ok(Self {
             jwks: Jwks::load(source).await?,
-            issuer: config.jwt_issuer.clone().unwrap_or_default(),
-            audience: config.jwt_audience.clone().unwrap_or_default(),
-            leeway_secs: config.jwt_leeway_secs,
+            validations: [
+                validation(Algorithm::ES256),
+                validation(Algorithm::RS256),
+                validation(Algorithm::EdDSA),
+            ],
             roles_claim: config.jwt_roles_claim.clone(),
             admin_role: config.jwt_admin_role.clone(),
         })
@@ -53,13 +66,12 @@ impl Verifier {
         if header.alg != key.algorithm {
             return Err("the bearer token's algorithm does not match its key".into());
         }
-        let mut validation = Validation::new(key.algorithm);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.leeway = self.leeway_secs;
-        validation.validate_nbf = true;
-        let claims = decode::<HashMap<String, Value>>(token, &key.key, &validation)
+        let (_, validation) = self
+            .validations
+            .iter()
+            .find(|(algorithm, _)| *algorithm == key.algorithm)
+            .ok_or_else(|| "the bearer token's algorithm is not accepted".to_owned())?;
+        let claims = decode::<HashMap<String, Value>>(token, &key.key, validation)
             .map_err(|error| reason(&error))?
             .claims;
         let id = claims
