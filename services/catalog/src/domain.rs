@@ -54,32 +54,6 @@ pub fn positive_id(value: i64, code: &'static str, field: &str) -> Result<i64, C
     }
 }
 
-pub struct SeatKey {
-    pub option_id: i64,
-    pub seat_no: i32,
-}
-
-impl TryFrom<pb::GetSeatRequest> for SeatKey {
-    type Error = CatalogError;
-
-    fn try_from(request: pb::GetSeatRequest) -> Result<Self, Self::Error> {
-        if request.seat_id <= 0 {
-            return Err(CatalogError::invalid(
-                "INVALID_SEAT_ID",
-                "seatId must be a positive integer",
-            ));
-        }
-        Ok(Self {
-            option_id: positive_id(
-                request.concert_option_id,
-                "INVALID_CONCERT_OPTION_ID",
-                "concertOptionId",
-            )?,
-            seat_no: request.seat_id,
-        })
-    }
-}
-
 impl From<Concert> for pb::Concert {
     fn from(c: Concert) -> Self {
         Self {
@@ -109,7 +83,7 @@ impl From<Seat> for pb::Seat {
     fn from(s: Seat) -> Self {
         Self {
             concert_option_id: s.concert_option_id,
-            seat_id: s.seat_no,
+            seat_no: s.seat_no,
             grade: s.grade,
             price_minor: s.price_minor,
         }

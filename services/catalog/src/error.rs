@@ -10,8 +10,6 @@ pub enum CatalogError {
     ConcertNotFound,
     #[error("unknown concert option")]
     OptionNotFound,
-    #[error("no such seat in this concert option")]
-    SeatNotFound,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -31,7 +29,6 @@ impl From<CatalogError> for Status {
             CatalogError::InvalidArgument { code, .. } => (Code::InvalidArgument, *code),
             CatalogError::ConcertNotFound => (Code::NotFound, "CONCERT_NOT_FOUND"),
             CatalogError::OptionNotFound => (Code::NotFound, "OPTION_NOT_FOUND"),
-            CatalogError::SeatNotFound => (Code::NotFound, "SEAT_NOT_FOUND"),
             CatalogError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
             ) => (Code::Unavailable, "CATALOG_STORE_UNAVAILABLE"),

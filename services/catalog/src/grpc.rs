@@ -3,10 +3,7 @@
 use ticketing_proto::catalog::v1::{self as pb, catalog_service_server::CatalogService};
 use tonic::{Request, Response, Status};
 
-use crate::{
-    domain::{SeatKey, positive_id},
-    repo::CatalogRepo,
-};
+use crate::{domain::positive_id, repo::CatalogRepo};
 
 pub struct CatalogGrpc {
     repo: CatalogRepo,
@@ -67,15 +64,5 @@ impl CatalogService for CatalogGrpc {
             "concertOptionId",
         )?;
         Ok(Response::new(self.repo.seat_map(option_id).await?.into()))
-    }
-
-    async fn get_seat(
-        &self,
-        request: Request<pb::GetSeatRequest>,
-    ) -> Result<Response<pb::Seat>, Status> {
-        let SeatKey { option_id, seat_no } = request.into_inner().try_into()?;
-        Ok(Response::new(
-            self.repo.seat(option_id, seat_no).await?.into(),
-        ))
     }
 }

@@ -133,30 +133,4 @@ impl CatalogRepo {
             seats,
         })
     }
-
-    /// One seat; `OptionNotFound` or `SeatNotFound` when absent.
-    #[tracing::instrument(name = "SELECT seats", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-    pub async fn seat(&self, option_id: i64, seat_no: i32) -> Result<Seat, CatalogError> {
-        let seat: Option<Seat> = sqlx::query_as(
-            "select concert_option_id, seat_no, grade, price_minor from seats \
-             where concert_option_id = $1 and seat_no = $2",
-        )
-        .bind(option_id)
-        .bind(seat_no)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(seat) = seat {
-            return Ok(seat);
-        }
-        let option_exists: (bool,) =
-            sqlx::query_as("select exists (select 1 from concert_options where id = $1)")
-                .bind(option_id)
-                .fetch_one(&self.pool)
-                .await?;
-        Err(if option_exists.0 {
-            CatalogError::SeatNotFound
-        } else {
-            CatalogError::OptionNotFound
-        })
-    }
 }

@@ -565,13 +565,13 @@ mod late_queue {
         async fn issue_token(
             &self,
             _: Request<pb::IssueTokenRequest>,
-        ) -> Result<Response<pb::TokenStatus>, Status> {
+        ) -> Result<Response<pb::QueueEntry>, Status> {
             Err(Status::unimplemented("late queue"))
         }
         async fn get_status(
             &self,
             _: Request<pb::GetStatusRequest>,
-        ) -> Result<Response<pb::TokenStatus>, Status> {
+        ) -> Result<Response<pb::QueueEntry>, Status> {
             Err(Status::unimplemented("late queue"))
         }
         async fn validate_token(

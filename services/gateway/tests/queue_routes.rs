@@ -224,14 +224,14 @@ mod slow_queue {
         async fn issue_token(
             &self,
             _: Request<pb::IssueTokenRequest>,
-        ) -> Result<Response<pb::TokenStatus>, Status> {
+        ) -> Result<Response<pb::QueueEntry>, Status> {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Err(Status::internal("too late"))
         }
         async fn get_status(
             &self,
             _: Request<pb::GetStatusRequest>,
-        ) -> Result<Response<pb::TokenStatus>, Status> {
+        ) -> Result<Response<pb::QueueEntry>, Status> {
             Err(Status::unimplemented("slow queue"))
         }
         async fn validate_token(

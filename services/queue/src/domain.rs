@@ -157,19 +157,19 @@ impl TryFrom<pb::ValidateTokenRequest> for ValidateToken {
 
 impl TokenStatus {
     /// On the wire, with the policy's advice on when to poll again.
-    pub fn into_wire(self, poll_after: std::time::Duration) -> pb::TokenStatus {
+    pub fn into_wire(self, poll_after: std::time::Duration) -> pb::QueueEntry {
         let (state, position, eta_seconds, active_until_unix_ms) = match self.standing {
             Standing::Waiting {
                 position,
                 eta_seconds,
-            } => (pb::TokenState::Waiting, position, eta_seconds, None),
+            } => (pb::TokenStatus::Waiting, position, eta_seconds, None),
             Standing::Active { until_unix_ms } => {
-                (pb::TokenState::Active, 0, 0, Some(until_unix_ms))
+                (pb::TokenStatus::Active, 0, 0, Some(until_unix_ms))
             }
         };
-        pb::TokenStatus {
+        pb::QueueEntry {
             token: self.token.to_string(),
-            state: state.into(),
+            status: state.into(),
             position,
             eta_seconds,
             active_until_unix_ms,

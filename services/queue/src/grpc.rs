@@ -18,7 +18,7 @@ impl QueueGrpc {
     }
 
     /// A token's standing on the wire, with the policy's advice on when to poll again.
-    fn reply(&self, status: TokenStatus) -> pb::TokenStatus {
+    fn reply(&self, status: TokenStatus) -> pb::QueueEntry {
         let poll_after = self.store.policy().poll_after(&status.standing);
         status.into_wire(poll_after)
     }
@@ -29,7 +29,7 @@ impl QueueService for QueueGrpc {
     async fn issue_token(
         &self,
         request: Request<pb::IssueTokenRequest>,
-    ) -> Result<Response<pb::TokenStatus>, Status> {
+    ) -> Result<Response<pb::QueueEntry>, Status> {
         let IssueToken { user, queue } = request.into_inner().try_into()?;
         let status = self.store.issue(user, queue).await?;
         Ok(Response::new(self.reply(status)))
@@ -38,7 +38,7 @@ impl QueueService for QueueGrpc {
     async fn get_status(
         &self,
         request: Request<pb::GetStatusRequest>,
-    ) -> Result<Response<pb::TokenStatus>, Status> {
+    ) -> Result<Response<pb::QueueEntry>, Status> {
         let token = Token::parse(&request.into_inner().token)?;
         let status = self.store.status(token).await?;
         Ok(Response::new(self.reply(status)))

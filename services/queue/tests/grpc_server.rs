@@ -192,7 +192,7 @@ async fn the_background_admitter_admits_in_arrival_order_at_the_configured_rate(
                 .await
                 .expect("status")
                 .into_inner();
-            active[index] = status.state() == pb::TokenState::Active;
+            active[index] = status.status() == pb::TokenStatus::Active;
         }
         if let Some(latest) = active.iter().rposition(|a| *a) {
             assert!(

@@ -76,17 +76,17 @@ impl Room {
 }
 
 /// The room a request says admitted its caller: required, and a concert's id is positive.
-impl TryFrom<Option<pb::WaitingRoom>> for Room {
+impl TryFrom<Option<pb::Room>> for Room {
     type Error = ReservationError;
 
-    fn try_from(room: Option<pb::WaitingRoom>) -> Result<Self, Self::Error> {
+    fn try_from(room: Option<pb::Room>) -> Result<Self, Self::Error> {
         match room {
             None => Err(ReservationError::invalid(
                 "INVALID_ROOM",
                 "admittedBy (the waiting room that admitted the caller) is required",
             )),
-            Some(pb::WaitingRoom { concert_id: None }) => Ok(Self::Shared),
-            Some(pb::WaitingRoom {
+            Some(pb::Room { concert_id: None }) => Ok(Self::Shared),
+            Some(pb::Room {
                 concert_id: Some(concert_id),
             }) if concert_id > 0 => Ok(Self::Concert(concert_id)),
             Some(_) => Err(ReservationError::invalid(
@@ -109,7 +109,7 @@ impl TryFrom<pb::HoldSeatRequest> for HoldSeat {
     type Error = ReservationError;
 
     fn try_from(request: pb::HoldSeatRequest) -> Result<Self, Self::Error> {
-        if request.seat_id <= 0 {
+        if request.seat_no <= 0 {
             return Err(ReservationError::invalid(
                 "INVALID_SEAT_ID",
                 "seatId must be a positive integer",
@@ -122,7 +122,7 @@ impl TryFrom<pb::HoldSeatRequest> for HoldSeat {
                 "INVALID_CONCERT_OPTION_ID",
                 "concertOptionId",
             )?,
-            seat_no: request.seat_id,
+            seat_no: request.seat_no,
             idempotency_key: IdempotencyKey::parse(request.idempotency_key)?,
             admitted_by: request.admitted_by.try_into()?,
         })
@@ -225,7 +225,7 @@ impl From<Reservation> for pb::Reservation {
             id: r.id,
             user_id: r.user_id,
             concert_option_id: r.concert_option_id,
-            seat_id: r.seat_no,
+            seat_no: r.seat_no,
             status: status.into(),
             price_minor: r.price_minor,
             grade: r.grade,
@@ -258,7 +258,7 @@ mod tests {
 
     #[test]
     fn the_admitting_room_is_required_and_its_concert_positive() {
-        let room = |concert_id| Some(pb::WaitingRoom { concert_id });
+        let room = |concert_id| Some(pb::Room { concert_id });
         assert_eq!(Room::try_from(room(None)).ok(), Some(Room::Shared));
         assert_eq!(Room::try_from(room(Some(7))).ok(), Some(Room::Concert(7)));
         for bad in [None, room(Some(0)), room(Some(-3))] {
@@ -284,7 +284,7 @@ mod tests {
             replay_only,
             admitted_by,
         };
-        let shared = Some(pb::WaitingRoom { concert_id: None });
+        let shared = Some(pb::Room { concert_id: None });
         assert_eq!(
             Pay::try_from(request(false, shared)).map(|p| p.mode).ok(),
             Some(PayMode::Admitted(Room::Shared))
@@ -304,7 +304,7 @@ mod tests {
         let request = pb::HoldSeatRequest {
             user_id: 1,
             concert_option_id: 2,
-            seat_id: 3,
+            seat_no: 3,
             idempotency_key: None,
             admitted_by: None,
         };

@@ -101,7 +101,7 @@ impl ReservationService for ReservationGrpc {
         )?;
         Ok(Response::new(pb::Occupancy {
             concert_option_id: option_id,
-            taken_seat_ids: holds::occupancy(&self.pool, option_id).await?,
+            taken_seat_nos: holds::occupancy(&self.pool, option_id).await?,
         }))
     }
 

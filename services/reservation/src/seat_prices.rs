@@ -115,7 +115,7 @@ impl SeatPrices {
                 .into_iter()
                 .map(|seat| {
                     (
-                        seat.seat_id,
+                        seat.seat_no,
                         SeatPrice {
                             grade: seat.grade,
                             price_minor: seat.price_minor,

@@ -24,7 +24,7 @@ struct Hold {
     user: i64,
     option: i64,
     seat: i32,
-    room: Option<pb::WaitingRoom>,
+    room: Option<pb::Room>,
     key: Option<String>,
 }
 
@@ -91,7 +91,7 @@ async fn only_a_token_from_the_concerts_own_room_holds_its_seats() {
         .hold(7, OWN_ROOM_OPTION, 1, room_of(OWN_ROOM_CONCERT))
         .await
         .unwrap();
-    assert_eq!((held.concert_option_id, held.seat_id), (OWN_ROOM_OPTION, 1));
+    assert_eq!((held.concert_option_id, held.seat_no), (OWN_ROOM_OPTION, 1));
 
     // A refused hold takes nothing: the seat is still free for a caller from the right room.
     assert_eq!(system.rows_of(7).await, 2);
@@ -389,7 +389,7 @@ async fn an_idempotency_key_refused_at_the_limit_is_not_used_up() {
         .hold_with_key(7, SHARED_OPTION, 3, shared(), key("c"))
         .await
         .unwrap();
-    assert_eq!(third.seat_id, 3);
+    assert_eq!(third.seat_no, 3);
     assert_eq!(
         system
             .hold_with_key(7, SHARED_OPTION, 3, shared(), key("c"))

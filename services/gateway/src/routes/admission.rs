@@ -3,7 +3,7 @@
 //! refuses a hold or payment on a concert of another room.
 
 use axum::http::StatusCode;
-use ticketing_proto::{queue::v1 as pb, reservation::v1::WaitingRoom};
+use ticketing_proto::{queue::v1 as pb, reservation::v1::Room};
 
 use crate::{AppState, error::ApiError};
 
@@ -13,7 +13,7 @@ pub async fn require_active_token(
     state: &AppState,
     token: &str,
     user_id: i64,
-) -> Result<WaitingRoom, ApiError> {
+) -> Result<Room, ApiError> {
     let token = token.trim();
     if token.is_empty() {
         return Err(ApiError::new(
@@ -40,7 +40,7 @@ pub async fn require_active_token(
         .await?
         .into_inner();
     match validation.verdict() {
-        pb::TokenVerdict::Valid => Ok(WaitingRoom {
+        pb::TokenVerdict::Valid => Ok(Room {
             concert_id: validation.concert_id,
         }),
         pb::TokenVerdict::NotFound => Err(ApiError::new(

@@ -162,14 +162,14 @@ async fn available_seats(
             }
         )),
     );
-    let taken: HashSet<i32> = occupancy?.into_inner().taken_seat_ids.into_iter().collect();
+    let taken: HashSet<i32> = occupancy?.into_inner().taken_seat_nos.into_iter().collect();
     Ok(Json(
         map?.into_inner()
             .seats
             .into_iter()
-            .filter(|seat| !taken.contains(&seat.seat_id))
+            .filter(|seat| !taken.contains(&seat.seat_no))
             .map(|seat| SeatView {
-                id: seat.seat_id,
+                id: seat.seat_no,
                 grade: seat.grade,
                 price: seat.price_minor,
             })

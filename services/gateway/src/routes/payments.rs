@@ -122,7 +122,7 @@ async fn call_pay(
     reservation_id: i64,
     user_id: i64,
     idempotency_key: Option<String>,
-    admitted_by: Option<pb::WaitingRoom>,
+    admitted_by: Option<pb::Room>,
 ) -> Result<pb::Payment, ApiError> {
     Ok(state
         .backends

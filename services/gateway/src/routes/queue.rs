@@ -55,16 +55,16 @@ pub struct TokenView {
     concert_id: Option<i64>,
 }
 
-impl TryFrom<pb::TokenStatus> for TokenView {
+impl TryFrom<pb::QueueEntry> for TokenView {
     type Error = ApiError;
 
-    fn try_from(status: pb::TokenStatus) -> Result<Self, Self::Error> {
-        let state = match pb::TokenState::try_from(status.state) {
-            Ok(pb::TokenState::Waiting) => "WAITING",
-            Ok(pb::TokenState::Active) => "ACTIVE",
+    fn try_from(status: pb::QueueEntry) -> Result<Self, Self::Error> {
+        let state = match pb::TokenStatus::try_from(status.status) {
+            Ok(pb::TokenStatus::Waiting) => "WAITING",
+            Ok(pb::TokenStatus::Active) => "ACTIVE",
             _ => {
                 return Err(ApiError::from(tonic::Status::internal(
-                    "queue returned no token state",
+                    "queue returned no token status",
                 )));
             }
         };

@@ -64,7 +64,7 @@ impl From<pb::Reservation> for ReservationView {
             reservation_id: r.id,
             user_id: r.user_id,
             concert_option_id: r.concert_option_id,
-            seat_id: r.seat_id,
+            seat_id: r.seat_no,
             status,
             price: r.price_minor,
             grade: r.grade,
@@ -86,7 +86,7 @@ async fn reserve(
         "INVALID_CONCERT_OPTION_ID",
         "concertOptionId",
     )?;
-    let seat_id = valid_seat(body.seat_id)?;
+    let seat_no = valid_seat(body.seat_id)?;
     let admitted_by = require_active_token(&state, &body.token, user_id).await?;
     let reservation = state
         .backends
@@ -95,7 +95,7 @@ async fn reserve(
         .hold_seat(state.backends.request(pb::HoldSeatRequest {
             user_id,
             concert_option_id,
-            seat_id,
+            seat_no,
             idempotency_key,
             admitted_by: Some(admitted_by),
         }))

@@ -78,7 +78,7 @@ impl System {
         user_id: i64,
         option_id: i64,
         seat_id: i32,
-        room: Option<pb::WaitingRoom>,
+        room: Option<pb::Room>,
     ) -> Result<pb::Reservation, tonic::Status> {
         self.hold_with_key(user_id, option_id, seat_id, room, None)
             .await
@@ -89,7 +89,7 @@ impl System {
         user_id: i64,
         option_id: i64,
         seat_id: i32,
-        room: Option<pb::WaitingRoom>,
+        room: Option<pb::Room>,
         idempotency_key: Option<String>,
     ) -> Result<pb::Reservation, tonic::Status> {
         self.client
@@ -97,7 +97,7 @@ impl System {
             .hold_seat(pb::HoldSeatRequest {
                 user_id,
                 concert_option_id: option_id,
-                seat_id,
+                seat_no: seat_id,
                 idempotency_key,
                 admitted_by: room,
             })
@@ -109,7 +109,7 @@ impl System {
         &self,
         reservation_id: i64,
         user_id: i64,
-        room: Option<pb::WaitingRoom>,
+        room: Option<pb::Room>,
         idempotency_key: Option<String>,
     ) -> Result<pb::Payment, tonic::Status> {
         self.client
@@ -189,13 +189,13 @@ impl System {
 }
 
 /// The shared default room (a token issued without a concertId).
-pub fn shared() -> Option<pb::WaitingRoom> {
-    Some(pb::WaitingRoom { concert_id: None })
+pub fn shared() -> Option<pb::Room> {
+    Some(pb::Room { concert_id: None })
 }
 
 /// The own waiting room of `concert_id`.
-pub fn room_of(concert_id: i64) -> Option<pb::WaitingRoom> {
-    Some(pb::WaitingRoom {
+pub fn room_of(concert_id: i64) -> Option<pb::Room> {
+    Some(pb::Room {
         concert_id: Some(concert_id),
     })
 }
