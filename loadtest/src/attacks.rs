@@ -275,7 +275,7 @@ async fn taking_a_place(client: &Client, victim: u64, thief: u64) -> Verdict {
     let polled = thief
         .get(&format!("/queue/check-queue?token={token}"))
         .await;
-    seen.push(expect(&polled, 404, "TOKEN_NOT_FOUND")?);
+    seen.push(expect(&polled, 401, "TOKEN_NOT_FOUND")?);
     Ok(seen.join(", "))
 }
 

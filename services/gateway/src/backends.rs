@@ -1,21 +1,22 @@
-//! The gRPC clients of the backend services, each call with a deadline.
+//! The gRPC clients of the backend services: one method per call the gateway makes, each
+//! with the request's deadline, answering the message itself.
 
 use std::time::Duration;
 
 use kit::grpc::TracedChannel as Channel;
 use ticketing_proto::{
-    catalog::v1::catalog_service_client::CatalogServiceClient,
-    queue::v1::queue_service_client::QueueServiceClient,
-    reservation::v1::reservation_service_client::ReservationServiceClient,
+    catalog::v1::{self as catalog, catalog_service_client::CatalogServiceClient},
+    queue::v1::{self as queue, queue_service_client::QueueServiceClient},
+    reservation::v1::{self as reservation, reservation_service_client::ReservationServiceClient},
 };
 
 use crate::config::Config;
 
 #[derive(Clone)]
 pub struct Backends {
-    pub queue: QueueServiceClient<Channel>,
-    pub catalog: CatalogServiceClient<Channel>,
-    pub reservation: ReservationServiceClient<Channel>,
+    queue: QueueServiceClient<Channel>,
+    catalog: CatalogServiceClient<Channel>,
+    reservation: ReservationServiceClient<Channel>,
     channels: [(&'static str, Channel); 3],
     deadline: Duration,
 }
@@ -49,4 +50,37 @@ impl Backends {
     pub fn channels(&self) -> [(&'static str, Channel); 3] {
         self.channels.clone()
     }
+}
+
+/// `backend.method(Request) -> Reply` for each call: a fresh client handle (a cheap clone of
+/// the shared channel), the deadline, and the reply without its metadata.
+macro_rules! calls {
+    ($($backend:ident . $method:ident ( $request:ty ) -> $reply:ty ;)*) => {
+        impl Backends {
+            $(
+                pub async fn $method(&self, message: $request) -> Result<$reply, tonic::Status> {
+                    let reply = self.$backend.clone().$method(self.request(message)).await?;
+                    Ok(reply.into_inner())
+                }
+            )*
+        }
+    };
+}
+
+calls! {
+    queue.issue_token(queue::IssueTokenRequest) -> queue::QueueEntry;
+    queue.get_status(queue::GetStatusRequest) -> queue::QueueEntry;
+    queue.validate_token(queue::ValidateTokenRequest) -> queue::ValidateTokenResponse;
+    queue.release_token(queue::ReleaseTokenRequest) -> queue::ReleaseTokenResponse;
+    catalog.list_concerts(catalog::ListConcertsRequest) -> catalog::ListConcertsResponse;
+    catalog.get_concert(catalog::GetConcertRequest) -> catalog::Concert;
+    catalog.list_options(catalog::ListOptionsRequest) -> catalog::ListOptionsResponse;
+    catalog.get_seat_map(catalog::GetSeatMapRequest) -> catalog::SeatMap;
+    reservation.hold_seat(reservation::HoldSeatRequest) -> reservation::Reservation;
+    reservation.get_reservation(reservation::GetReservationRequest) -> reservation::Reservation;
+    reservation.get_occupancy(reservation::GetOccupancyRequest) -> reservation::Occupancy;
+    reservation.count_taken(reservation::CountTakenRequest) -> reservation::CountTakenResponse;
+    reservation.pay(reservation::PayRequest) -> reservation::Payment;
+    reservation.get_balance(reservation::GetBalanceRequest) -> reservation::Wallet;
+    reservation.charge_wallet(reservation::ChargeWalletRequest) -> reservation::Wallet;
 }

@@ -74,11 +74,14 @@ fn http_for(code: tonic::Code) -> (StatusCode, &'static str) {
     }
 }
 
-/// Where the original clients expect another status than the table gives: they treat 400 on
-/// reserve as "seat taken, move on", and the payment contract answers 400 for a short balance.
+/// Where the contract answers another status than the table gives: the original clients treat
+/// 400 on reserve as "seat taken, move on", the payment contract answers 400 for a short
+/// balance, and a queue token is a credential, so an unknown one is 401 on every route (the
+/// queue says NOT_FOUND, which is right for gRPC).
 const CONTRACT_OVERRIDES: &[(&str, StatusCode)] = &[
     ("SEAT_TAKEN", StatusCode::BAD_REQUEST),
     ("INSUFFICIENT_BALANCE", StatusCode::BAD_REQUEST),
+    ("TOKEN_NOT_FOUND", StatusCode::UNAUTHORIZED),
 ];
 
 impl From<tonic::Status> for ApiError {
@@ -141,16 +144,25 @@ mod tests {
             "x",
         ));
         assert_eq!(other.status, StatusCode::CONFLICT);
+        let unknown_token = ApiError::from(kit::error_code::status(
+            tonic::Code::NotFound,
+            "TOKEN_NOT_FOUND",
+            "no such token",
+        ));
+        assert_eq!(unknown_token.status, StatusCode::UNAUTHORIZED);
     }
 
     #[test]
     fn a_service_error_code_is_kept_and_internals_are_not_leaked() {
-        let status =
-            kit::error_code::status(tonic::Code::NotFound, "TOKEN_NOT_FOUND", "no such token");
+        let status = kit::error_code::status(
+            tonic::Code::NotFound,
+            "RESERVATION_NOT_FOUND",
+            "no such reservation",
+        );
         let error = ApiError::from(status);
         assert_eq!(
             (error.status, &*error.code),
-            (StatusCode::NOT_FOUND, "TOKEN_NOT_FOUND")
+            (StatusCode::NOT_FOUND, "RESERVATION_NOT_FOUND")
         );
         let internal = ApiError::from(tonic::Status::internal("password=hunter2"));
         assert_eq!(internal.status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -33,11 +33,8 @@ impl Rooms {
             return Ok(room);
         }
         let concert = backends
-            .catalog
-            .clone()
-            .get_concert(backends.request(catalog::GetConcertRequest { concert_id }))
-            .await?
-            .into_inner();
+            .get_concert(catalog::GetConcertRequest { concert_id })
+            .await?;
         let room = (!concert.shared_room).then_some(concert.id);
         let mut known = self
             .known

@@ -252,7 +252,7 @@ async fn taking_someones_place_by_asking_for_their_token_is_refused() {
     let reply = jwt
         .get(52, &format!("/queue/check-queue?token={token}"))
         .await;
-    assert_error(&reply, 404, "TOKEN_NOT_FOUND");
+    assert_error(&reply, 401, "TOKEN_NOT_FOUND");
     // Without a credential nothing user-specific answers.
     let reply = jwt
         .system

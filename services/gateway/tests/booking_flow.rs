@@ -113,7 +113,7 @@ async fn a_person_goes_from_the_queue_to_a_paid_seat() {
     // The token was released: the slot went to the next waiter.
     assert_error(
         &http.get(&format!("/queue/check-queue?token={token}")).await,
-        404,
+        401,
         "TOKEN_NOT_FOUND",
     );
     assert_error(

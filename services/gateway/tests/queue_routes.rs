@@ -97,24 +97,24 @@ async fn check_queue_walks_from_waiting_to_active_to_expired() {
 }
 
 #[tokio::test]
-async fn unknown_and_malformed_tokens_are_clear_errors() {
+async fn unknown_malformed_and_missing_tokens_are_401_as_on_reserve() {
     let system = System::start(default_policy()).await;
     let unknown = format!("/queue/check-queue?token={}", uuid::Uuid::new_v4());
-    assert_error(&system.http.get(&unknown).await, 404, "TOKEN_NOT_FOUND");
+    assert_error(&system.http.get(&unknown).await, 401, "TOKEN_NOT_FOUND");
     assert_error(
         &system.http.get("/queue/check-queue?token=abc").await,
-        400,
-        "INVALID_TOKEN",
+        401,
+        "TOKEN_NOT_FOUND",
     );
     assert_error(
         &system.http.get("/queue/check-queue").await,
-        400,
-        "MISSING_TOKEN",
+        401,
+        "TOKEN_MISSING",
     );
     assert_error(
         &system.http.get("/queue/check-queue?token=").await,
-        400,
-        "MISSING_TOKEN",
+        401,
+        "TOKEN_MISSING",
     );
     assert_error(
         &system

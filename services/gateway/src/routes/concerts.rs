@@ -58,11 +58,8 @@ pub struct SeatView {
 async fn concerts(State(state): State<AppState>) -> Result<Json<Vec<ConcertView>>, ApiError> {
     let concerts = state
         .backends
-        .catalog
-        .clone()
-        .list_concerts(state.backends.request(catalog::ListConcertsRequest {}))
+        .list_concerts(catalog::ListConcertsRequest {})
         .await?
-        .into_inner()
         .concerts;
     Ok(Json(
         concerts
@@ -86,28 +83,18 @@ async fn options_with_counts(
     let concert_id = valid_id(concert_id, "INVALID_CONCERT_ID", "concertId")?;
     let options = state
         .backends
-        .catalog
-        .clone()
-        .list_options(
-            state
-                .backends
-                .request(catalog::ListOptionsRequest { concert_id }),
-        )
+        .list_options(catalog::ListOptionsRequest { concert_id })
         .await?
-        .into_inner()
         .options;
     if options.is_empty() {
         return Ok(Vec::new());
     }
     let taken = state
         .backends
-        .reservation
-        .clone()
-        .count_taken(state.backends.request(reservation::CountTakenRequest {
+        .count_taken(reservation::CountTakenRequest {
             concert_option_ids: options.iter().map(|o| o.id).collect(),
-        }))
+        })
         .await?
-        .into_inner()
         .taken;
     Ok(options
         .into_iter()
@@ -150,22 +137,19 @@ async fn available_seats(
     PathParams(option_id): PathParams<i64>,
 ) -> Result<Json<Vec<SeatView>>, ApiError> {
     let option_id = valid_id(option_id, "INVALID_CONCERT_OPTION_ID", "concertOptionId")?;
-    let mut catalog_client = state.backends.catalog.clone();
-    let mut reservation_client = state.backends.reservation.clone();
     let (map, occupancy) = tokio::join!(
-        catalog_client.get_seat_map(state.backends.request(catalog::GetSeatMapRequest {
+        state.backends.get_seat_map(catalog::GetSeatMapRequest {
             concert_option_id: option_id,
-        })),
-        reservation_client.get_occupancy(state.backends.request(
-            reservation::GetOccupancyRequest {
+        }),
+        state
+            .backends
+            .get_occupancy(reservation::GetOccupancyRequest {
                 concert_option_id: option_id,
-            }
-        )),
+            }),
     );
-    let taken: HashSet<i32> = occupancy?.into_inner().taken_seat_nos.into_iter().collect();
+    let taken: HashSet<i32> = occupancy?.taken_seat_nos.into_iter().collect();
     Ok(Json(
-        map?.into_inner()
-            .seats
+        map?.seats
             .into_iter()
             .filter(|seat| !taken.contains(&seat.seat_no))
             .map(|seat| SeatView {

@@ -83,11 +83,9 @@ async fn pay(
     // so a slow queue cannot turn a committed payment into a 504.
     let release = state
         .backends
-        .queue
-        .clone()
-        .release_token(state.backends.request(queue::ReleaseTokenRequest {
+        .release_token(queue::ReleaseTokenRequest {
             token: body.token.trim().to_owned(),
-        }))
+        })
         .await;
     if let Err(status) = release {
         tracing::warn!(code = ?status.code(), "queue token not released after payment");
@@ -126,18 +124,15 @@ async fn call_pay(
 ) -> Result<pb::Payment, ApiError> {
     Ok(state
         .backends
-        .reservation
-        .clone()
-        .pay(state.backends.request(pb::PayRequest {
+        .pay(pb::PayRequest {
             reservation_id,
             user_id,
             idempotency_key,
             // Without an admitting room only a stored answer can be replayed.
             replay_only: admitted_by.is_none(),
             admitted_by,
-        }))
-        .await?
-        .into_inner())
+        })
+        .await?)
 }
 
 impl From<pb::Payment> for PaymentView {

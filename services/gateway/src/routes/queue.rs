@@ -13,7 +13,10 @@ use crate::{
     error::ApiError,
     extract::{JsonBody, QueryParams},
     identity::Caller,
-    routes::{rfc3339, valid_id},
+    routes::{
+        admission::{queue_token, token_not_found},
+        rfc3339, valid_id,
+    },
 };
 
 pub fn routes() -> Router<AppState> {
@@ -37,10 +40,10 @@ pub struct CheckQueueParams {
     token: Option<String>,
 }
 
-/// A token's standing, as the original clients read it.
+/// A queue entry (a token's place in its room), as the original clients read it.
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct TokenView {
+pub struct QueueEntryView {
     token: String,
     status: &'static str,
     position: u64,
@@ -55,11 +58,11 @@ pub struct TokenView {
     concert_id: Option<i64>,
 }
 
-impl TryFrom<pb::QueueEntry> for TokenView {
+impl TryFrom<pb::QueueEntry> for QueueEntryView {
     type Error = ApiError;
 
-    fn try_from(status: pb::QueueEntry) -> Result<Self, Self::Error> {
-        let state = match pb::TokenStatus::try_from(status.status) {
+    fn try_from(entry: pb::QueueEntry) -> Result<Self, Self::Error> {
+        let status = match pb::TokenStatus::try_from(entry.status) {
             Ok(pb::TokenStatus::Waiting) => "WAITING",
             Ok(pb::TokenStatus::Active) => "ACTIVE",
             _ => {
@@ -69,13 +72,13 @@ impl TryFrom<pb::QueueEntry> for TokenView {
             }
         };
         Ok(Self {
-            token: status.token,
-            status: state,
-            position: status.position,
-            eta_seconds: status.eta_seconds,
-            poll_after_seconds: (state == "WAITING").then(|| status.poll_after_ms.div_ceil(1000)),
-            active_until: status.active_until_unix_ms.and_then(rfc3339),
-            concert_id: status.concert_id,
+            token: entry.token,
+            status,
+            position: entry.position,
+            eta_seconds: entry.eta_seconds,
+            poll_after_seconds: (status == "WAITING").then(|| entry.poll_after_ms.div_ceil(1000)),
+            active_until: entry.active_until_unix_ms.and_then(rfc3339),
+            concert_id: entry.concert_id,
         })
     }
 }
@@ -86,7 +89,7 @@ async fn issue_token(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(body): JsonBody<IssueTokenBody>,
-) -> Result<Json<TokenView>, ApiError> {
+) -> Result<Json<QueueEntryView>, ApiError> {
     let user_id = caller.acting_user(body.user_id, "userId")?;
     let room = match body.concert_id {
         None => None,
@@ -99,43 +102,23 @@ async fn issue_token(
         user_id,
         concert_id: room,
     };
-    let status = state
-        .backends
-        .queue
-        .clone()
-        .issue_token(state.backends.request(request))
-        .await?
-        .into_inner();
-    Ok(Json(status.try_into()?))
+    let entry = state.backends.issue_token(request).await?;
+    Ok(Json(entry.try_into()?))
 }
 
-/// A token's standing. With proven identity, someone else's token does not exist for the caller.
+/// A token's queue entry. With proven identity, someone else's token does not exist for the caller.
 async fn check_queue(
     State(state): State<AppState>,
     caller: Caller,
     QueryParams(params): QueryParams<CheckQueueParams>,
-) -> Result<Json<TokenView>, ApiError> {
-    let token = params
-        .token
-        .filter(|token| !token.trim().is_empty())
-        .ok_or_else(|| {
-            ApiError::bad_request("MISSING_TOKEN", "query parameter `token` is required")
-        })?;
-    uuid::Uuid::parse_str(token.trim())
-        .map_err(|_| ApiError::bad_request("INVALID_TOKEN", "token must be a UUID"))?;
-    let status = state
+) -> Result<Json<QueueEntryView>, ApiError> {
+    let token = queue_token(params.token.as_deref())?.to_owned();
+    let entry = state
         .backends
-        .queue
-        .clone()
-        .get_status(state.backends.request(pb::GetStatusRequest { token }))
-        .await?
-        .into_inner();
-    if !caller.may_see(status.user_id) {
-        return Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "TOKEN_NOT_FOUND",
-            "unknown queue token",
-        ));
+        .get_status(pb::GetStatusRequest { token })
+        .await?;
+    if !caller.may_see(entry.user_id) {
+        return Err(token_not_found());
     }
-    Ok(Json(status.try_into()?))
+    Ok(Json(entry.try_into()?))
 }

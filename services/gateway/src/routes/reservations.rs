@@ -90,17 +90,14 @@ async fn reserve(
     let admitted_by = require_active_token(&state, &body.token, user_id).await?;
     let reservation = state
         .backends
-        .reservation
-        .clone()
-        .hold_seat(state.backends.request(pb::HoldSeatRequest {
+        .hold_seat(pb::HoldSeatRequest {
             user_id,
             concert_option_id,
             seat_no,
             idempotency_key,
             admitted_by: Some(admitted_by),
-        }))
-        .await?
-        .into_inner();
+        })
+        .await?;
     // The original clients look for the 303 itself; there is deliberately no Location header.
     Ok((
         StatusCode::SEE_OTHER,
@@ -119,15 +116,8 @@ async fn reservation(
     let reservation_id = valid_id(reservation_id, "INVALID_RESERVATION_ID", "reservationId")?;
     let reservation = state
         .backends
-        .reservation
-        .clone()
-        .get_reservation(
-            state
-                .backends
-                .request(pb::GetReservationRequest { reservation_id }),
-        )
-        .await?
-        .into_inner();
+        .get_reservation(pb::GetReservationRequest { reservation_id })
+        .await?;
     if !caller.may_see(reservation.user_id) {
         return Err(reservation_not_found());
     }

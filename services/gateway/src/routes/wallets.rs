@@ -51,11 +51,8 @@ async fn balance(
     let user_id = caller.acting_user(Some(user_id), "userId")?;
     let wallet = state
         .backends
-        .reservation
-        .clone()
-        .get_balance(state.backends.request(pb::GetBalanceRequest { user_id }))
-        .await?
-        .into_inner();
+        .get_balance(pb::GetBalanceRequest { user_id })
+        .await?;
     Ok(Json(wallet.into()))
 }
 
@@ -69,14 +66,11 @@ async fn charge(
     let user_id = caller.acting_user(Some(user_id), "userId")?;
     let wallet = state
         .backends
-        .reservation
-        .clone()
-        .charge_wallet(state.backends.request(pb::ChargeWalletRequest {
+        .charge_wallet(pb::ChargeWalletRequest {
             user_id,
             amount_minor: body.amount,
             idempotency_key,
-        }))
-        .await?
-        .into_inner();
+        })
+        .await?;
     Ok(Json(wallet.into()))
 }
