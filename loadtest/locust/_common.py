@@ -4,7 +4,7 @@ Locust skips files whose names start with "_" when -f names a directory, so this
 never taken for a scenario; the scenarios import it (Locust puts their folder on sys.path).
 
 Outcome rules, the same in every scenario: a response counts as a success only when it is what
-the contract (shared/DESIGN.md) says should happen at that point — including the expected
+the contract (docs/api.md) says should happen at that point — including the expected
 refusals (SEAT_TAKEN, sold out, a token that expired after its activeUntil). Anything else is a
 failure, and a 5xx or a connection error is always a failure.
 """
