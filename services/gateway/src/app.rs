@@ -16,16 +16,6 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 use crate::{AppState, config::Config, error::ApiError, routes};
 
-/// Whose trace context the gateway continues.
-#[derive(clap::Args, Clone, Debug)]
-pub struct TraceConfig {
-    /// Client networks (CIDR, comma-separated) whose `traceparent` is continued, sampling
-    /// decision included. Anyone else's is ignored and the request starts its own trace, so
-    /// a client cannot raise the sampling rate by sending the sampled flag.
-    #[arg(long, env = "GATEWAY_TRACE_TRUSTED_NETWORKS", value_delimiter = ',')]
-    pub trace_trusted_networks: Vec<ipnet::IpNet>,
-}
-
 pub fn router(state: AppState, config: &Config) -> Router {
     let trusted_tracers: Arc<[ipnet::IpNet]> = config.tracing.trace_trusted_networks.clone().into();
     let request_timeout = config.request_timeout();

@@ -13,7 +13,7 @@ pub struct Config {
     pub rate_limit: crate::rate_limit::RateLimitConfig,
 
     #[command(flatten)]
-    pub tracing: crate::app::TraceConfig,
+    pub tracing: TraceConfig,
 
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
@@ -134,6 +134,16 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
     }
+}
+
+/// Whose trace context the gateway continues.
+#[derive(clap::Args, Clone, Debug)]
+pub struct TraceConfig {
+    /// Client networks (CIDR, comma-separated) whose `traceparent` is continued, sampling
+    /// decision included. Anyone else's is ignored and the request starts its own trace, so
+    /// a client cannot raise the sampling rate by sending the sampled flag.
+    #[arg(long, env = "GATEWAY_TRACE_TRUSTED_NETWORKS", value_delimiter = ',')]
+    pub trace_trusted_networks: Vec<ipnet::IpNet>,
 }
 
 #[cfg(test)]
