@@ -6,6 +6,8 @@
 pub mod dev_identity;
 pub mod error_code;
 pub mod grpc;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod shutdown;
