@@ -9,7 +9,7 @@ mod support;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use kit::dev_identity::{AUDIENCE, DevKey, ISSUER};
-use queue::domain::QueueId;
+use queue::domain::Room;
 use serde_json::json;
 use support::{Reply, System, assert_error, default_policy};
 
@@ -79,13 +79,13 @@ impl JwtSystem {
     async fn active_token(&self, user: i64) -> String {
         let reply = self.post(user, "/queue/issue-token", "{}").await;
         assert_eq!(reply.status, 200, "{}", reply.json);
-        admit_all(&self.system, QueueId::Default).await;
+        admit_all(&self.system, Room::Default).await;
         reply.json["token"].as_str().unwrap().to_owned()
     }
 }
 
 /// Steps the manual clock and admission until nobody waits in `room`.
-async fn admit_all(system: &System, room: QueueId) {
+async fn admit_all(system: &System, room: Room) {
     loop {
         system.advance(1_000);
         if system.queue_store.admit(room).await.unwrap().waiting == 0 {
@@ -165,7 +165,7 @@ async fn skipping_the_line_with_another_rooms_token_is_refused_on_reserve_and_pa
     assert_eq!(reply.status, 200, "{}", reply.json);
     assert_eq!(reply.json["concertId"], 2);
     let other_room = reply.json["token"].as_str().unwrap().to_owned();
-    admit_all(&system, QueueId::Concert(2)).await;
+    admit_all(&system, Room::Concert(2)).await;
     // …but its token does not open concert 1 (the shared room's), option 3 seat 7.
     let reply = system
         .http
@@ -220,7 +220,7 @@ async fn skipping_the_line_with_another_rooms_token_is_refused_jwt() {
         .await;
     assert_eq!(reply.status, 200, "{}", reply.json);
     let other_room = reply.json["token"].as_str().unwrap().to_owned();
-    admit_all(&jwt.system, QueueId::Concert(2)).await;
+    admit_all(&jwt.system, Room::Concert(2)).await;
     let reply = jwt
         .post(32, "/api/reserve", &reserve(&other_room, 3, 7, None))
         .await;

@@ -12,7 +12,7 @@ use futures::{StreamExt, stream};
 use hdrhistogram::Histogram;
 use queue::{
     Policy, QueueStore,
-    domain::{QueueId, Token, UserId},
+    domain::{Room, Token, UserId},
 };
 
 const SAMPLES: usize = 20_000;
@@ -51,14 +51,14 @@ async fn main() {
     println!("| waiters | status p50 | p99 | p99.9 | p99 / PING p99 | fill rate |");
     println!("|---|---|---|---|---|---|");
     for (index, size) in sizes.iter().enumerate() {
-        let queue = QueueId::Concert(index as i64 + 1);
+        let room = Room::Concert(index as i64 + 1);
         let started = Instant::now();
         let tokens: Vec<Token> = stream::iter(1..=*size as i64)
             .map(|user| {
                 let store = store.clone();
                 async move {
                     store
-                        .issue(UserId::new(user).unwrap(), queue)
+                        .issue(UserId::new(user).unwrap(), room)
                         .await
                         .expect("issue")
                         .token

@@ -1,4 +1,4 @@
--- One admission step for one queue. ARGV: P, queue, now, rate/s (0 = no rate limit),
+-- One admission step for one room. ARGV: P, room id, now, rate/s (0 = no rate limit),
 -- cap (0 = no cap), grace ms, active ttl ms, max batch, tau ms.
 -- Expires active tokens, drops waiters who stopped polling, then moves waiters from the head
 -- to ACTIVE as the token bucket and the active cap allow; each of the three handles at most

@@ -1,8 +1,10 @@
--- Shared prelude, prepended to every queue script. Key layout (P = key prefix, Q = queue id):
---   P:queues              set     queue ids that have waiters or active tokens
+-- Shared prelude, prepended to every script. Key layout (P = key prefix, Q = a room's id:
+-- 'default' or the concert id; q in the code). The key and field names say "queue" for the
+-- room: the layout predates the word and stays as it is, so stored data stays valid.
+--   P:queues              set     ids of the rooms that have waiters or active tokens
 --   P:admitter            string  admission lease holder
---   P:tok:T               hash    user, queue, state (W|A), until (ms, when A)
---   P:q:Q:user:U          string  the user's live token in queue Q
+--   P:tok:T               hash    user, queue (the room's id), state (W|A), until (ms, when A)
+--   P:q:Q:user:U          string  the user's live token in room Q
 --   P:q:Q:wait            zset    waiting tokens by arrival sequence (FIFO; ZRANK is O(log n))
 --   P:q:Q:seen            zset    waiting tokens by last poll (ms): the heartbeat
 --   P:q:Q:active          zset    active tokens by expiry (ms)
@@ -36,7 +38,7 @@ local function forget(t)
   redis.call('DEL', tk)
 end
 
--- Removes a token from every set of its queue and forgets it.
+-- Removes a token from every set of its room and forgets it.
 local function drop(q, t)
   redis.call('ZREM', qkey(q, 'wait'), t)
   redis.call('ZREM', qkey(q, 'seen'), t)

@@ -1,4 +1,4 @@
--- IssueToken. ARGV: P, queue, user, new token, now, grace ms, waiting key ttl ms, fallback rate/s, tau ms
+-- IssueToken. ARGV: P, room id, user, new token, now, grace ms, waiting key ttl ms, fallback rate/s, tau ms
 -- Returns {token, state, position, eta seconds, active until ms}.
 local q, user, fresh = ARGV[2], ARGV[3], ARGV[4]
 local now = clock(ARGV[5])

@@ -1,6 +1,6 @@
 -- GetStatus (also the waiter's heartbeat). ARGV: P, token, now, grace ms, waiting key ttl ms,
 -- fallback rate/s, tau ms.
--- Returns {outcome (OK|NOT_FOUND|EXPIRED), state, position, eta seconds, active until ms, user, queue}.
+-- Returns {outcome (OK|NOT_FOUND|EXPIRED), state, position, eta seconds, active until ms, user, room id}.
 local token = ARGV[2]
 local now = clock(ARGV[3])
 local grace, waiting_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])

@@ -1,5 +1,5 @@
 -- ValidateToken. ARGV: P, token, user, now.
--- Returns {verdict (VALID|NOT_FOUND|EXPIRED|NOT_ADMITTED|WRONG_USER), active until ms, queue}.
+-- Returns {verdict (VALID|NOT_FOUND|EXPIRED|NOT_ADMITTED|WRONG_USER), active until ms, room id}.
 local token, user = ARGV[2], ARGV[3]
 local now = clock(ARGV[4])
 

@@ -17,11 +17,7 @@ use std::{
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
-use crate::{
-    domain::QueueId,
-    error::QueueError,
-    store::{Admission, QueueStore},
-};
+use crate::{admission::Admission, domain::Room, error::QueueError, store::QueueStore};
 
 /// Most `SSCAN` pages one tick reads while gathering its rooms (a sparse set can answer with
 /// empty pages).
@@ -54,7 +50,7 @@ pub struct TickReport {
     /// Counts summed over the rooms; `waiting` and `active` sum each room's latest state.
     pub admission: Admission,
     /// Rooms whose step failed this tick.
-    pub failed: Vec<QueueId>,
+    pub failed: Vec<Room>,
     /// Rooms this tick was due to step but left, at the front of the line, for the next one
     /// because its time budget ran out.
     pub deferred: usize,
@@ -68,8 +64,9 @@ pub struct Admitter {
     lease: Duration,
     limits: Limits,
     cursor: u64,
-    pending: VecDeque<QueueId>,
-    queued: HashSet<QueueId>,
+    pending: VecDeque<Room>,
+    /// The rooms in `pending`, so none is in line twice.
+    in_pending: HashSet<Room>,
     leading: bool,
     warnings: RoomWarnings,
 }
@@ -93,7 +90,7 @@ impl Admitter {
             limits,
             cursor: 0,
             pending: VecDeque::new(),
-            queued: HashSet::new(),
+            in_pending: HashSet::new(),
             leading: false,
             warnings: RoomWarnings::default(),
         }
@@ -114,9 +111,9 @@ impl Admitter {
         self.gather().await?;
 
         let due = self.limits.rooms_per_tick.min(self.pending.len());
-        let mut rooms: VecDeque<QueueId> = self.pending.drain(..due).collect();
+        let mut rooms: VecDeque<Room> = self.pending.drain(..due).collect();
         for room in &rooms {
-            self.queued.remove(room);
+            self.in_pending.remove(room);
         }
         let mut report = TickReport {
             leading: true,
@@ -138,10 +135,10 @@ impl Admitter {
                 break;
             };
             report.scripts += outcome.scripts;
-            report.admission = sum(report.admission, outcome.admission);
+            report.admission = report.admission.and(outcome.admission);
             let admission = outcome.admission;
             if admission.admitted + admission.expired + admission.dropped > 0 {
-                tracing::debug!(room = %outcome.room.key(), ?admission, scripts = outcome.scripts, "admission step");
+                tracing::debug!(room = ?outcome.room, ?admission, scripts = outcome.scripts, "admission step");
             }
             if let Some(error) = outcome.error {
                 self.warnings.room_failed(outcome.room, &error);
@@ -157,7 +154,7 @@ impl Admitter {
             );
         }
         for room in rooms.into_iter().rev() {
-            if self.queued.insert(room) {
+            if self.in_pending.insert(room) {
                 self.pending.push_front(room);
             }
         }
@@ -174,7 +171,7 @@ impl Admitter {
             }
             let (next, rooms) = self.store.scan_rooms(self.cursor, wanted).await?;
             for room in rooms {
-                if self.queued.insert(room) {
+                if self.in_pending.insert(room) {
                     self.pending.push_back(room);
                 }
             }
@@ -201,14 +198,14 @@ pub async fn run(store: QueueStore, tick: Duration, limits: Limits) {
 }
 
 struct RoomOutcome {
-    room: QueueId,
+    room: Room,
     scripts: usize,
     admission: Admission,
     error: Option<QueueError>,
 }
 
 /// Steps one room, again at once while its batches come back full and the budget lasts.
-async fn step_room(store: &QueueStore, room: QueueId, deadline: Instant) -> RoomOutcome {
+async fn step_room(store: &QueueStore, room: Room, deadline: Instant) -> RoomOutcome {
     let mut outcome = RoomOutcome {
         room,
         scripts: 0,
@@ -233,16 +230,6 @@ async fn step_room(store: &QueueStore, room: QueueId, deadline: Instant) -> Room
     outcome
 }
 
-fn sum(a: Admission, b: Admission) -> Admission {
-    Admission {
-        admitted: a.admitted + b.admitted,
-        expired: a.expired + b.expired,
-        dropped: a.dropped + b.dropped,
-        waiting: a.waiting + b.waiting,
-        active: a.active + b.active,
-    }
-}
-
 /// One warning line per interval about failing rooms (with the room and the error of the first
 /// failure, and how many failures went unreported since the last line); the rest at debug.
 #[derive(Default)]
@@ -252,14 +239,14 @@ struct RoomWarnings {
 }
 
 impl RoomWarnings {
-    fn room_failed(&mut self, room: QueueId, error: &QueueError) {
+    fn room_failed(&mut self, room: Room, error: &QueueError) {
         let now = Instant::now();
         if self
             .last
             .is_none_or(|last| now.duration_since(last) >= ROOM_WARNING_INTERVAL)
         {
             tracing::warn!(
-                room = %room.key(),
+                room = ?room,
                 %error,
                 suppressed = self.suppressed,
                 "admission failed in one room; the other rooms go on"
@@ -268,7 +255,7 @@ impl RoomWarnings {
             self.suppressed = 0;
         } else {
             self.suppressed += 1;
-            tracing::debug!(room = %room.key(), %error, "admission failed in one room");
+            tracing::debug!(room = ?room, %error, "admission failed in one room");
         }
     }
 }

@@ -18,11 +18,11 @@ pub struct Config {
     #[arg(long, env = "QUEUE_KEY_PREFIX", default_value = "queue")]
     pub key_prefix: String,
 
-    /// Waiters admitted per second, per queue (0 = no rate limit, only the cap).
+    /// Waiters admitted per second, per room (0 = no rate limit, only the cap).
     #[arg(long, env = "QUEUE_ADMISSION_RATE", default_value_t = 10.0)]
     pub admission_rate: f64,
 
-    /// Most concurrently active users per queue (0 = no cap, only the rate).
+    /// Most concurrently active users per room (0 = no cap, only the rate).
     #[arg(long, env = "QUEUE_ACTIVE_CAP", default_value_t = 1000)]
     pub active_cap: u32,
 

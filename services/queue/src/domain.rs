@@ -1,9 +1,8 @@
-//! The waiting room's own types. Wire requests become these at the edge (`TryFrom`), so
-//! everything past the edge holds valid values only.
+//! The waiting room's own types. Wire requests become these at the edge (`grpc.rs`), and the
+//! store hands back these, so everything past the edge holds valid values only.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
-use ticketing_proto::queue::v1 as pb;
 use uuid::Uuid;
 
 use crate::error::QueueError;
@@ -29,14 +28,15 @@ impl UserId {
     }
 }
 
-/// Which waiting room: one per concert, or the shared default one.
+/// A waiting room: one per concert, or the shared default one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum QueueId {
+pub enum Room {
     Default,
     Concert(i64),
 }
 
-impl QueueId {
+impl Room {
+    /// The room of `concert_id`, or the default room when there is none.
     pub fn new(concert_id: Option<i64>) -> Result<Self, QueueError> {
         match concert_id {
             None => Ok(Self::Default),
@@ -45,22 +45,6 @@ impl QueueId {
                 "INVALID_CONCERT_ID",
                 "concertId must be a positive integer",
             )),
-        }
-    }
-
-    /// The id as stored in Redis keys.
-    pub fn key(self) -> String {
-        match self {
-            Self::Default => "default".to_owned(),
-            Self::Concert(id) => id.to_string(),
-        }
-    }
-
-    /// Parses the key form back; `None` for anything this service did not write.
-    pub fn from_key(key: &str) -> Option<Self> {
-        match key {
-            "default" => Some(Self::Default),
-            other => other.parse().ok().filter(|id| *id > 0).map(Self::Concert),
         }
     }
 
@@ -94,27 +78,36 @@ impl fmt::Display for Token {
     }
 }
 
-/// Where a token stands.
+/// Where a token stands in its room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Standing {
+pub enum TokenStatus {
     /// In line: 1-based position and the estimated wait.
     Waiting { position: u64, eta_seconds: u64 },
     /// Admitted until this instant (unix ms).
     Active { until_unix_ms: i64 },
 }
 
+/// A token's place in its room: whose it is, which room, and its status there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TokenStatus {
+pub struct QueueEntry {
     pub token: Token,
     pub user: UserId,
-    pub queue: QueueId,
-    pub standing: Standing,
+    pub room: Room,
+    pub status: TokenStatus,
+}
+
+/// A queue entry with the policy's advice on when to poll again: what a caller is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdvisedEntry {
+    pub entry: QueueEntry,
+    /// Zero for an active token.
+    pub poll_after: Duration,
 }
 
 /// The outcome of validating a token for a user.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Valid { until_unix_ms: i64, queue: QueueId },
+    Valid { until_unix_ms: i64, room: Room },
     NotFound,
     Expired,
     NotAdmitted,
@@ -124,84 +117,13 @@ pub enum Verdict {
 /// IssueToken, validated.
 pub struct IssueToken {
     pub user: UserId,
-    pub queue: QueueId,
-}
-
-impl TryFrom<pb::IssueTokenRequest> for IssueToken {
-    type Error = QueueError;
-
-    fn try_from(request: pb::IssueTokenRequest) -> Result<Self, Self::Error> {
-        Ok(Self {
-            user: UserId::new(request.user_id)?,
-            queue: QueueId::new(request.concert_id)?,
-        })
-    }
+    pub room: Room,
 }
 
 /// ValidateToken, validated.
 pub struct ValidateToken {
     pub token: Token,
     pub user: UserId,
-}
-
-impl TryFrom<pb::ValidateTokenRequest> for ValidateToken {
-    type Error = QueueError;
-
-    fn try_from(request: pb::ValidateTokenRequest) -> Result<Self, Self::Error> {
-        Ok(Self {
-            token: Token::parse(&request.token)?,
-            user: UserId::new(request.user_id)?,
-        })
-    }
-}
-
-impl TokenStatus {
-    /// On the wire, with the policy's advice on when to poll again.
-    pub fn into_wire(self, poll_after: std::time::Duration) -> pb::QueueEntry {
-        let (state, position, eta_seconds, active_until_unix_ms) = match self.standing {
-            Standing::Waiting {
-                position,
-                eta_seconds,
-            } => (pb::TokenStatus::Waiting, position, eta_seconds, None),
-            Standing::Active { until_unix_ms } => {
-                (pb::TokenStatus::Active, 0, 0, Some(until_unix_ms))
-            }
-        };
-        pb::QueueEntry {
-            token: self.token.to_string(),
-            status: state.into(),
-            position,
-            eta_seconds,
-            active_until_unix_ms,
-            user_id: self.user.get(),
-            concert_id: self.queue.concert_id(),
-            poll_after_ms: poll_after.as_millis() as u64,
-        }
-    }
-}
-
-impl From<Verdict> for pb::ValidateTokenResponse {
-    fn from(verdict: Verdict) -> Self {
-        let (verdict, active_until_unix_ms, concert_id) = match verdict {
-            Verdict::Valid {
-                until_unix_ms,
-                queue,
-            } => (
-                pb::TokenVerdict::Valid,
-                Some(until_unix_ms),
-                queue.concert_id(),
-            ),
-            Verdict::NotFound => (pb::TokenVerdict::NotFound, None, None),
-            Verdict::Expired => (pb::TokenVerdict::Expired, None, None),
-            Verdict::NotAdmitted => (pb::TokenVerdict::NotAdmitted, None, None),
-            Verdict::WrongUser => (pb::TokenVerdict::WrongUser, None, None),
-        };
-        Self {
-            verdict: verdict.into(),
-            active_until_unix_ms,
-            concert_id,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -216,12 +138,13 @@ mod tests {
     }
 
     #[test]
-    fn queue_keys_round_trip() {
-        for queue in [QueueId::Default, QueueId::Concert(42)] {
-            assert_eq!(QueueId::from_key(&queue.key()), Some(queue));
-        }
-        assert_eq!(QueueId::from_key("-1"), None);
-        assert!(QueueId::new(Some(0)).is_err());
+    fn a_room_is_a_positive_concert_or_without_one_the_default() {
+        assert_eq!(Room::new(None).ok(), Some(Room::Default));
+        assert_eq!(Room::new(Some(42)).ok(), Some(Room::Concert(42)));
+        assert!(Room::new(Some(0)).is_err());
+        assert!(Room::new(Some(-1)).is_err());
+        assert_eq!(Room::Concert(42).concert_id(), Some(42));
+        assert_eq!(Room::Default.concert_id(), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub enum QueueError {
     InvalidArgument { code: &'static str, message: String },
     #[error("unknown token")]
     TokenNotFound,
-    #[error("token expired or dropped from the queue")]
+    #[error("token expired or dropped from its room")]
     TokenExpired,
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),

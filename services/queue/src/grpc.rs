@@ -1,10 +1,12 @@
-//! The gRPC edge: wire requests in, domain calls, wire responses out.
+//! The gRPC edge: wire requests in (`TryFrom`, into domain types), store calls, wire responses
+//! out (`From`). Nothing past this file sees a generated type.
 
 use ticketing_proto::queue::v1::{self as pb, queue_service_server::QueueService};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{IssueToken, Token, TokenStatus, ValidateToken},
+    domain::{AdvisedEntry, IssueToken, Room, Token, TokenStatus, UserId, ValidateToken, Verdict},
+    error::QueueError,
     store::QueueStore,
 };
 
@@ -16,12 +18,6 @@ impl QueueGrpc {
     pub fn new(store: QueueStore) -> Self {
         Self { store }
     }
-
-    /// A token's standing on the wire, with the policy's advice on when to poll again.
-    fn reply(&self, status: TokenStatus) -> pb::QueueEntry {
-        let poll_after = self.store.policy().poll_after(&status.standing);
-        status.into_wire(poll_after)
-    }
 }
 
 #[tonic::async_trait]
@@ -30,9 +26,9 @@ impl QueueService for QueueGrpc {
         &self,
         request: Request<pb::IssueTokenRequest>,
     ) -> Result<Response<pb::QueueEntry>, Status> {
-        let IssueToken { user, queue } = request.into_inner().try_into()?;
-        let status = self.store.issue(user, queue).await?;
-        Ok(Response::new(self.reply(status)))
+        let IssueToken { user, room } = request.into_inner().try_into()?;
+        let entry = self.store.issue(user, room).await?;
+        Ok(Response::new(self.store.policy().advise(entry).into()))
     }
 
     async fn get_status(
@@ -40,8 +36,8 @@ impl QueueService for QueueGrpc {
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::QueueEntry>, Status> {
         let token = Token::parse(&request.into_inner().token)?;
-        let status = self.store.status(token).await?;
-        Ok(Response::new(self.reply(status)))
+        let entry = self.store.status(token).await?;
+        Ok(Response::new(self.store.policy().advise(entry).into()))
     }
 
     async fn validate_token(
@@ -60,5 +56,151 @@ impl QueueService for QueueGrpc {
         let token = Token::parse(&request.into_inner().token)?;
         let released = self.store.release(token).await?;
         Ok(Response::new(pb::ReleaseTokenResponse { released }))
+    }
+}
+
+impl TryFrom<pb::IssueTokenRequest> for IssueToken {
+    type Error = QueueError;
+
+    fn try_from(request: pb::IssueTokenRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            user: UserId::new(request.user_id)?,
+            room: Room::new(request.concert_id)?,
+        })
+    }
+}
+
+impl TryFrom<pb::ValidateTokenRequest> for ValidateToken {
+    type Error = QueueError;
+
+    fn try_from(request: pb::ValidateTokenRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            token: Token::parse(&request.token)?,
+            user: UserId::new(request.user_id)?,
+        })
+    }
+}
+
+impl From<AdvisedEntry> for pb::QueueEntry {
+    fn from(AdvisedEntry { entry, poll_after }: AdvisedEntry) -> Self {
+        let (status, position, eta_seconds, active_until_unix_ms) = match entry.status {
+            TokenStatus::Waiting {
+                position,
+                eta_seconds,
+            } => (pb::TokenStatus::Waiting, position, eta_seconds, None),
+            TokenStatus::Active { until_unix_ms } => {
+                (pb::TokenStatus::Active, 0, 0, Some(until_unix_ms))
+            }
+        };
+        Self {
+            token: entry.token.to_string(),
+            status: status.into(),
+            position,
+            eta_seconds,
+            active_until_unix_ms,
+            user_id: entry.user.get(),
+            concert_id: entry.room.concert_id(),
+            poll_after_ms: u64::try_from(poll_after.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl From<Verdict> for pb::ValidateTokenResponse {
+    fn from(verdict: Verdict) -> Self {
+        let (verdict, active_until_unix_ms, concert_id) = match verdict {
+            Verdict::Valid {
+                until_unix_ms,
+                room,
+            } => (
+                pb::TokenVerdict::Valid,
+                Some(until_unix_ms),
+                room.concert_id(),
+            ),
+            Verdict::NotFound => (pb::TokenVerdict::NotFound, None, None),
+            Verdict::Expired => (pb::TokenVerdict::Expired, None, None),
+            Verdict::NotAdmitted => (pb::TokenVerdict::NotAdmitted, None, None),
+            Verdict::WrongUser => (pb::TokenVerdict::WrongUser, None, None),
+        };
+        Self {
+            verdict: verdict.into(),
+            active_until_unix_ms,
+            concert_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::domain::QueueEntry;
+
+    fn entry(room: Room, status: TokenStatus) -> AdvisedEntry {
+        AdvisedEntry {
+            entry: QueueEntry {
+                token: Token::random(),
+                user: UserId::new(7).unwrap(),
+                room,
+                status,
+            },
+            poll_after: Duration::from_millis(2_500),
+        }
+    }
+
+    #[test]
+    fn a_waiting_entry_goes_on_the_wire_with_its_place_its_concert_and_the_poll_advice() {
+        let advised = entry(
+            Room::Concert(9),
+            TokenStatus::Waiting {
+                position: 3,
+                eta_seconds: 12,
+            },
+        );
+        let wire = pb::QueueEntry::from(advised);
+        assert_eq!(wire.token, advised.entry.token.to_string());
+        assert_eq!(wire.status(), pb::TokenStatus::Waiting);
+        assert_eq!((wire.position, wire.eta_seconds), (3, 12));
+        assert_eq!(wire.active_until_unix_ms, None);
+        assert_eq!((wire.user_id, wire.concert_id), (7, Some(9)));
+        assert_eq!(wire.poll_after_ms, 2_500);
+    }
+
+    #[test]
+    fn an_active_entry_in_the_default_room_goes_on_the_wire_with_its_expiry_and_no_concert() {
+        let wire = pb::QueueEntry::from(entry(
+            Room::Default,
+            TokenStatus::Active { until_unix_ms: 42 },
+        ));
+        assert_eq!(wire.status(), pb::TokenStatus::Active);
+        assert_eq!((wire.position, wire.eta_seconds), (0, 0));
+        assert_eq!(wire.active_until_unix_ms, Some(42));
+        assert_eq!(wire.concert_id, None);
+    }
+
+    #[test]
+    fn only_a_valid_verdict_carries_an_expiry_and_a_concert() {
+        let valid = pb::ValidateTokenResponse::from(Verdict::Valid {
+            until_unix_ms: 42,
+            room: Room::Concert(9),
+        });
+        assert_eq!(valid.verdict(), pb::TokenVerdict::Valid);
+        assert_eq!(
+            (valid.active_until_unix_ms, valid.concert_id),
+            (Some(42), Some(9))
+        );
+        for (verdict, wire) in [
+            (Verdict::NotFound, pb::TokenVerdict::NotFound),
+            (Verdict::Expired, pb::TokenVerdict::Expired),
+            (Verdict::NotAdmitted, pb::TokenVerdict::NotAdmitted),
+            (Verdict::WrongUser, pb::TokenVerdict::WrongUser),
+        ] {
+            let response = pb::ValidateTokenResponse::from(verdict);
+            assert_eq!(response.verdict(), wire);
+            assert_eq!(
+                (response.active_until_unix_ms, response.concert_id),
+                (None, None)
+            );
+        }
     }
 }

@@ -1,18 +1,32 @@
 //! The queue service: a fair virtual waiting room on Redis.
+//!
+//! - `domain`: the room, token, queue entry and verdict types
+//! - `policy`: admission rate, active cap, TTLs, poll advice
+//! - `clock`: where "now" comes from (Redis, or a manual clock in tests)
+//! - `admission`: one admission step's bound and outcome
+//! - `store`: the Redis adapter (one Lua script per queue step)
+//! - `admitter`: the admission ticker
+//! - `grpc`: the gRPC edge and the conversions between wire and domain types
+//! - `config`, `error`: settings, and errors with their gRPC statuses
 
+pub mod admission;
 pub mod admitter;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod policy;
 pub mod store;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use ticketing_proto::queue::v1::queue_service_server::QueueServiceServer;
 
+pub use clock::Clock;
 pub use config::Config;
-pub use store::{Clock, Policy, QueueStore};
+pub use policy::Policy;
+pub use store::QueueStore;
 
 /// Builds the store the configuration describes.
 pub fn store(config: &Config) -> anyhow::Result<QueueStore> {

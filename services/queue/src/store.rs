@@ -1,26 +1,23 @@
-//! The waiting room's Redis store: every operation is one Lua script, one round trip, atomic.
-//! Each call has a deadline covering both the pool checkout and the script.
+//! The Redis adapter: the connection pool, the keys, and the scripts. Each queue step is one
+//! Lua script (`lua/<step>.lua`, with the key layout in `lua/common.lua`), one round trip,
+//! atomic; the room set is read with plain `SMEMBERS`/`SSCAN`. Each call has a deadline covering
+//! both the pool checkout and the Redis work.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use deadpool_redis::{Pool, Runtime};
 use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use crate::{
-    domain::{QueueId, Standing, Token, TokenStatus, UserId, Verdict},
+    admission::{Admission, MAX_BATCH},
+    clock::Clock,
+    domain::{QueueEntry, Room, Token, TokenStatus, UserId, Verdict},
     error::QueueError,
+    policy::Policy,
 };
 
 /// Time constant of the measured-outflow average behind ETAs.
 const OUTFLOW_TAU_MS: u64 = 10_000;
-/// Most tokens expired, dropped or admitted by one admission step (bounds script run time).
-pub const MAX_BATCH: u64 = 1_000;
 /// Waiting tokens' keys outlive the grace by this much, as a safety net behind the sweeper.
 const WAITING_KEY_SLACK: Duration = Duration::from_secs(60);
 
@@ -52,95 +49,6 @@ impl Scripts {
             release: script!("release"),
             admit: script!("admit"),
             lease: script!("lease"),
-        }
-    }
-}
-
-/// What the waiting room is tuned to.
-#[derive(Clone, Debug)]
-pub struct Policy {
-    /// Admissions per second per queue; 0 = unlimited (cap only).
-    pub admission_rate: f64,
-    /// Concurrently active users per queue; 0 = unlimited (rate only).
-    pub active_cap: u32,
-    pub active_ttl: Duration,
-    pub waiting_grace: Duration,
-}
-
-impl Policy {
-    /// When a waiter should poll again: a tenth of its expected wait, at least a second, and
-    /// never more than a third of the grace (polling is the heartbeat: two lost polls in a row
-    /// still keep the place). The back of a long line polls rarely, so 50,000 waiters cost
-    /// thousands of requests per second rather than tens of thousands.
-    pub fn poll_after(&self, standing: &Standing) -> Duration {
-        match standing {
-            Standing::Active { .. } => Duration::ZERO,
-            Standing::Waiting { eta_seconds, .. } => {
-                let ceiling = (self.waiting_grace / 3).max(Duration::from_secs(1));
-                Duration::from_secs(eta_seconds / 10).clamp(Duration::from_secs(1), ceiling)
-            }
-        }
-    }
-
-    /// The rate an ETA assumes before any outflow has been measured.
-    fn assumed_rate(&self) -> f64 {
-        if self.admission_rate > 0.0 {
-            self.admission_rate
-        } else {
-            f64::from(self.active_cap) / self.active_ttl.as_secs_f64().max(1.0)
-        }
-    }
-}
-
-/// Where "now" comes from: the Redis server (shared by all replicas), or a hand-set clock
-/// (tests move time without sleeping).
-#[derive(Clone, Debug)]
-pub enum Clock {
-    Redis,
-    Manual(Arc<AtomicI64>),
-}
-
-impl Clock {
-    /// A manual clock starting at `start_ms`.
-    pub fn manual(start_ms: i64) -> (Self, Arc<AtomicI64>) {
-        let now = Arc::new(AtomicI64::new(start_ms));
-        (Self::Manual(now.clone()), now)
-    }
-
-    /// The script argument: 0 tells the script to read the Redis server's clock.
-    fn arg(&self) -> i64 {
-        match self {
-            Self::Redis => 0,
-            Self::Manual(now) => now.load(Ordering::SeqCst),
-        }
-    }
-}
-
-/// One admission step's outcome for one queue.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Admission {
-    pub admitted: u64,
-    pub expired: u64,
-    pub dropped: u64,
-    pub waiting: u64,
-    pub active: u64,
-}
-
-impl Admission {
-    /// Whether one of the step's batches came back full, so the same room may have more to do
-    /// at once (more to expire or drop, or more to admit than one batch).
-    pub fn batch_full(&self) -> bool {
-        self.admitted >= MAX_BATCH || self.expired >= MAX_BATCH || self.dropped >= MAX_BATCH
-    }
-
-    /// Adds `next`'s counts to these; waiting and active become `next`'s (the later state).
-    pub fn followed_by(self, next: Admission) -> Admission {
-        Admission {
-            admitted: self.admitted + next.admitted,
-            expired: self.expired + next.expired,
-            dropped: self.dropped + next.dropped,
-            waiting: next.waiting,
-            active: next.active,
         }
     }
 }
@@ -204,6 +112,17 @@ impl QueueStore {
         )
     }
 
+    /// The scripts' clock argument: the manual time, or 0, which tells the script to read the
+    /// Redis server's clock.
+    fn clock_arg(&self) -> i64 {
+        self.clock.manual_now_ms().unwrap_or(0)
+    }
+
+    /// The set of rooms that have waiters or active tokens (`P:queues`, see `lua/common.lua`).
+    fn room_set_key(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
     async fn run<T: FromRedisValue>(
         &self,
         invocation: &mut ScriptInvocation<'_>,
@@ -217,34 +136,34 @@ impl QueueStore {
             .map_err(|_| QueueError::Timeout)?
     }
 
-    /// The user's live token in `queue`: the existing one, or a new one at the back.
+    /// The user's live token in `room`: the existing one, or a new one at the back.
     #[tracing::instrument(name = "redis issue.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
-    pub async fn issue(&self, user: UserId, queue: QueueId) -> Result<TokenStatus, QueueError> {
+    pub async fn issue(&self, user: UserId, room: Room) -> Result<QueueEntry, QueueError> {
         let fresh = Token::random();
         let (token, state, position, eta, until): (String, String, u64, u64, i64) = self
             .run(
                 self.scripts
                     .issue
                     .arg(&*self.prefix)
-                    .arg(queue.key())
+                    .arg(room_key(room))
                     .arg(user.get())
                     .arg(fresh.to_string())
-                    .arg(self.clock.arg())
+                    .arg(self.clock_arg())
                     .arg(self.waiting_args()),
             )
             .await?;
-        Ok(TokenStatus {
+        Ok(QueueEntry {
             token: Token::parse(&token).map_err(|_| QueueError::Protocol(token.clone()))?,
             user,
-            queue,
-            standing: standing(&state, position, eta, until)?,
+            room,
+            status: token_status(&state, position, eta, until)?,
         })
     }
 
     /// Position and ETA of a waiting token (and a heartbeat), or an active token's expiry.
     #[tracing::instrument(name = "redis status.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
-    pub async fn status(&self, token: Token) -> Result<TokenStatus, QueueError> {
-        let (outcome, state, position, eta, until, user, queue): (
+    pub async fn status(&self, token: Token) -> Result<QueueEntry, QueueError> {
+        let (outcome, state, position, eta, until, user, room): (
             String,
             String,
             u64,
@@ -258,16 +177,16 @@ impl QueueStore {
                     .status
                     .arg(&*self.prefix)
                     .arg(token.to_string())
-                    .arg(self.clock.arg())
+                    .arg(self.clock_arg())
                     .arg(self.waiting_args()),
             )
             .await?;
         match outcome.as_str() {
-            "OK" => Ok(TokenStatus {
+            "OK" => Ok(QueueEntry {
                 token,
                 user: stored_user(&user)?,
-                queue: stored_queue(&queue)?,
-                standing: standing(&state, position, eta, until)?,
+                room: stored_room(&room)?,
+                status: token_status(&state, position, eta, until)?,
             }),
             "NOT_FOUND" => Err(QueueError::TokenNotFound),
             "EXPIRED" => Err(QueueError::TokenExpired),
@@ -278,20 +197,20 @@ impl QueueStore {
     /// Whether `token` is ACTIVE and bound to `user`.
     #[tracing::instrument(name = "redis validate.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn validate(&self, token: Token, user: UserId) -> Result<Verdict, QueueError> {
-        let (verdict, until, queue): (String, i64, String) = self
+        let (verdict, until, room): (String, i64, String) = self
             .run(
                 self.scripts
                     .validate
                     .arg(&*self.prefix)
                     .arg(token.to_string())
                     .arg(user.get())
-                    .arg(self.clock.arg()),
+                    .arg(self.clock_arg()),
             )
             .await?;
         Ok(match verdict.as_str() {
             "VALID" => Verdict::Valid {
                 until_unix_ms: until,
-                queue: stored_queue(&queue)?,
+                room: stored_room(&room)?,
             },
             "NOT_FOUND" => Verdict::NotFound,
             "EXPIRED" => Verdict::Expired,
@@ -315,16 +234,16 @@ impl QueueStore {
         Ok(released == 1)
     }
 
-    /// One admission step for `queue`: expire, sweep stale waiters, admit from the head.
+    /// One admission step for `room`: expire, sweep stale waiters, admit from the head.
     #[tracing::instrument(name = "redis admit.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
-    pub async fn admit(&self, queue: QueueId) -> Result<Admission, QueueError> {
+    pub async fn admit(&self, room: Room) -> Result<Admission, QueueError> {
         let (admitted, expired, dropped, waiting, active): (u64, u64, u64, u64, u64) = self
             .run(
                 self.scripts
                     .admit
                     .arg(&*self.prefix)
-                    .arg(queue.key())
-                    .arg(self.clock.arg())
+                    .arg(room_key(room))
+                    .arg(self.clock_arg())
                     .arg(self.policy.admission_rate)
                     .arg(self.policy.active_cap)
                     .arg(millis(self.policy.waiting_grace))
@@ -342,10 +261,10 @@ impl QueueStore {
         })
     }
 
-    /// Queues that have waiters or active tokens, all at once (the admitter pages through them
+    /// Rooms that have waiters or active tokens, all at once (the admitter pages through them
     /// with [`QueueStore::scan_rooms`] instead).
-    pub async fn queues(&self) -> Result<Vec<QueueId>, QueueError> {
-        let key = format!("{}:queues", self.prefix);
+    pub async fn rooms(&self) -> Result<Vec<Room>, QueueError> {
+        let key = self.room_set_key();
         let call = async {
             let mut connection = self.pool.get().await?;
             let members: Vec<String> = redis::cmd("SMEMBERS")
@@ -357,10 +276,7 @@ impl QueueStore {
         let members = tokio::time::timeout(self.deadline, call)
             .await
             .map_err(|_| QueueError::Timeout)??;
-        Ok(members
-            .iter()
-            .filter_map(|m| QueueId::from_key(m))
-            .collect())
+        Ok(members.iter().filter_map(|m| room_from_key(m)).collect())
     }
 
     /// One page of the room set: `SSCAN` from `cursor` with `count` as the size hint. Returns
@@ -371,8 +287,8 @@ impl QueueStore {
         &self,
         cursor: u64,
         count: usize,
-    ) -> Result<(u64, Vec<QueueId>), QueueError> {
-        let key = format!("{}:queues", self.prefix);
+    ) -> Result<(u64, Vec<Room>), QueueError> {
+        let key = self.room_set_key();
         let call = async {
             let mut connection = self.pool.get().await?;
             let page: (u64, Vec<String>) = redis::cmd("SSCAN")
@@ -389,10 +305,7 @@ impl QueueStore {
             .map_err(|_| QueueError::Timeout)??;
         Ok((
             next,
-            members
-                .iter()
-                .filter_map(|m| QueueId::from_key(m))
-                .collect(),
+            members.iter().filter_map(|m| room_from_key(m)).collect(),
         ))
     }
 
@@ -421,13 +334,18 @@ impl QueueStore {
     }
 }
 
-fn standing(state: &str, position: u64, eta: u64, until: i64) -> Result<Standing, QueueError> {
+fn token_status(
+    state: &str,
+    position: u64,
+    eta: u64,
+    until: i64,
+) -> Result<TokenStatus, QueueError> {
     match state {
-        "W" => Ok(Standing::Waiting {
+        "W" => Ok(TokenStatus::Waiting {
             position,
             eta_seconds: eta,
         }),
-        "A" => Ok(Standing::Active {
+        "A" => Ok(TokenStatus::Active {
             until_unix_ms: until,
         }),
         other => Err(QueueError::Protocol(format!("token state {other:?}"))),
@@ -441,8 +359,25 @@ fn stored_user(raw: &str) -> Result<UserId, QueueError> {
         .ok_or_else(|| QueueError::Protocol(format!("stored user {raw:?}")))
 }
 
-fn stored_queue(raw: &str) -> Result<QueueId, QueueError> {
-    QueueId::from_key(raw).ok_or_else(|| QueueError::Protocol(format!("stored queue {raw:?}")))
+/// A room as its id appears in Redis keys and in a token's `queue` field: `default`, or the
+/// concert id. This layout predates the word "room" and stays, so stored data stays valid.
+fn room_key(room: Room) -> String {
+    match room {
+        Room::Default => "default".to_owned(),
+        Room::Concert(id) => id.to_string(),
+    }
+}
+
+/// Parses the key form back; `None` for anything this service did not write.
+fn room_from_key(key: &str) -> Option<Room> {
+    match key {
+        "default" => Some(Room::Default),
+        other => other.parse().ok().filter(|id| *id > 0).map(Room::Concert),
+    }
+}
+
+fn stored_room(raw: &str) -> Result<Room, QueueError> {
+    room_from_key(raw).ok_or_else(|| QueueError::Protocol(format!("stored room {raw:?}")))
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -451,38 +386,18 @@ fn millis(duration: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
-    use super::Policy;
-    use crate::domain::Standing;
+    use super::*;
 
     #[test]
-    fn poll_pace_follows_the_wait_inside_the_heartbeat_grace() {
-        let policy = Policy {
-            admission_rate: 10.0,
-            active_cap: 0,
-            active_ttl: Duration::from_secs(600),
-            waiting_grace: Duration::from_secs(60),
-        };
-        let waiting = |eta_seconds| Standing::Waiting {
-            position: 1,
-            eta_seconds,
-        };
-        assert_eq!(policy.poll_after(&waiting(0)), Duration::from_secs(1));
-        assert_eq!(policy.poll_after(&waiting(100)), Duration::from_secs(10));
-        assert_eq!(
-            policy.poll_after(&waiting(100_000)),
-            Duration::from_secs(20)
-        );
-        let active = Standing::Active { until_unix_ms: 1 };
-        assert_eq!(policy.poll_after(&active), Duration::ZERO);
-        let short_grace = Policy {
-            waiting_grace: Duration::from_secs(2),
-            ..policy
-        };
-        assert_eq!(
-            short_grace.poll_after(&waiting(100_000)),
-            Duration::from_secs(1)
-        );
+    fn room_keys_keep_the_stored_layout_and_round_trip() {
+        // Existing data in Redis uses exactly these forms.
+        assert_eq!(room_key(Room::Default), "default");
+        assert_eq!(room_key(Room::Concert(42)), "42");
+        for room in [Room::Default, Room::Concert(42)] {
+            assert_eq!(room_from_key(&room_key(room)), Some(room));
+        }
+        for foreign in ["-1", "0", "", "Default", "concert:42"] {
+            assert_eq!(room_from_key(foreign), None, "{foreign:?}");
+        }
     }
 }

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use queue::{
     Clock, Policy, QueueStore,
     admitter::{Admitter, Limits, TickReport},
-    domain::{QueueId, TokenStatus, UserId, Verdict},
+    domain::{QueueEntry, Room, UserId, Verdict},
 };
 
 const START_MS: i64 = 1_800_000_000_000;
@@ -69,7 +69,7 @@ impl Rooms {
         self.now.fetch_add(ms, Ordering::SeqCst);
     }
 
-    async fn issue(&self, user: i64, room: QueueId) -> TokenStatus {
+    async fn issue(&self, user: i64, room: Room) -> QueueEntry {
         self.store
             .issue(UserId::new(user).expect("user"), room)
             .await
@@ -80,8 +80,8 @@ impl Rooms {
     async fn issue_many(
         &self,
         users: std::ops::RangeInclusive<i64>,
-        room: QueueId,
-    ) -> Vec<TokenStatus> {
+        room: Room,
+    ) -> Vec<QueueEntry> {
         futures::stream::iter(users)
             .map(|user| self.issue(user, room))
             .buffer_unordered(64)
@@ -89,40 +89,53 @@ impl Rooms {
             .await
     }
 
-    async fn is_active(&self, status: &TokenStatus) -> bool {
+    async fn is_active(&self, entry: &QueueEntry) -> bool {
         matches!(
             self.store
-                .validate(status.token, status.user)
+                .validate(entry.token, entry.user)
                 .await
                 .expect("validate"),
             Verdict::Valid { .. }
         )
     }
 
-    async fn count_active(&self, statuses: &[TokenStatus]) -> usize {
+    async fn count_active(&self, entries: &[QueueEntry]) -> usize {
         let mut active = 0;
-        for status in statuses {
-            if self.is_active(status).await {
+        for entry in entries {
+            if self.is_active(entry).await {
                 active += 1;
             }
         }
         active
     }
 
-    /// Overwrites one of `room`'s keys with a string, so every script touching it fails with
-    /// WRONGTYPE.
-    async fn break_key(&self, room: QueueId, key: &str) {
-        let client = redis::Client::open(redis_url()).expect("client");
-        let mut connection = client
+    async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url())
+            .expect("client")
             .get_multiplexed_async_connection()
             .await
-            .expect("connect");
+            .expect("connect")
+    }
+
+    /// Overwrites one of concert room `concert`'s keys (layout in `lua/common.lua`) with a
+    /// string, so every script touching it fails with WRONGTYPE.
+    async fn break_key(&self, concert: i64, key: &str) {
         let _: () = redis::cmd("SET")
-            .arg(format!("{}:q:{}:{key}", self.prefix, room.key()))
+            .arg(format!("{}:q:{concert}:{key}", self.prefix))
             .arg("not a sorted set")
-            .query_async(&mut connection)
+            .query_async(&mut self.redis().await)
             .await
             .expect("set");
+    }
+
+    /// How Redis encodes the room set (`intset`: small, integers only, kept in ascending order).
+    async fn room_set_encoding(&self) -> String {
+        redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(format!("{}:queues", self.prefix))
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("object encoding")
     }
 }
 
@@ -133,19 +146,21 @@ async fn tick(admitter: &mut Admitter) -> TickReport {
 #[tokio::test]
 async fn a_broken_room_does_not_stop_admission_in_the_healthy_rooms_of_the_same_tick() {
     let rooms = Rooms::new(cap_only(10));
-    let broken = [QueueId::Concert(100), QueueId::Concert(101)];
+    // Rooms 1 and 2 are broken, 3 to 10 healthy.
+    let broken = [Room::Concert(1), Room::Concert(2)];
     for (user, room) in broken.iter().enumerate() {
         rooms.issue(user as i64 + 1, *room).await;
     }
-    rooms.break_key(broken[0], "seen").await;
-    rooms.break_key(broken[1], "wait").await;
+    rooms.break_key(1, "seen").await;
+    rooms.break_key(2, "wait").await;
     let mut healthy = Vec::new();
-    for concert in 1..=8 {
-        healthy.extend(rooms.issue_many(1..=2, QueueId::Concert(concert)).await);
+    for concert in 3..=10 {
+        healthy.extend(rooms.issue_many(1..=2, Room::Concert(concert)).await);
     }
+    // A small set of integers comes back in ascending order, so with one script at a time the
+    // broken rooms are stepped first, before every healthy one.
+    assert_eq!(rooms.room_set_encoding().await, "intset");
 
-    // One script at a time, as the old admitter ran them, so a broken room sits in line before
-    // some healthy ones whatever order the room set comes back in.
     let mut admitter = rooms.admitter(limits(64, 1));
     let report = tick(&mut admitter).await;
     let mut failed = report.failed.clone();
@@ -164,7 +179,7 @@ async fn every_room_is_admitted_after_ceil_rooms_over_bound_ticks(room_count: i6
     let rooms = Rooms::new(cap_only(10));
     let mut waiters = Vec::new();
     for concert in 1..=room_count {
-        waiters.push(rooms.issue(concert, QueueId::Concert(concert)).await);
+        waiters.push(rooms.issue(concert, Room::Concert(concert)).await);
     }
     let mut admitter = rooms.admitter(limits(bound, 4));
     let ticks = (room_count as usize).div_ceil(bound);
@@ -186,7 +201,7 @@ async fn every_room_is_admitted_after_ceil_rooms_over_bound_ticks(room_count: i6
 
     // The walk goes on in the next pass: a new waiter in the first room is admitted within
     // another ceil(rooms / bound) ticks.
-    let late = rooms.issue(room_count + 1, QueueId::Concert(1)).await;
+    let late = rooms.issue(room_count + 1, Room::Concert(1)).await;
     for _ in 0..ticks {
         tick(&mut admitter).await;
     }
@@ -208,7 +223,7 @@ async fn with_many_more_rooms_than_the_bound_the_cursor_pages_through_them_all()
 #[tokio::test]
 async fn a_backlog_of_five_thousand_silent_waiters_is_dropped_in_one_tick_and_none_is_admitted() {
     let rooms = Rooms::new(cap_only(100));
-    let room = QueueId::Concert(1);
+    let room = Room::Concert(1);
     let silent = rooms.issue_many(1..=5_000, room).await;
     rooms.advance(61_000);
     // Three live waiters behind them: the only ones who may be admitted.
@@ -222,11 +237,11 @@ async fn a_backlog_of_five_thousand_silent_waiters_is_dropped_in_one_tick_and_no
     assert_eq!(report.scripts, 6, "{report:?}");
     assert_eq!(rooms.count_active(&live).await, 3);
     assert_eq!(rooms.count_active(&silent).await, 0);
-    for status in silent.iter().step_by(500) {
+    for entry in silent.iter().step_by(500) {
         assert_eq!(
             rooms
                 .store
-                .validate(status.token, status.user)
+                .validate(entry.token, entry.user)
                 .await
                 .expect("validate"),
             Verdict::NotFound
@@ -239,7 +254,7 @@ async fn past_its_time_budget_a_tick_starts_no_new_room_and_the_next_tick_starts
     let rooms = Rooms::new(cap_only(10));
     let mut waiters = Vec::new();
     for concert in 1..=3 {
-        waiters.push(rooms.issue(concert, QueueId::Concert(concert)).await);
+        waiters.push(rooms.issue(concert, Room::Concert(concert)).await);
     }
     // A zero budget is spent before the first room: each tick steps only the one room a tick
     // always gets, and leaves the others at the front of the line.
@@ -266,7 +281,7 @@ async fn past_its_time_budget_a_tick_starts_no_new_room_and_the_next_tick_starts
 #[tokio::test]
 async fn an_admitter_without_the_lease_steps_no_room() {
     let rooms = Rooms::new(cap_only(10));
-    let waiter = rooms.issue(1, QueueId::Default).await;
+    let waiter = rooms.issue(1, Room::Default).await;
     let mut leader = rooms.admitter(limits(16, 2));
     let mut other = rooms.admitter(limits(16, 2));
     assert!(tick(&mut leader).await.leading);
@@ -280,11 +295,16 @@ async fn a_room_that_appears_after_ticks_over_an_empty_set_is_admitted_on_the_ne
     let rooms = Rooms::new(cap_only(10));
     let mut admitter = rooms.admitter(limits(256, 4));
     for _ in 0..3 {
-        let report = admitter.tick().await.unwrap();
-        assert_eq!(report.rooms, 0);
+        let report = tick(&mut admitter).await;
+        assert!(report.leading, "{report:?}");
+        assert_eq!(report.rooms, 0, "{report:?}");
     }
-    rooms.issue(1, QueueId::Default).await;
-    rooms.advance(100);
-    let report = admitter.tick().await.unwrap();
-    assert_eq!(report.admission.admitted, 1, "{report:?}");
+    let waiter = rooms.issue(1, Room::Default).await;
+    let report = tick(&mut admitter).await;
+    assert_eq!(
+        (report.rooms, report.admission.admitted),
+        (1, 1),
+        "{report:?}"
+    );
+    assert!(rooms.is_active(&waiter).await);
 }

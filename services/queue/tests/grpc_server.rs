@@ -1,9 +1,19 @@
-//! The queue's gRPC server as a client sees it: health, reflection, and the edge's validation.
+//! The queue's gRPC server as a client sees it: health, reflection, the edge's validation and
+//! conversions, and the background admitter.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+
 use clap::Parser;
 use kit::grpc::TracedChannel as Channel;
+use queue::{Clock, Policy, QueueStore, domain::Room};
 use ticketing_proto::queue::v1::{self as pb, queue_service_client::QueueServiceClient};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -17,14 +27,19 @@ async fn start() -> Channel {
     start_with(&[]).await
 }
 
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
 async fn start_with(extra: &[&str]) -> Channel {
-    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let mut args = vec![
         "queue".to_owned(),
         "--listen-addr=127.0.0.1:0".to_owned(),
-        format!("--redis-url={redis_url}"),
         format!("--key-prefix=test:{}", uuid::Uuid::new_v4().simple()),
     ];
+    if !extra.iter().any(|arg| arg.starts_with("--redis-url=")) {
+        args.push(format!("--redis-url={}", redis_url()));
+    }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let config = queue::Config::parse_from(args);
     let (addr, serve) = queue::build(config, std::future::pending())
@@ -51,6 +66,32 @@ async fn health_says_serving_once_redis_answers() {
         assert_eq!(
             response.into_inner().status(),
             ServingStatus::Serving,
+            "service {service:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn health_says_not_serving_while_redis_does_not_answer() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    let channel = start_with(&[
+        &format!("--redis-url=redis://127.0.0.1:{port}"),
+        "--redis-timeout-ms=300",
+        "--admitter=false",
+    ])
+    .await;
+    for service in ["", "ticketing.queue.v1.QueueService"] {
+        let response = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .expect("health check");
+        assert_eq!(
+            response.into_inner().status(),
+            ServingStatus::NotServing,
             "service {service:?}"
         );
     }
@@ -94,7 +135,7 @@ fn tokio_stream_once<T: Send + 'static>(
 }
 
 #[tokio::test]
-async fn the_edge_rejects_bad_input_with_stable_codes() {
+async fn the_edge_rejects_bad_input_with_stable_codes_and_answers_unknown_tokens_as_unknown() {
     let mut client = QueueServiceClient::new(start().await);
     let cases = [
         (
@@ -160,63 +201,197 @@ async fn the_edge_rejects_bad_input_with_stable_codes() {
     assert!(!released.released);
 }
 
+const START_MS: i64 = 1_800_000_000_000;
+
+/// A queue server on a store with its own key prefix, `policy` and a manual clock, with extra
+/// flags; returns the channel, the store (to step or inspect) and the clock's handle.
+async fn start_on_manual_clock(
+    policy: Policy,
+    extra: &[&str],
+) -> (Channel, QueueStore, Arc<AtomicI64>) {
+    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let (clock, now) = Clock::manual(START_MS);
+    let store = QueueStore::connect(&redis_url(), 16, &prefix, policy, Duration::from_secs(5))
+        .expect("store")
+        .with_clock(clock);
+    let mut args = vec![
+        "queue".to_owned(),
+        "--listen-addr=127.0.0.1:0".to_owned(),
+        format!("--redis-url={}", redis_url()),
+        format!("--key-prefix={prefix}"),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let config = queue::Config::parse_from(args);
+    let (addr, serve) = queue::build_with_store(config, store.clone(), std::future::pending())
+        .await
+        .expect("queue starts");
+    tokio::spawn(serve);
+    let channel = kit::grpc::channel(
+        &format!("http://{addr}"),
+        kit::grpc::ChannelTimeouts::default(),
+    )
+    .expect("channel");
+    (channel, store, now)
+}
+
+async fn entry(client: &mut QueueServiceClient<Channel>, token: &str) -> pb::QueueEntry {
+    client
+        .get_status(pb::GetStatusRequest {
+            token: token.to_owned(),
+        })
+        .await
+        .expect("status")
+        .into_inner()
+}
+
 #[tokio::test]
 async fn the_background_admitter_admits_in_arrival_order_at_the_configured_rate() {
-    // 20/s with a 10 ms tick: 5 waiters are in within about a quarter second.
-    let mut client = QueueServiceClient::new(
-        start_with(&["--admission-rate=20", "--admission-tick-ms=10"]).await,
-    );
+    // 20/s on the manual clock, the admitter ticking every 10 ms of real time. The clock only
+    // moves when the test moves it, so each half second the test adds is worth exactly 10
+    // admissions (the bucket holds whole tokens and at most a second's worth).
+    const RATE: u64 = 20;
+    const STEP_MS: i64 = 500;
+    const STEPS: u64 = 6;
+    let per_step = RATE * STEP_MS as u64 / 1_000;
+    let (channel, store, now) = start_on_manual_clock(
+        Policy {
+            admission_rate: RATE as f64,
+            active_cap: 0,
+            active_ttl: Duration::from_secs(600),
+            waiting_grace: Duration::from_secs(60),
+        },
+        &["--admission-tick-ms=10"],
+    )
+    .await;
+    let mut client = QueueServiceClient::new(channel);
+    let room = Room::Concert(9);
     let mut tokens = Vec::new();
-    for user in 1..=5 {
-        let status = client
+    for user in 1..=100 {
+        let issued = client
             .issue_token(pb::IssueTokenRequest {
                 user_id: user,
-                concert_id: Some(9),
+                concert_id: room.concert_id(),
             })
             .await
             .expect("issue")
             .into_inner();
-        tokens.push(status.token);
+        assert_eq!(issued.position, user as u64, "arrival order");
+        tokens.push(issued.token);
     }
-    // Wait for the condition (everyone ACTIVE), bounded; polling is also the heartbeat.
-    // Each sweep polls the latest arrival first: admissions only ever add ACTIVE tokens, so if
-    // token i is seen ACTIVE, every earlier arrival (polled after it) must be ACTIVE too.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let mut active = vec![false; tokens.len()];
-        for index in (0..tokens.len()).rev() {
-            let status = client
-                .get_status(pb::GetStatusRequest {
-                    token: tokens[index].clone(),
-                })
-                .await
-                .expect("status")
-                .into_inner();
-            active[index] = status.status() == pb::TokenStatus::Active;
-        }
-        if let Some(latest) = active.iter().rposition(|a| *a) {
+    // The bucket starts empty and the clock stands still: nobody can be admitted yet. (This
+    // also starts the bucket at the current instant, whether or not the admitter got there
+    // first, so the first half second the test adds counts in full.)
+    assert_eq!(store.admit(room).await.expect("admit").admitted, 0);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for step in 1..=STEPS {
+        now.fetch_add(STEP_MS, Ordering::SeqCst);
+        let admitted = (per_step * step) as usize;
+        // The condition: the last of this step's admissions is ACTIVE (bounded, no sleeping).
+        while entry(&mut client, &tokens[admitted - 1]).await.status() != pb::TokenStatus::Active {
             assert!(
-                active[..=latest].iter().all(|a| *a),
-                "someone overtook an earlier arrival: {active:?}"
+                tokio::time::Instant::now() < deadline,
+                "step {step}: token {admitted} never admitted"
             );
         }
-        if active.iter().all(|a| *a) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not all admitted in time: {active:?}"
+        // The bucket is spent at this instant, so nothing more can be admitted until the
+        // clock moves again...
+        assert_eq!(
+            store.admit(room).await.expect("admit").admitted,
+            0,
+            "step {step}: more than {per_step} admissions in {STEP_MS} ms"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // ...and those admitted are exactly the first arrivals, the others moved up in order.
+        for (index, token) in tokens.iter().enumerate() {
+            let entry = entry(&mut client, token).await;
+            if index < admitted {
+                assert_eq!(
+                    entry.status(),
+                    pb::TokenStatus::Active,
+                    "step {step}: {index}"
+                );
+            } else {
+                assert_eq!(
+                    entry.status(),
+                    pb::TokenStatus::Waiting,
+                    "step {step}: {index}"
+                );
+                assert_eq!(entry.position, (index - admitted + 1) as u64, "step {step}");
+            }
+        }
     }
-    let verdict = client
-        .validate_token(pb::ValidateTokenRequest {
-            token: tokens[0].clone(),
-            user_id: 1,
+    // 3 s at 20/s.
+    let total = tokens
+        .len()
+        .saturating_sub(store.admit(room).await.expect("admit").waiting as usize);
+    assert_eq!(total as u64, RATE * STEPS * STEP_MS as u64 / 1_000);
+}
+
+#[tokio::test]
+async fn an_admitted_token_is_valid_over_grpc_for_its_user_only_with_its_concert_and_expiry() {
+    let (channel, store, _now) = start_on_manual_clock(
+        Policy {
+            admission_rate: 0.0,
+            active_cap: 10,
+            active_ttl: Duration::from_secs(600),
+            waiting_grace: Duration::from_secs(60),
+        },
+        &["--admitter=false"],
+    )
+    .await;
+    let mut client = QueueServiceClient::new(channel);
+    let issued = client
+        .issue_token(pb::IssueTokenRequest {
+            user_id: 5,
+            concert_id: Some(9),
         })
+        .await
+        .expect("issue")
+        .into_inner();
+    assert_eq!(
+        (issued.status(), issued.position, issued.concert_id),
+        (pb::TokenStatus::Waiting, 1, Some(9))
+    );
+    assert!(issued.poll_after_ms >= 1_000, "{issued:?}");
+    let validate = |user_id| pb::ValidateTokenRequest {
+        token: issued.token.clone(),
+        user_id,
+    };
+    let waiting = client.validate_token(validate(5)).await.expect("validate");
+    assert_eq!(
+        waiting.into_inner().verdict(),
+        pb::TokenVerdict::NotAdmitted
+    );
+
+    assert_eq!(
+        store.admit(Room::Concert(9)).await.expect("admit").admitted,
+        1
+    );
+    let until = START_MS + 600_000;
+    let active = entry(&mut client, &issued.token).await;
+    assert_eq!(
+        (active.status(), active.position, active.poll_after_ms),
+        (pb::TokenStatus::Active, 0, 0)
+    );
+    assert_eq!(active.active_until_unix_ms, Some(until));
+    let verdict = client
+        .validate_token(validate(5))
         .await
         .expect("validate")
         .into_inner();
     assert_eq!(verdict.verdict(), pb::TokenVerdict::Valid);
-    assert_eq!(verdict.concert_id, Some(9));
+    assert_eq!(
+        (verdict.concert_id, verdict.active_until_unix_ms),
+        (Some(9), Some(until))
+    );
+    let stolen = client
+        .validate_token(validate(6))
+        .await
+        .expect("validate")
+        .into_inner();
+    assert_eq!(stolen.verdict(), pb::TokenVerdict::WrongUser);
+    assert_eq!(
+        (stolen.concert_id, stolen.active_until_unix_ms),
+        (None, None)
+    );
 }

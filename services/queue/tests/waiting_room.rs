@@ -15,7 +15,7 @@ use std::{
 use futures::StreamExt;
 use queue::{
     Clock, Policy, QueueStore,
-    domain::{QueueId, Standing, TokenStatus, UserId, Verdict},
+    domain::{QueueEntry, Room, TokenStatus, UserId, Verdict},
     error::QueueError,
 };
 
@@ -25,13 +25,14 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-struct Room {
+/// A store with its own key prefix and a manual clock; most tests use its default room.
+struct TestRoom {
     store: QueueStore,
     now: Arc<AtomicI64>,
     prefix: String,
 }
 
-impl Room {
+impl TestRoom {
     fn new(policy: Policy) -> Self {
         let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
         Self::on_prefix(policy, prefix)
@@ -62,22 +63,22 @@ impl Room {
         self.now.fetch_add(ms, Ordering::SeqCst);
     }
 
-    async fn issue(&self, user: i64) -> TokenStatus {
+    async fn issue(&self, user: i64) -> QueueEntry {
         self.store
-            .issue(UserId::new(user).expect("user"), QueueId::Default)
+            .issue(UserId::new(user).expect("user"), Room::Default)
             .await
             .expect("issue")
     }
 
-    async fn validate(&self, status: &TokenStatus) -> Verdict {
+    async fn validate(&self, entry: &QueueEntry) -> Verdict {
         self.store
-            .validate(status.token, status.user)
+            .validate(entry.token, entry.user)
             .await
             .expect("validate")
     }
 
-    async fn admit(&self) -> queue::store::Admission {
-        self.store.admit(QueueId::Default).await.expect("admit")
+    async fn admit(&self) -> queue::admission::Admission {
+        self.store.admit(Room::Default).await.expect("admit")
     }
 }
 
@@ -90,16 +91,16 @@ fn policy(rate: f64, cap: u32) -> Policy {
     }
 }
 
-fn position(status: &TokenStatus) -> u64 {
-    match status.standing {
-        Standing::Waiting { position, .. } => position,
-        Standing::Active { .. } => 0,
+fn position(entry: &QueueEntry) -> u64 {
+    match entry.status {
+        TokenStatus::Waiting { position, .. } => position,
+        TokenStatus::Active { .. } => 0,
     }
 }
 
 #[tokio::test]
-async fn second_issue_returns_the_same_token_even_concurrently() {
-    let room = Room::new(policy(1.0, 0));
+async fn a_second_issue_returns_the_same_token_even_concurrently_and_another_room_another() {
+    let room = TestRoom::new(policy(1.0, 0));
     let first = room.issue(7).await;
     assert_eq!(position(&first), 1);
     let again = futures::future::join_all((0..50).map(|_| room.issue(7))).await;
@@ -108,83 +109,84 @@ async fn second_issue_returns_the_same_token_even_concurrently() {
             .iter()
             .all(|s| s.token == first.token && position(s) == 1)
     );
-    // Another user in another concert's room is independent.
+    // The same user in another concert's room holds another token there.
     let other = room
         .store
-        .issue(UserId::new(7).expect("user"), QueueId::Concert(3))
+        .issue(UserId::new(7).expect("user"), Room::Concert(3))
         .await
         .expect("issue");
     assert_ne!(other.token, first.token);
-    assert_eq!(other.queue, QueueId::Concert(3));
+    assert_eq!(other.room, Room::Concert(3));
 }
 
 #[tokio::test]
 async fn concurrent_arrivals_get_distinct_fifo_positions_and_are_admitted_in_that_order() {
-    let room = Room::new(policy(1000.0, 0));
-    let statuses = futures::future::join_all((1..=200).map(|user| room.issue(user))).await;
-    let positions: HashSet<u64> = statuses.iter().map(position).collect();
+    let room = TestRoom::new(policy(1000.0, 0));
+    let entries = futures::future::join_all((1..=200).map(|user| room.issue(user))).await;
+    let positions: HashSet<u64> = entries.iter().map(position).collect();
     assert_eq!(positions, (1..=200).collect::<HashSet<u64>>());
 
     // 1000/s with a one-second burst: after 50 ms, 50 may enter — exactly the first 50 in line.
     room.admit().await; // starts the bucket
     room.advance(50);
     assert_eq!(room.admit().await.admitted, 50);
-    for status in &statuses {
-        let verdict = room.validate(status).await;
-        if position(status) <= 50 {
+    for entry in &entries {
+        let verdict = room.validate(entry).await;
+        if position(entry) <= 50 {
             assert!(
                 matches!(verdict, Verdict::Valid { .. }),
-                "{status:?} -> {verdict:?}"
+                "{entry:?} -> {verdict:?}"
             );
         } else {
-            assert_eq!(verdict, Verdict::NotAdmitted, "{status:?}");
+            assert_eq!(verdict, Verdict::NotAdmitted, "{entry:?}");
         }
     }
     // Everyone still waiting moved up by exactly 50.
-    for status in statuses.iter().filter(|s| position(s) > 50) {
-        let now = room.store.status(status.token).await.expect("status");
-        assert_eq!(position(&now), position(status) - 50);
+    for entry in entries.iter().filter(|e| position(e) > 50) {
+        let now = room.store.status(entry.token).await.expect("status");
+        assert_eq!(position(&now), position(entry) - 50);
     }
 }
 
 #[tokio::test]
-async fn admission_follows_the_configured_rate() {
-    let room = Room::new(policy(5.0, 0));
+async fn admission_follows_the_configured_rate_in_whole_tokens_from_an_empty_bucket() {
+    let room = TestRoom::new(policy(5.0, 0));
     for user in 1..=40 {
         room.issue(user).await;
     }
     assert_eq!(room.admit().await.admitted, 0, "the bucket starts empty");
     room.advance(1_000);
-    assert_eq!(room.admit().await.admitted, 5);
+    assert_eq!(room.admit().await.admitted, 5, "one second at 5/s");
     room.advance(200);
-    assert_eq!(room.admit().await.admitted, 1);
-    // A long pause does not turn into a flood: at most one second's worth accumulates.
-    room.advance(60_000);
-    // Keep the waiters alive through the pause (they poll).
-    let admission = room.admit().await;
-    assert_eq!(
-        admission.admitted, 0,
-        "waiters that stopped polling were dropped, not admitted"
-    );
-    assert_eq!(admission.dropped, 34);
+    assert_eq!(room.admit().await.admitted, 1, "a fifth of a second at 5/s");
+    // Four more seconds in steps of 100 ms: half a token per step, so one admission every
+    // second step, 5/s throughout (well inside the waiters' grace, so nobody needs to poll).
+    let mut steps = Vec::new();
+    for _ in 0..40 {
+        room.advance(100);
+        steps.push(room.admit().await.admitted);
+    }
+    assert_eq!(steps.iter().sum::<u64>(), 20, "4 s at 5/s: {steps:?}");
+    assert!(steps.iter().all(|n| *n <= 1), "never a burst: {steps:?}");
 }
 
 #[tokio::test]
 async fn paused_admission_accumulates_at_most_one_second_of_rate() {
-    let room = Room::new(policy(5.0, 0));
-    let statuses: Vec<_> = futures::future::join_all((1..=40).map(|u| room.issue(u))).await;
-    room.admit().await;
+    let room = TestRoom::new(policy(5.0, 0));
+    let entries: Vec<_> = futures::future::join_all((1..=40).map(|u| room.issue(u))).await;
+    assert_eq!(room.admit().await.admitted, 0, "the bucket starts empty");
+    // 30 s without a step, the waiters polling throughout: one second's worth, not 150.
     room.advance(30_000);
-    for status in &statuses {
-        room.store.status(status.token).await.expect("poll");
+    for entry in &entries {
+        room.store.status(entry.token).await.expect("poll");
     }
     assert_eq!(room.admit().await.admitted, 5);
 }
 
 #[tokio::test]
 async fn the_active_cap_holds_and_a_release_frees_a_slot_at_once() {
-    let room = Room::new(policy(0.0, 3));
-    let statuses: Vec<_> = futures::future::join_all((1..=5).map(|u| room.issue(u))).await;
+    let room = TestRoom::new(policy(0.0, 3));
+    let entries: Vec<_> = futures::future::join_all((1..=5).map(|u| room.issue(u))).await;
     let admission = room.admit().await;
     assert_eq!(
         (admission.admitted, admission.active, admission.waiting),
@@ -192,7 +194,7 @@ async fn the_active_cap_holds_and_a_release_frees_a_slot_at_once() {
     );
     assert_eq!(room.admit().await.admitted, 0, "cap reached");
 
-    let first = statuses.iter().find(|s| position(s) == 1).expect("first");
+    let first = entries.iter().find(|e| position(e) == 1).expect("first");
     assert!(room.store.release(first.token).await.expect("release"));
     assert!(
         !room
@@ -204,15 +206,15 @@ async fn the_active_cap_holds_and_a_release_frees_a_slot_at_once() {
     assert_eq!(room.validate(first).await, Verdict::NotFound);
 
     assert_eq!(room.admit().await.admitted, 1);
-    let fourth = statuses.iter().find(|s| position(s) == 4).expect("fourth");
+    let fourth = entries.iter().find(|e| position(e) == 4).expect("fourth");
     assert!(matches!(room.validate(fourth).await, Verdict::Valid { .. }));
-    let fifth = statuses.iter().find(|s| position(s) == 5).expect("fifth");
+    let fifth = entries.iter().find(|e| position(e) == 5).expect("fifth");
     assert_eq!(room.validate(fifth).await, Verdict::NotAdmitted);
 }
 
 #[tokio::test]
 async fn waiters_who_stop_polling_are_dropped_and_stop_counting() {
-    let room = Room::new(policy(1.0, 0));
+    let room = TestRoom::new(policy(1.0, 0));
     let a = room.issue(1).await;
     let b = room.issue(2).await;
     let c = room.issue(3).await;
@@ -237,7 +239,7 @@ async fn waiters_who_stop_polling_are_dropped_and_stop_counting() {
 
 #[tokio::test]
 async fn while_a_drop_batch_comes_back_full_nobody_is_admitted_so_silent_waiters_never_are() {
-    let room = Room::new(policy(0.0, 10));
+    let room = TestRoom::new(policy(0.0, 10));
     // 1,500 silent waiters at the head (more than one batch of 1,000), one live one behind.
     futures::stream::iter(1..=1_500)
         .map(|user| room.issue(user))
@@ -258,7 +260,7 @@ async fn while_a_drop_batch_comes_back_full_nobody_is_admitted_so_silent_waiters
 
 #[tokio::test]
 async fn a_late_poll_is_refused_even_before_the_sweeper_runs() {
-    let room = Room::new(policy(1.0, 0));
+    let room = TestRoom::new(policy(1.0, 0));
     let a = room.issue(1).await;
     room.advance(60_001);
     assert!(matches!(
@@ -269,13 +271,13 @@ async fn a_late_poll_is_refused_even_before_the_sweeper_runs() {
 
 #[tokio::test]
 async fn active_tokens_expire_after_their_ttl() {
-    let room = Room::new(policy(0.0, 10));
+    let room = TestRoom::new(policy(0.0, 10));
     let a = room.issue(1).await;
     assert_eq!(room.admit().await.admitted, 1);
     let active = room.store.status(a.token).await.expect("status");
     assert_eq!(
-        active.standing,
-        Standing::Active {
+        active.status,
+        TokenStatus::Active {
             until_unix_ms: START_MS + 600_000
         }
     );
@@ -288,14 +290,14 @@ async fn active_tokens_expire_after_their_ttl() {
     let again = room.issue(1).await;
     assert_ne!(again.token, a.token);
     assert!(matches!(
-        again.standing,
-        Standing::Waiting { position: 1, .. }
+        again.status,
+        TokenStatus::Waiting { position: 1, .. }
     ));
 }
 
 #[tokio::test]
 async fn expired_active_tokens_free_their_slots_for_the_next_waiters() {
-    let room = Room::new(policy(0.0, 1));
+    let room = TestRoom::new(policy(0.0, 1));
     let a = room.issue(1).await;
     let b = room.issue(2).await;
     assert_eq!(room.admit().await.admitted, 1);
@@ -311,8 +313,8 @@ async fn expired_active_tokens_free_their_slots_for_the_next_waiters() {
 }
 
 #[tokio::test]
-async fn validation_gives_a_precise_verdict() {
-    let room = Room::new(policy(0.0, 1));
+async fn validation_tells_valid_wrong_user_not_admitted_and_unknown_tokens_apart() {
+    let room = TestRoom::new(policy(0.0, 1));
     let a = room.issue(1).await;
     let b = room.issue(2).await;
     room.admit().await;
@@ -340,17 +342,17 @@ async fn validation_gives_a_precise_verdict() {
 #[tokio::test]
 async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
     // Rate 10/s but a cap of 2 active users who each stay 1 s: the real outflow is ~2/s.
-    let room = Room::new(Policy {
+    let room = TestRoom::new(Policy {
         admission_rate: 10.0,
         active_cap: 2,
         active_ttl: Duration::from_secs(1),
         waiting_grace: Duration::from_secs(60),
     });
-    let statuses: Vec<_> = futures::future::join_all((1..=100).map(|u| room.issue(u))).await;
-    let last = statuses.iter().find(|s| position(s) == 100).expect("last");
+    let entries: Vec<_> = futures::future::join_all((1..=100).map(|u| room.issue(u))).await;
+    let last = entries.iter().find(|e| position(e) == 100).expect("last");
     assert_eq!(
-        last.standing,
-        Standing::Waiting {
+        last.status,
+        TokenStatus::Waiting {
             position: 100,
             eta_seconds: 10
         }
@@ -362,10 +364,10 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
         room.admit().await;
     }
     let now = room.store.status(last.token).await.expect("status");
-    let Standing::Waiting {
+    let TokenStatus::Waiting {
         position,
         eta_seconds,
-    } = now.standing
+    } = now.status
     else {
         panic!("still waiting expected, got {now:?}");
     };
@@ -379,7 +381,7 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
 
 #[tokio::test]
 async fn only_one_replica_holds_the_admission_lease_and_the_rate_is_shared() {
-    let room = Room::new(policy(4.0, 0));
+    let room = TestRoom::new(policy(4.0, 0));
     let replica = room.replica();
     let lease = Duration::from_secs(2);
     let (a, b) = tokio::join!(
@@ -393,16 +395,15 @@ async fn only_one_replica_holds_the_admission_lease_and_the_rate_is_shared() {
 
     // Even if both replicas step (a lease hand-over overlap), the bucket in Redis keeps the
     // total at the configured rate: 10 s at 4/s.
-    let statuses: Vec<_> = futures::future::join_all((1..=200).map(|u| room.issue(u))).await;
-    room.admit().await;
-    assert_eq!(statuses.len(), 200);
+    futures::future::join_all((1..=200).map(|u| room.issue(u))).await;
+    assert_eq!(room.admit().await.admitted, 0, "the bucket starts empty");
     let mut admitted = 0;
     // 10 simulated seconds: within the waiters' grace, so nobody needs to poll.
     for _ in 0..100 {
         room.advance(100);
         let (x, y) = tokio::join!(
-            room.store.admit(QueueId::Default),
-            replica.admit(QueueId::Default)
+            room.store.admit(Room::Default),
+            replica.admit(Room::Default)
         );
         admitted += x.expect("admit").admitted + y.expect("admit").admitted;
     }
@@ -410,7 +411,37 @@ async fn only_one_replica_holds_the_admission_lease_and_the_rate_is_shared() {
 }
 
 #[tokio::test]
-async fn an_unreachable_redis_is_an_unavailable_error_within_the_deadline() {
+async fn the_room_set_lists_rooms_with_waiters_or_active_tokens_and_forgets_emptied_ones() {
+    let room = TestRoom::new(policy(0.0, 10));
+    let in_default = room.issue(1).await;
+    let in_concert = room
+        .store
+        .issue(UserId::new(2).expect("user"), Room::Concert(3))
+        .await
+        .expect("issue");
+    let listed = |rooms: Vec<Room>| rooms.into_iter().collect::<HashSet<_>>();
+    assert_eq!(
+        listed(room.store.rooms().await.expect("rooms")),
+        HashSet::from([Room::Default, Room::Concert(3)])
+    );
+    // Admitted, the default room's only token is active: the room stays listed.
+    assert_eq!(room.admit().await.admitted, 1);
+    assert!(matches!(
+        room.validate(&in_default).await,
+        Verdict::Valid { .. }
+    ));
+    // The concert room's only waiter leaves: its next step finds it empty and forgets it.
+    assert!(room.store.release(in_concert.token).await.expect("release"));
+    let emptied = room.store.admit(Room::Concert(3)).await.expect("admit");
+    assert_eq!((emptied.waiting, emptied.active), (0, 0));
+    assert_eq!(
+        listed(room.store.rooms().await.expect("rooms")),
+        HashSet::from([Room::Default])
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_an_unavailable_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     drop(listener);
@@ -423,10 +454,44 @@ async fn an_unreachable_redis_is_an_unavailable_error_within_the_deadline() {
     )
     .expect("store");
     let error = store
-        .issue(UserId::new(1).expect("user"), QueueId::Default)
+        .issue(UserId::new(1).expect("user"), Room::Default)
         .await
         .expect_err("no redis there");
     let status = tonic::Status::from(error);
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert!(!store.ping().await);
+}
+
+#[tokio::test]
+async fn a_redis_that_never_answers_is_an_unavailable_error_within_the_deadline() {
+    // Connections complete in the listener's backlog, and nothing ever reads or answers them.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let deadline = Duration::from_millis(300);
+    let store = QueueStore::connect(
+        &format!("redis://127.0.0.1:{port}"),
+        2,
+        "test:silent",
+        policy(1.0, 0),
+        deadline,
+    )
+    .expect("store");
+    let started = tokio::time::Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.issue(UserId::new(1).expect("user"), Room::Default),
+    )
+    .await
+    .expect("the store's own deadline ends the call, not this test's");
+    let elapsed = started.elapsed();
+    let status = tonic::Status::from(outcome.expect_err("nobody answers"));
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(
+        elapsed >= deadline && elapsed < deadline + Duration::from_secs(1),
+        "answered after {elapsed:?} with a {deadline:?} deadline"
+    );
+    let started = tokio::time::Instant::now();
+    assert!(!store.ping().await);
+    assert!(started.elapsed() < deadline + Duration::from_secs(1));
+    drop(silent);
 }

@@ -15,7 +15,7 @@ use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
-use queue::{Clock, Policy, QueueStore, domain::QueueId};
+use queue::{Clock, Policy, QueueStore, domain::Room};
 use serde_json::Value;
 
 pub const START_MS: i64 = 1_800_000_000_000;
@@ -164,11 +164,7 @@ impl System {
         self.admit().await;
         loop {
             self.advance(1_000);
-            let admission = self
-                .queue_store
-                .admit(QueueId::Default)
-                .await
-                .expect("admit");
+            let admission = self.queue_store.admit(Room::Default).await.expect("admit");
             if admission.waiting == 0 {
                 break;
             }
@@ -204,7 +200,7 @@ impl System {
 
     pub async fn admit(&self) -> u64 {
         self.queue_store
-            .admit(QueueId::Default)
+            .admit(Room::Default)
             .await
             .expect("admit")
             .admitted
