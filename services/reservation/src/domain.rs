@@ -47,31 +47,32 @@ impl IdempotencyKey {
 /// concert) or one concert's own room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Room {
-    Shared,
+    Default,
     Concert(i64),
 }
 
 impl Room {
-    /// The room that admits to a concert: the shared room when the concert says so, else its own.
+    /// The room that admits to a concert: the default room when the concert says so (its
+    /// `shared_room`), else its own.
     pub fn of_concert(concert_id: i64, shared_room: bool) -> Self {
         if shared_room {
-            Self::Shared
+            Self::Default
         } else {
             Self::Concert(concert_id)
         }
     }
 
-    /// As stored in a row: the concert of its own room, or null for the shared room.
+    /// As stored in a row: the concert of its own room, or null for the default room.
     pub fn concert_id(self) -> Option<i64> {
         match self {
-            Self::Shared => None,
+            Self::Default => None,
             Self::Concert(concert_id) => Some(concert_id),
         }
     }
 
-    /// From a stored row (null = the shared room).
+    /// From a stored row (null = the default room).
     pub fn from_concert_id(concert_id: Option<i64>) -> Self {
-        concert_id.map_or(Self::Shared, Self::Concert)
+        concert_id.map_or(Self::Default, Self::Concert)
     }
 }
 
@@ -85,13 +86,13 @@ impl TryFrom<Option<pb::Room>> for Room {
                 "INVALID_ROOM",
                 "admittedBy (the waiting room that admitted the caller) is required",
             )),
-            Some(pb::Room { concert_id: None }) => Ok(Self::Shared),
+            Some(pb::Room { concert_id: None }) => Ok(Self::Default),
             Some(pb::Room {
                 concert_id: Some(concert_id),
             }) if concert_id > 0 => Ok(Self::Concert(concert_id)),
             Some(_) => Err(ReservationError::invalid(
                 "INVALID_ROOM",
-                "admittedBy.concertId must be a positive integer (absent for the shared room)",
+                "admittedBy.concertId must be a positive integer (absent for the default room)",
             )),
         }
     }
@@ -112,7 +113,7 @@ impl TryFrom<pb::HoldSeatRequest> for HoldSeat {
         if request.seat_no <= 0 {
             return Err(ReservationError::invalid(
                 "INVALID_SEAT_ID",
-                "seatId must be a positive integer",
+                "seatNo must be a positive integer",
             ));
         }
         Ok(Self {
@@ -198,39 +199,100 @@ impl Charge {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+/// A reservation's status, as its `status` column spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, serde::Serialize, serde::Deserialize)]
+#[sqlx(type_name = "text", rename_all = "UPPERCASE")]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ReservationStatus {
+    /// The seat is the user's until the hold's deadline.
+    Held,
+    /// Paid for: the seat is sold.
+    Confirmed,
+    /// The hold ran out unpaid.
+    Expired,
+    Cancelled,
+}
+
+/// A user's claim on one seat. Its serde form is how an idempotent hold's answer is stored
+/// (`store::idempotency`): renaming a field changes the stored format.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct Reservation {
     pub id: i64,
     pub user_id: i64,
     pub concert_option_id: i64,
     pub seat_no: i32,
     /// The effective status: a HELD row past its deadline reads as EXPIRED.
-    pub status: String,
+    pub status: ReservationStatus,
     pub price_minor: i64,
     pub grade: String,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
 }
 
+/// A held seat paid for. Its serde form is how an idempotent payment's answer is stored.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Payment {
+    pub id: i64,
+    pub reservation_id: i64,
+    pub user_id: i64,
+    pub amount_minor: i64,
+    pub paid_at_ms: i64,
+    /// The payer's balance right after this payment.
+    pub balance_after_minor: i64,
+}
+
+/// A user's balance. Its serde form is how an idempotent charge's answer is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Wallet {
+    pub user_id: i64,
+    pub balance_minor: i64,
+}
+
+impl From<ReservationStatus> for pb::ReservationStatus {
+    fn from(status: ReservationStatus) -> Self {
+        match status {
+            ReservationStatus::Held => Self::Held,
+            ReservationStatus::Confirmed => Self::Confirmed,
+            ReservationStatus::Expired => Self::Expired,
+            ReservationStatus::Cancelled => Self::Cancelled,
+        }
+    }
+}
+
 impl From<Reservation> for pb::Reservation {
     fn from(r: Reservation) -> Self {
-        let status = match r.status.as_str() {
-            "HELD" => pb::ReservationStatus::Held,
-            "CONFIRMED" => pb::ReservationStatus::Confirmed,
-            "EXPIRED" => pb::ReservationStatus::Expired,
-            "CANCELLED" => pb::ReservationStatus::Cancelled,
-            _ => pb::ReservationStatus::Unspecified,
-        };
         Self {
             id: r.id,
             user_id: r.user_id,
             concert_option_id: r.concert_option_id,
             seat_no: r.seat_no,
-            status: status.into(),
+            status: pb::ReservationStatus::from(r.status).into(),
             price_minor: r.price_minor,
             grade: r.grade,
             created_at_unix_ms: r.created_at_ms,
             expires_at_unix_ms: r.expires_at_ms,
+        }
+    }
+}
+
+impl From<Payment> for pb::Payment {
+    fn from(p: Payment) -> Self {
+        Self {
+            id: p.id,
+            reservation_id: p.reservation_id,
+            user_id: p.user_id,
+            amount_minor: p.amount_minor,
+            paid_at_unix_ms: p.paid_at_ms,
+            balance_after_minor: p.balance_after_minor,
+        }
+    }
+}
+
+impl From<Wallet> for pb::Wallet {
+    fn from(w: Wallet) -> Self {
+        Self {
+            user_id: w.user_id,
+            balance_minor: w.balance_minor,
         }
     }
 }
@@ -259,7 +321,7 @@ mod tests {
     #[test]
     fn the_admitting_room_is_required_and_its_concert_positive() {
         let room = |concert_id| Some(pb::Room { concert_id });
-        assert_eq!(Room::try_from(room(None)).ok(), Some(Room::Shared));
+        assert_eq!(Room::try_from(room(None)).ok(), Some(Room::Default));
         assert_eq!(Room::try_from(room(Some(7))).ok(), Some(Room::Concert(7)));
         for bad in [None, room(Some(0)), room(Some(-3))] {
             assert_eq!(code(Room::try_from(bad).unwrap_err()), "INVALID_ROOM");
@@ -267,10 +329,10 @@ mod tests {
     }
 
     #[test]
-    fn a_concert_is_admitted_by_the_shared_room_or_its_own() {
-        assert_eq!(Room::of_concert(5, true), Room::Shared);
+    fn a_concert_is_admitted_by_the_default_room_or_its_own() {
+        assert_eq!(Room::of_concert(5, true), Room::Default);
         assert_eq!(Room::of_concert(5, false), Room::Concert(5));
-        for room in [Room::Shared, Room::Concert(5)] {
+        for room in [Room::Default, Room::Concert(5)] {
             assert_eq!(Room::from_concert_id(room.concert_id()), room);
         }
     }
@@ -287,7 +349,7 @@ mod tests {
         let shared = Some(pb::Room { concert_id: None });
         assert_eq!(
             Pay::try_from(request(false, shared)).map(|p| p.mode).ok(),
-            Some(PayMode::Admitted(Room::Shared))
+            Some(PayMode::Admitted(Room::Default))
         );
         assert_eq!(
             code(Pay::try_from(request(false, None)).err().unwrap()),

@@ -58,24 +58,17 @@ impl ReservationService for ReservationGrpc {
             max_seats_per_user: self.max_seats_per_user,
         };
         let reservation = match idempotency_key {
-            None => holds::hold(&self.pool, &new).await?.into(),
+            None => holds::hold(&self.pool, &new).await?,
             Some(key) => {
-                let scope = idempotency::Scope::new(
-                    "hold",
-                    user_id,
-                    &key,
-                    format!("{option_id}:{seat_no}"),
-                );
+                let scope =
+                    idempotency::Scope::new(user_id, &key, format!("{option_id}:{seat_no}"));
                 idempotency::once(&self.pool, scope, |tx| {
-                    Box::pin(async move {
-                        let held = holds::hold(tx, &new).await?;
-                        Ok(pb::Reservation::from(held))
-                    })
+                    Box::pin(async move { holds::hold(tx, &new).await })
                 })
                 .await?
             }
         };
-        Ok(Response::new(reservation))
+        Ok(Response::new(reservation.into()))
     }
 
     async fn get_reservation(
@@ -138,8 +131,7 @@ impl ReservationService for ReservationGrpc {
         let payment = match (mode, idempotency_key) {
             (PayMode::ReplayOnly, None) => return Err(ReservationError::NothingToReplay.into()),
             (PayMode::ReplayOnly, Some(key)) => {
-                let scope =
-                    idempotency::Scope::new("pay", user_id, &key, reservation_id.to_string());
+                let scope = idempotency::Scope::new(user_id, &key, reservation_id.to_string());
                 idempotency::replay(&self.pool, scope).await?
             }
             (PayMode::Admitted(room), None) => {
@@ -149,15 +141,14 @@ impl ReservationService for ReservationGrpc {
                 payment
             }
             (PayMode::Admitted(room), Some(key)) => {
-                let scope =
-                    idempotency::Scope::new("pay", user_id, &key, reservation_id.to_string());
+                let scope = idempotency::Scope::new(user_id, &key, reservation_id.to_string());
                 idempotency::once(&self.pool, scope, |tx| {
                     Box::pin(payments::pay(tx, reservation_id, user_id, room))
                 })
                 .await?
             }
         };
-        Ok(Response::new(payment))
+        Ok(Response::new(payment.into()))
     }
 
     async fn get_balance(
@@ -165,11 +156,9 @@ impl ReservationService for ReservationGrpc {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::Wallet>, Status> {
         let user_id = positive_id(request.into_inner().user_id, "INVALID_USER_ID", "userId")?;
-        let balance_minor = wallets::balance(&self.pool, user_id).await?;
-        Ok(Response::new(pb::Wallet {
-            user_id,
-            balance_minor,
-        }))
+        Ok(Response::new(
+            wallets::balance(&self.pool, user_id).await?.into(),
+        ))
     }
 
     async fn charge_wallet(
@@ -182,25 +171,15 @@ impl ReservationService for ReservationGrpc {
             idempotency_key,
         } = Charge::parse(request.into_inner(), self.max_charge_minor)?;
         let wallet = match idempotency_key {
-            None => pb::Wallet {
-                user_id,
-                balance_minor: wallets::charge(&self.pool, user_id, amount_minor).await?,
-            },
+            None => wallets::charge(&self.pool, user_id, amount_minor).await?,
             Some(key) => {
-                let scope =
-                    idempotency::Scope::new("charge", user_id, &key, amount_minor.to_string());
+                let scope = idempotency::Scope::new(user_id, &key, amount_minor.to_string());
                 idempotency::once(&self.pool, scope, |tx| {
-                    Box::pin(async move {
-                        let balance_minor = wallets::charge(tx, user_id, amount_minor).await?;
-                        Ok(pb::Wallet {
-                            user_id,
-                            balance_minor,
-                        })
-                    })
+                    Box::pin(wallets::charge(tx, user_id, amount_minor))
                 })
                 .await?
             }
         };
-        Ok(Response::new(wallet))
+        Ok(Response::new(wallet.into()))
     }
 }

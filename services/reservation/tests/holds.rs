@@ -8,15 +8,15 @@ mod support;
 use std::sync::Arc;
 
 use support::{
-    OWN_ROOM_CONCERT, SHARED_CONCERT, System, failure, room_of, seat_limit_reached, seat_taken,
-    shared, wrong_room,
+    DEFAULT_ROOM_CONCERT, OWN_ROOM_CONCERT, System, default_room, failure, room_of,
+    seat_limit_reached, seat_taken, wrong_room,
 };
 use ticketing_proto::reservation::v1 as pb;
 use tokio::sync::Barrier;
 
-/// Options of the shared-room concert (1) and of the own-room concert (2).
-const SHARED_OPTION: i64 = 1;
-const SHARED_OTHER_OPTION: i64 = 2;
+/// Options of the default-room concert (1) and of the own-room concert (2).
+const DEFAULT_ROOM_OPTION: i64 = 1;
+const DEFAULT_ROOM_OTHER_OPTION: i64 = 2;
 const OWN_ROOM_OPTION: i64 = 3;
 
 /// One hold request of a concurrent batch.
@@ -58,27 +58,30 @@ async fn at_once(
 #[tokio::test]
 async fn only_a_token_from_the_concerts_own_room_holds_its_seats() {
     let system = System::start(4).await;
-    // Concert 1 is admitted by the shared room only, even with a room named after it.
+    // Concert 1 is admitted by the default room only, even with a room named after it.
     assert_eq!(
         failure(
             system
-                .hold(7, SHARED_OPTION, 1, room_of(SHARED_CONCERT))
+                .hold(7, DEFAULT_ROOM_OPTION, 1, room_of(DEFAULT_ROOM_CONCERT))
                 .await
         ),
         wrong_room()
     );
-    let held = system.hold(7, SHARED_OPTION, 1, shared()).await.unwrap();
+    let held = system
+        .hold(7, DEFAULT_ROOM_OPTION, 1, default_room())
+        .await
+        .unwrap();
     assert_eq!(held.status(), pb::ReservationStatus::Held);
 
-    // Concert 2 has its own room: neither the shared room nor another concert's admits to it.
+    // Concert 2 has its own room: neither the default room nor another concert's admits to it.
     assert_eq!(
-        failure(system.hold(7, OWN_ROOM_OPTION, 1, shared()).await),
+        failure(system.hold(7, OWN_ROOM_OPTION, 1, default_room()).await),
         wrong_room()
     );
     assert_eq!(
         failure(
             system
-                .hold(7, OWN_ROOM_OPTION, 1, room_of(SHARED_CONCERT))
+                .hold(7, OWN_ROOM_OPTION, 1, room_of(DEFAULT_ROOM_CONCERT))
                 .await
         ),
         wrong_room()
@@ -109,15 +112,15 @@ async fn a_hold_without_a_valid_room_is_an_invalid_argument() {
     let system = System::start(4).await;
     let invalid_room = (tonic::Code::InvalidArgument, "INVALID_ROOM".to_owned());
     assert_eq!(
-        failure(system.hold(7, SHARED_OPTION, 1, None).await),
+        failure(system.hold(7, DEFAULT_ROOM_OPTION, 1, None).await),
         invalid_room
     );
     assert_eq!(
-        failure(system.hold(7, SHARED_OPTION, 1, room_of(0)).await),
+        failure(system.hold(7, DEFAULT_ROOM_OPTION, 1, room_of(0)).await),
         invalid_room
     );
     assert_eq!(
-        failure(system.hold(7, SHARED_OPTION, 1, room_of(-2)).await),
+        failure(system.hold(7, DEFAULT_ROOM_OPTION, 1, room_of(-2)).await),
         invalid_room
     );
     assert_eq!(system.rows_of(7).await, 0);
@@ -126,26 +129,35 @@ async fn a_hold_without_a_valid_room_is_an_invalid_argument() {
 #[tokio::test]
 async fn a_holders_retry_gets_its_own_hold_back_and_anyone_else_seat_taken() {
     let system = System::start(4).await;
-    let first = system.hold(7, SHARED_OPTION, 5, shared()).await.unwrap();
-    let retry = system.hold(7, SHARED_OPTION, 5, shared()).await.unwrap();
+    let first = system
+        .hold(7, DEFAULT_ROOM_OPTION, 5, default_room())
+        .await
+        .unwrap();
+    let retry = system
+        .hold(7, DEFAULT_ROOM_OPTION, 5, default_room())
+        .await
+        .unwrap();
     assert_eq!(retry, first);
     assert_eq!(
-        failure(system.hold(8, SHARED_OPTION, 5, shared()).await),
+        failure(system.hold(8, DEFAULT_ROOM_OPTION, 5, default_room()).await),
         seat_taken()
     );
     assert_eq!(system.rows_of(7).await, 1);
 
     // Once the hold has run out, a retry is a new hold, not the stale one.
     system.expire(first.id).await;
-    let again = system.hold(7, SHARED_OPTION, 5, shared()).await.unwrap();
+    let again = system
+        .hold(7, DEFAULT_ROOM_OPTION, 5, default_room())
+        .await
+        .unwrap();
     assert_ne!(again.id, first.id);
     assert_eq!(again.status(), pb::ReservationStatus::Held);
 
     // A paid seat is no longer a hold to hand back: the holder's retry is SEAT_TAKEN too.
     system.charge(7, 1_000_000).await;
-    system.pay(again.id, 7, shared(), None).await.unwrap();
+    system.pay(again.id, 7, default_room(), None).await.unwrap();
     assert_eq!(
-        failure(system.hold(7, SHARED_OPTION, 5, shared()).await),
+        failure(system.hold(7, DEFAULT_ROOM_OPTION, 5, default_room()).await),
         seat_taken()
     );
 }
@@ -162,9 +174,9 @@ async fn simultaneous_retries_share_one_hold(max_seats: u32) {
             (0..10)
                 .map(|_| Hold {
                     user,
-                    option: SHARED_OPTION,
+                    option: DEFAULT_ROOM_OPTION,
                     seat,
-                    room: shared(),
+                    room: default_room(),
                     key: None,
                 })
                 .collect(),
@@ -199,9 +211,9 @@ async fn twenty_at_once_get_exactly_four(with_keys: bool) {
             .flat_map(|(u, &user)| {
                 (0..20_i32).map(move |n| {
                     let option = if n % 2 == 0 {
-                        SHARED_OPTION
+                        DEFAULT_ROOM_OPTION
                     } else {
-                        SHARED_OTHER_OPTION
+                        DEFAULT_ROOM_OTHER_OPTION
                     };
                     let seat = i32::try_from(u).unwrap() * 10 + n / 2 + 1;
                     let key = with_keys.then(|| format!("hold-{n}"));
@@ -209,7 +221,7 @@ async fn twenty_at_once_get_exactly_four(with_keys: bool) {
                         user,
                         option,
                         seat,
-                        room: shared(),
+                        room: default_room(),
                         key,
                     }
                 })
@@ -254,14 +266,18 @@ async fn twenty_simultaneous_holds_with_idempotency_keys_get_exactly_the_limit()
 async fn the_limit_counts_per_concert_across_its_options() {
     let system = System::start(4).await;
     for (option, seat) in [(1, 1), (1, 2), (2, 1), (2, 2)] {
-        system.hold(7, option, seat, shared()).await.unwrap();
+        system.hold(7, option, seat, default_room()).await.unwrap();
     }
     assert_eq!(
-        failure(system.hold(7, SHARED_OPTION, 3, shared()).await),
+        failure(system.hold(7, DEFAULT_ROOM_OPTION, 3, default_room()).await),
         seat_limit_reached()
     );
     assert_eq!(
-        failure(system.hold(7, SHARED_OTHER_OPTION, 3, shared()).await),
+        failure(
+            system
+                .hold(7, DEFAULT_ROOM_OTHER_OPTION, 3, default_room())
+                .await
+        ),
         seat_limit_reached()
     );
     // A fifth seat in another concert is the first of that concert.
@@ -270,7 +286,10 @@ async fn the_limit_counts_per_concert_across_its_options() {
         .await
         .unwrap();
     // And another user is not limited by this one.
-    system.hold(8, SHARED_OPTION, 3, shared()).await.unwrap();
+    system
+        .hold(8, DEFAULT_ROOM_OPTION, 3, default_room())
+        .await
+        .unwrap();
     assert_eq!(system.rows_of(7).await, 5);
 }
 
@@ -279,14 +298,22 @@ async fn a_retry_at_the_limit_gets_its_hold_back_instead_of_being_counted_again(
     let system = System::start(4).await;
     let mut held = Vec::new();
     for seat in 1..=4 {
-        held.push(system.hold(7, SHARED_OPTION, seat, shared()).await.unwrap());
+        held.push(
+            system
+                .hold(7, DEFAULT_ROOM_OPTION, seat, default_room())
+                .await
+                .unwrap(),
+        );
     }
     for (seat, first) in (1..=4).zip(&held) {
-        let retry = system.hold(7, SHARED_OPTION, seat, shared()).await.unwrap();
+        let retry = system
+            .hold(7, DEFAULT_ROOM_OPTION, seat, default_room())
+            .await
+            .unwrap();
         assert_eq!(&retry, first);
     }
     assert_eq!(
-        failure(system.hold(7, SHARED_OPTION, 5, shared()).await),
+        failure(system.hold(7, DEFAULT_ROOM_OPTION, 5, default_room()).await),
         seat_limit_reached()
     );
     assert_eq!(system.rows_of(7).await, 4);
@@ -297,17 +324,25 @@ async fn an_expired_hold_frees_its_slot() {
     let system = System::start(4).await;
     let mut held = Vec::new();
     for seat in 1..=4 {
-        held.push(system.hold(7, SHARED_OPTION, seat, shared()).await.unwrap());
+        held.push(
+            system
+                .hold(7, DEFAULT_ROOM_OPTION, seat, default_room())
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(
-        failure(system.hold(7, SHARED_OPTION, 5, shared()).await),
+        failure(system.hold(7, DEFAULT_ROOM_OPTION, 5, default_room()).await),
         seat_limit_reached()
     );
     // Run out, but not yet swept: still HELD in its row, no longer counted.
     system.expire(held[0].id).await;
-    system.hold(7, SHARED_OPTION, 5, shared()).await.unwrap();
+    system
+        .hold(7, DEFAULT_ROOM_OPTION, 5, default_room())
+        .await
+        .unwrap();
     assert_eq!(
-        failure(system.hold(7, SHARED_OPTION, 6, shared()).await),
+        failure(system.hold(7, DEFAULT_ROOM_OPTION, 6, default_room()).await),
         seat_limit_reached()
     );
     // Swept (marked EXPIRED), likewise.
@@ -319,7 +354,10 @@ async fn an_expired_hold_frees_its_slot() {
         system.reservation(held[1].id).await.status(),
         pb::ReservationStatus::Expired
     );
-    system.hold(7, SHARED_OPTION, 6, shared()).await.unwrap();
+    system
+        .hold(7, DEFAULT_ROOM_OPTION, 6, default_room())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -328,22 +366,37 @@ async fn a_paid_seat_counts_against_the_limit() {
     system.charge(7, 10_000_000).await;
     let mut held = Vec::new();
     for seat in 1..=4 {
-        held.push(system.hold(7, SHARED_OPTION, seat, shared()).await.unwrap());
+        held.push(
+            system
+                .hold(7, DEFAULT_ROOM_OPTION, seat, default_room())
+                .await
+                .unwrap(),
+        );
     }
     for reservation in &held[..2] {
-        system.pay(reservation.id, 7, shared(), None).await.unwrap();
+        system
+            .pay(reservation.id, 7, default_room(), None)
+            .await
+            .unwrap();
     }
     // The two unpaid holds run out; the two paid seats stay counted.
     for reservation in &held[2..] {
         system.expire(reservation.id).await;
     }
-    system.hold(7, SHARED_OPTION, 10, shared()).await.unwrap();
     system
-        .hold(7, SHARED_OTHER_OPTION, 10, shared())
+        .hold(7, DEFAULT_ROOM_OPTION, 10, default_room())
+        .await
+        .unwrap();
+    system
+        .hold(7, DEFAULT_ROOM_OTHER_OPTION, 10, default_room())
         .await
         .unwrap();
     assert_eq!(
-        failure(system.hold(7, SHARED_OPTION, 11, shared()).await),
+        failure(
+            system
+                .hold(7, DEFAULT_ROOM_OPTION, 11, default_room())
+                .await
+        ),
         seat_limit_reached()
     );
 }
@@ -352,7 +405,10 @@ async fn a_paid_seat_counts_against_the_limit() {
 async fn a_limit_of_zero_holds_any_number_of_seats() {
     let system = System::start(0).await;
     for seat in 1..=support::SEATS_PER_OPTION {
-        system.hold(7, SHARED_OPTION, seat, shared()).await.unwrap();
+        system
+            .hold(7, DEFAULT_ROOM_OPTION, seat, default_room())
+            .await
+            .unwrap();
     }
     assert_eq!(system.rows_of(7).await, 30);
 }
@@ -362,37 +418,37 @@ async fn an_idempotency_key_refused_at_the_limit_is_not_used_up() {
     let system = System::start(2).await;
     let key = |k: &str| Some(k.to_owned());
     let first = system
-        .hold_with_key(7, SHARED_OPTION, 1, shared(), key("a"))
+        .hold_with_key(7, DEFAULT_ROOM_OPTION, 1, default_room(), key("a"))
         .await
         .unwrap();
     system
-        .hold_with_key(7, SHARED_OPTION, 2, shared(), key("b"))
+        .hold_with_key(7, DEFAULT_ROOM_OPTION, 2, default_room(), key("b"))
         .await
         .unwrap();
     assert_eq!(
         failure(
             system
-                .hold_with_key(7, SHARED_OPTION, 3, shared(), key("c"))
+                .hold_with_key(7, DEFAULT_ROOM_OPTION, 3, default_room(), key("c"))
                 .await
         ),
         seat_limit_reached()
     );
     // The first answer replays, even at the limit.
     let replayed = system
-        .hold_with_key(7, SHARED_OPTION, 1, shared(), key("a"))
+        .hold_with_key(7, DEFAULT_ROOM_OPTION, 1, default_room(), key("a"))
         .await
         .unwrap();
     assert_eq!(replayed, first);
     // The refused key left no answer behind: once a slot is free, its retry holds.
     system.expire(first.id).await;
     let third = system
-        .hold_with_key(7, SHARED_OPTION, 3, shared(), key("c"))
+        .hold_with_key(7, DEFAULT_ROOM_OPTION, 3, default_room(), key("c"))
         .await
         .unwrap();
     assert_eq!(third.seat_no, 3);
     assert_eq!(
         system
-            .hold_with_key(7, SHARED_OPTION, 3, shared(), key("c"))
+            .hold_with_key(7, DEFAULT_ROOM_OPTION, 3, default_room(), key("c"))
             .await
             .unwrap(),
         third

@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{OWN_ROOM_CONCERT, System, failure, room_of, shared, wrong_room};
+use support::{OWN_ROOM_CONCERT, System, default_room, failure, room_of, wrong_room};
 use ticketing_proto::reservation::v1 as pb;
 
 const OWN_ROOM_OPTION: i64 = 3;
@@ -18,7 +18,7 @@ async fn paying_needs_a_token_from_the_room_that_admitted_the_hold() {
         .hold(7, OWN_ROOM_OPTION, 1, room_of(OWN_ROOM_CONCERT))
         .await
         .unwrap();
-    for room in [shared(), room_of(1), room_of(99)] {
+    for room in [default_room(), room_of(1), room_of(99)] {
         assert_eq!(
             failure(system.pay(held.id, 7, room, None).await),
             wrong_room()
@@ -44,15 +44,15 @@ async fn paying_needs_a_token_from_the_room_that_admitted_the_hold() {
 }
 
 #[tokio::test]
-async fn a_shared_room_hold_is_paid_with_a_shared_room_token() {
+async fn a_default_room_hold_is_paid_with_a_default_room_token() {
     let system = System::start(4).await;
     system.charge(7, 1_000_000).await;
-    let held = system.hold(7, 1, 1, shared()).await.unwrap();
+    let held = system.hold(7, 1, 1, default_room()).await.unwrap();
     assert_eq!(
         failure(system.pay(held.id, 7, room_of(1), None).await),
         wrong_room()
     );
-    system.pay(held.id, 7, shared(), None).await.unwrap();
+    system.pay(held.id, 7, default_room(), None).await.unwrap();
 }
 
 #[tokio::test]
@@ -65,7 +65,7 @@ async fn a_payment_refused_for_its_room_leaves_its_idempotency_key_unused() {
         .unwrap();
     let key = || Some("pay-1".to_owned());
     assert_eq!(
-        failure(system.pay(held.id, 7, shared(), key()).await),
+        failure(system.pay(held.id, 7, default_room(), key()).await),
         wrong_room()
     );
     let paid = system
@@ -93,7 +93,7 @@ async fn a_payment_refused_for_its_room_leaves_its_idempotency_key_unused() {
 async fn a_payment_without_a_room_is_an_invalid_argument_unless_it_only_replays() {
     let system = System::start(4).await;
     system.charge(7, 1_000_000).await;
-    let held = system.hold(7, 1, 3, shared()).await.unwrap();
+    let held = system.hold(7, 1, 3, default_room()).await.unwrap();
     assert_eq!(
         failure(system.pay(held.id, 7, None, None).await),
         (tonic::Code::InvalidArgument, "INVALID_ROOM".into())

@@ -1,10 +1,9 @@
 //! Paying for a held seat: one transaction, all or nothing.
 
 use sqlx::PgConnection;
-use ticketing_proto::reservation::v1 as pb;
 
 use crate::{
-    domain::Room,
+    domain::{Payment, ReservationStatus, Room},
     error::ReservationError,
     store::{epoch_ms, wallets},
 };
@@ -15,10 +14,11 @@ struct Locked {
     user_id: i64,
     concert_option_id: i64,
     seat_no: i32,
-    status: String,
+    /// As stored: a HELD row past its deadline is still HELD here (see `live`).
+    status: ReservationStatus,
     price_minor: i64,
     live: bool,
-    /// The room that admitted the hold (null = the shared room).
+    /// The room that admitted the hold (null = the default room).
     waiting_room_concert_id: Option<i64>,
 }
 
@@ -32,7 +32,7 @@ pub async fn pay(
     reservation_id: i64,
     user_id: i64,
     admitted_by: Room,
-) -> Result<pb::Payment, ReservationError> {
+) -> Result<Payment, ReservationError> {
     // Lock the reservation so concurrent payments of it serialise here.
     let row: Option<Locked> = sqlx::query_as(
         "select user_id, concert_option_id, seat_no, status, price_minor, expires_at > now() as live, \
@@ -57,10 +57,12 @@ pub async fn pay(
     if Room::from_concert_id(waiting_room_concert_id) != admitted_by {
         return Err(ReservationError::TokenWrongRoom);
     }
-    match status.as_str() {
-        "CONFIRMED" => return Err(ReservationError::AlreadyPaid),
-        "HELD" if live => {}
-        _ => return Err(ReservationError::HoldExpired),
+    match status {
+        ReservationStatus::Confirmed => return Err(ReservationError::AlreadyPaid),
+        ReservationStatus::Held if live => {}
+        ReservationStatus::Held | ReservationStatus::Expired | ReservationStatus::Cancelled => {
+            return Err(ReservationError::HoldExpired);
+        }
     }
     // Sell the seat only if this reservation still holds it: a reclaim by someone else after
     // the deadline, or a deadline passing mid-flight, leaves nothing to update.
@@ -92,12 +94,12 @@ pub async fn pay(
     .bind(balance_after)
     .fetch_one(&mut *tx)
     .await?;
-    Ok(pb::Payment {
+    Ok(Payment {
         id,
         reservation_id,
         user_id,
         amount_minor: price_minor,
-        paid_at_unix_ms: paid_at_ms,
+        paid_at_ms,
         balance_after_minor: balance_after,
     })
 }

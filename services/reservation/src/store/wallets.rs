@@ -2,28 +2,32 @@
 
 use sqlx::{PgExecutor, PgPool};
 
-use crate::error::ReservationError;
+use crate::{domain::Wallet, error::ReservationError};
 
 /// SQLSTATE of a CHECK constraint violation (here: the balance ceiling).
 const CHECK_VIOLATION: &str = "23514";
 
 #[tracing::instrument(name = "SELECT wallets", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
-pub async fn balance(pool: &PgPool, user_id: i64) -> Result<i64, ReservationError> {
+/// The user's wallet; a user who never charged one has a balance of 0.
+pub async fn balance(pool: &PgPool, user_id: i64) -> Result<Wallet, ReservationError> {
     let row: Option<(i64,)> =
         sqlx::query_as("select balance_minor from wallets where user_id = $1")
             .bind(user_id)
             .fetch_optional(pool)
             .await?;
-    Ok(row.map_or(0, |(balance,)| balance))
+    Ok(Wallet {
+        user_id,
+        balance_minor: row.map_or(0, |(balance,)| balance),
+    })
 }
 
-/// Adds `amount_minor` in one atomic upsert; returns the new balance.
+/// Adds `amount_minor` in one atomic upsert; returns the wallet with its new balance.
 #[tracing::instrument(name = "INSERT wallets", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT"))]
 pub async fn charge<'e>(
     db: impl PgExecutor<'e>,
     user_id: i64,
     amount_minor: i64,
-) -> Result<i64, ReservationError> {
+) -> Result<Wallet, ReservationError> {
     let result: Result<(i64,), sqlx::Error> = sqlx::query_as(
         "insert into wallets as w (user_id, balance_minor) values ($1, $2) \
          on conflict (user_id) do update set balance_minor = w.balance_minor + excluded.balance_minor \
@@ -34,7 +38,10 @@ pub async fn charge<'e>(
     .fetch_one(db)
     .await;
     match result {
-        Ok((balance,)) => Ok(balance),
+        Ok((balance_minor,)) => Ok(Wallet {
+            user_id,
+            balance_minor,
+        }),
         Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some(CHECK_VIOLATION) => {
             Err(ReservationError::BalanceLimit)
         }

@@ -1,6 +1,6 @@
 //! The reservation service on port 0 with a real catalog in front of it, each on its own fresh
-//! database: concert 1 (options 1-2) is admitted by the shared room, concert 2 (options 3-4)
-//! by its own room; every option has 30 seats on sale.
+//! database: concert 1 (options 1-2) is admitted by the shared default room, concert 2
+//! (options 3-4) by its own room; every option has 30 seats on sale.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use clap::Parser;
@@ -12,7 +12,7 @@ use ticketing_proto::reservation::v1::{
 pub type Client = ReservationServiceClient<Channel>;
 
 /// A concert admitted by the shared default room, with options 1 and 2.
-pub const SHARED_CONCERT: i64 = 1;
+pub const DEFAULT_ROOM_CONCERT: i64 = 1;
 /// A concert with its own waiting room, with options 3 and 4.
 pub const OWN_ROOM_CONCERT: i64 = 2;
 pub const SEATS_PER_OPTION: i32 = 30;
@@ -23,7 +23,7 @@ pub struct System {
     pub db: sqlx::PgPool,
 }
 
-fn server_url() -> String {
+pub fn server_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
@@ -31,6 +31,15 @@ fn server_url() -> String {
 impl System {
     /// Catalog and reservation, the latter with `RESERVATION_MAX_SEATS_PER_USER` = `max_seats`.
     pub async fn start(max_seats: u32) -> Self {
+        let reservation_db = kit::postgres::fresh_database(&server_url())
+            .await
+            .expect("reservation database");
+        Self::start_on(max_seats, &reservation_db).await
+    }
+
+    /// Like [`System::start`], with the reservation service on the database `reservation_db`
+    /// (migrated at start-up as a deployment's is).
+    pub async fn start_on(max_seats: u32, reservation_db: &str) -> Self {
         let seed = catalog::seed::SeedArgs {
             concerts: 2,
             options_per_concert: 2,
@@ -45,9 +54,6 @@ impl System {
             .await
             .expect("own room");
 
-        let reservation_db = kit::postgres::fresh_database(&server_url())
-            .await
-            .expect("reservation database");
         let config = reservation::Config::parse_from([
             "reservation",
             "--listen-addr=127.0.0.1:0",
@@ -67,7 +73,7 @@ impl System {
             )
             .expect("channel"),
         );
-        let db = sqlx::PgPool::connect(&reservation_db)
+        let db = sqlx::PgPool::connect(reservation_db)
             .await
             .expect("reservation pool");
         Self { client, db }
@@ -77,10 +83,10 @@ impl System {
         &self,
         user_id: i64,
         option_id: i64,
-        seat_id: i32,
+        seat_no: i32,
         room: Option<pb::Room>,
     ) -> Result<pb::Reservation, tonic::Status> {
-        self.hold_with_key(user_id, option_id, seat_id, room, None)
+        self.hold_with_key(user_id, option_id, seat_no, room, None)
             .await
     }
 
@@ -88,7 +94,7 @@ impl System {
         &self,
         user_id: i64,
         option_id: i64,
-        seat_id: i32,
+        seat_no: i32,
         room: Option<pb::Room>,
         idempotency_key: Option<String>,
     ) -> Result<pb::Reservation, tonic::Status> {
@@ -97,7 +103,7 @@ impl System {
             .hold_seat(pb::HoldSeatRequest {
                 user_id,
                 concert_option_id: option_id,
-                seat_no: seat_id,
+                seat_no,
                 idempotency_key,
                 admitted_by: room,
             })
@@ -189,7 +195,7 @@ impl System {
 }
 
 /// The shared default room (a token issued without a concertId).
-pub fn shared() -> Option<pb::Room> {
+pub fn default_room() -> Option<pb::Room> {
     Some(pb::Room { concert_id: None })
 }
 
