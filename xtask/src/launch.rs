@@ -9,13 +9,14 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-    process::{Child, Command},
-};
+use kit::http_client::HttpClient;
+use tokio::process::{Child, Command};
 
-use crate::stores::{self, StoreArgs, wait_until};
+use crate::{
+    process::{self, wait_until},
+    stores::{self, StoreArgs},
+    viewer,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
@@ -109,7 +110,7 @@ impl GatewayAuth {
         match mode {
             AuthMode::Trusted => Ok(Self::Trusted),
             AuthMode::Jwt => {
-                let key_dir = kit::dev_identity::default_dir(&target_dir());
+                let key_dir = kit::dev_identity::default_dir(&process::target_dir());
                 let key = kit::dev_identity::DevKey::load_or_create(&key_dir)?;
                 let jwks = key_dir.join(kit::dev_identity::JWKS_FILE);
                 std::fs::write(&jwks, key.jwks_json())
@@ -199,12 +200,12 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 bail!("{addr} is already in use (or pass --no-traces)");
             }
         }
-        let viewer = crate::viewer::build().await?;
+        let binary = viewer::build().await?;
         running.push((
             "trace-viewer",
-            crate::viewer::start(&viewer, args.otlp_addr, args.traces_ui_addr)?,
+            viewer::start(&binary, args.otlp_addr, args.traces_ui_addr)?,
         ));
-        spec.env.extend(crate::viewer::service_env(args.otlp_addr));
+        spec.env.extend(viewer::service_env(args.otlp_addr));
     }
     let stores = stores::ensure(&args.stores).await?;
     eprintln!(
@@ -248,11 +249,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         println!("  stop      Ctrl-C");
         println!();
         tokio::select! {
-            () = crate::wait_for_signal() => eprintln!("xtask: stopping"),
-            name = first_exit(&mut running) => eprintln!("xtask: {name} exited on its own; stopping the rest"),
+            () = kit::shutdown::signal() => eprintln!("xtask: stopping"),
+            name = process::first_exit(&mut running) => eprintln!("xtask: {name} exited on its own; stopping the rest"),
         }
     }
-    stop_all(&mut running).await;
+    process::stop_all(&mut running).await;
     stores.stop().await;
     Ok(if result.is_ok() {
         ExitCode::SUCCESS
@@ -277,13 +278,6 @@ impl SystemSpec {
             }
         }
         Ok(())
-    }
-}
-
-/// Stops the services in reverse start order.
-pub async fn stop_all(running: &mut [(&'static str, Child)]) {
-    for (name, child) in running.iter_mut().rev() {
-        terminate(name, child, Duration::from_secs(15)).await;
     }
 }
 
@@ -363,22 +357,16 @@ pub async fn start_all(
         );
     running.push(("gateway", gateway.spawn().context("starting gateway")?));
     // Ready means every backend's gRPC health says SERVING.
-    let gateway_addr = args.gateway_addr;
+    let gateway = HttpClient::for_addr(args.gateway_addr);
     wait_until("gateway /readyz", Duration::from_secs(30), || {
-        http_ok(gateway_addr, "/readyz")
+        answers_200(&gateway, "/readyz")
     })
     .await
 }
 
-pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::root().join("target"))
-}
-
 /// A command for a built service binary, logging at info unless RUST_LOG says otherwise.
 fn service(name: &str) -> anyhow::Result<Command> {
-    let binary = target_dir().join("release").join(name);
+    let binary = process::release_binary(name);
     if !binary.exists() {
         bail!("{} is missing: run without --no-build", binary.display());
     }
@@ -392,9 +380,9 @@ fn service(name: &str) -> anyhow::Result<Command> {
 
 /// Builds every service, plus `extra` packages, in release.
 pub async fn build_release(extra: &[&str]) -> anyhow::Result<()> {
-    let mut command = Command::new(crate::cargo());
+    let mut command = Command::new(process::cargo());
     command
-        .current_dir(crate::root())
+        .current_dir(process::root())
         .args(["build", "--release"]);
     for name in SERVICES.iter().chain(extra) {
         command.args(["-p", name]);
@@ -405,64 +393,12 @@ pub async fn build_release(extra: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// True when `GET path` at `addr` answers 200.
-async fn http_ok(addr: SocketAddr, path: &str) -> bool {
-    let attempt = async {
-        let mut stream = TcpStream::connect(addr).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.ok()?;
-        Some(head.starts_with(b"HTTP/1.1 200"))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), attempt).await,
-        Ok(Some(true))
-    )
-}
-
-async fn first_exit(running: &mut [(&'static str, Child)]) -> &'static str {
-    let waits = running.iter_mut().map(|(name, child)| {
-        Box::pin(async move {
-            let _ = child.wait().await;
-            *name
-        })
-    });
-    futures_select_all(waits).await
-}
-
-/// The first of several futures to finish (small, no extra crate for it).
-async fn futures_select_all<F: std::future::Future + Unpin>(
-    futures: impl IntoIterator<Item = F>,
-) -> F::Output {
-    let mut futures: Vec<F> = futures.into_iter().collect();
-    std::future::poll_fn(move |cx| {
-        for future in &mut futures {
-            if let std::task::Poll::Ready(output) = std::pin::Pin::new(future).poll(cx) {
-                return std::task::Poll::Ready(output);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-/// SIGTERM, wait up to `grace`, then SIGKILL.
-pub async fn terminate(name: &str, child: &mut Child, grace: Duration) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    if let Some(pid) = child.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
-    }
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(_) => eprintln!("xtask: {name} stopped"),
-        Err(_) => {
-            eprintln!("xtask: {name} did not stop within {grace:?}; killing it");
-            let _ = child.kill().await;
-        }
-    }
+/// True when `GET path` answers 200 within 2 s.
+async fn answers_200(client: &HttpClient, path: &str) -> bool {
+    let reply = client
+        .get(path)
+        .deadline(Duration::from_secs(2))
+        .send()
+        .await;
+    reply.is_ok_and(|reply| reply.status == 200)
 }

@@ -3,11 +3,10 @@
 
 mod bench;
 mod launch;
+mod process;
 mod stores;
 mod token;
 mod viewer;
-
-use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -20,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build in release and run every service locally until Ctrl-C.
+    /// Build in release (unless --no-build) and run every service, with the trace viewer and
+    /// the stores, locally until Ctrl-C or SIGTERM.
     Up(Box<launch::UpArgs>),
     /// Find or start PostgreSQL and Redis, then run the whole workspace's tests.
     Test {
@@ -41,17 +41,6 @@ enum Command {
     /// Find or start PostgreSQL and Redis and print their URLs (kept running until Ctrl-C
     /// when private instances had to be started).
     Stores(stores::StoreArgs),
-}
-
-/// The repository root (xtask lives one level below it).
-pub fn root() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
-}
-
-/// The cargo that invoked us, so the same toolchain builds everything.
-pub fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -87,8 +76,8 @@ async fn test(
         "xtask: Redis {}  PostgreSQL {}",
         stores.redis_url, stores.database_url
     );
-    let mut child = tokio::process::Command::new(cargo())
-        .current_dir(root())
+    let mut child = tokio::process::Command::new(process::cargo())
+        .current_dir(process::root())
         .args(["test", "--workspace"])
         .args(&cargo_args)
         .env("REDIS_URL", &stores.redis_url)
@@ -153,25 +142,10 @@ async fn print_stores(args: stores::StoreArgs) -> anyhow::Result<std::process::E
     println!("DATABASE_URL={}", stores.database_url);
     if stores.has_private_instances() {
         eprintln!("xtask: private instances running; Ctrl-C stops them");
-        wait_for_signal().await;
+        kit::shutdown::signal().await;
     }
     stores.stop().await;
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-/// Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = async {
-            match terminate.as_mut() {
-                Some(stream) => { stream.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {},
-    }
 }
 
 #[cfg(test)]

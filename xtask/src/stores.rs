@@ -9,7 +9,7 @@ use std::{
     net::{SocketAddr, TcpListener},
     path::{Path, PathBuf},
     process::Stdio,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -18,6 +18,8 @@ use tokio::{
     net::TcpStream,
     process::{Child, Command},
 };
+
+use crate::process::{self, find_binary, is_root, wait_until};
 
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct StoreArgs {
@@ -40,7 +42,7 @@ impl Stores {
     /// Stops private instances (SIGTERM, then SIGKILL after a grace).
     pub async fn stop(mut self) {
         for (name, child) in &mut self.children {
-            crate::launch::terminate(name, child, Duration::from_secs(10)).await;
+            process::terminate(name, child, Duration::from_secs(10)).await;
         }
     }
 }
@@ -74,7 +76,7 @@ enum Found {
 }
 
 fn data_dir(name: &str) -> PathBuf {
-    crate::root().join("target").join("stores").join(name)
+    process::root().join("target").join("stores").join(name)
 }
 
 // ---------------------------------------------------------------- Redis
@@ -87,11 +89,11 @@ async fn redis(args: &StoreArgs) -> anyhow::Result<Found> {
     if !args.private_stores && redis_answers(default).await {
         return Ok(Found::Url("redis://127.0.0.1:6379".into()));
     }
-    let binary = match find_binary("redis-server", &[]) {
+    let binary = match find_binary("redis-server") {
         Some(binary) => binary,
         None => {
             apt_install("redis-server").await?;
-            find_binary("redis-server", &[]).context(
+            find_binary("redis-server").context(
                 "Redis is needed: install it (Debian/Ubuntu: `apt-get install redis-server`) or set REDIS_URL",
             )?
         }
@@ -240,7 +242,7 @@ fn postgres_bin_dir() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     versions.pop().or_else(|| {
-        let initdb = find_binary("initdb", &[])?;
+        let initdb = find_binary("initdb")?;
         let dir = initdb.parent()?.to_path_buf();
         dir.join("postgres").exists().then_some(dir)
     })
@@ -251,11 +253,12 @@ fn postgres_run_as() -> anyhow::Result<Option<String>> {
     if !is_root() {
         return Ok(None);
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    if passwd.lines().any(|line| line.starts_with("postgres:")) {
-        Ok(Some("postgres".into()))
-    } else {
-        bail!("PostgreSQL cannot run as root and there is no `postgres` user; set DATABASE_URL")
+    match nix::unistd::User::from_name("postgres") {
+        Ok(Some(_)) => Ok(Some("postgres".into())),
+        Ok(None) => {
+            bail!("PostgreSQL cannot run as root and there is no `postgres` user; set DATABASE_URL")
+        }
+        Err(error) => bail!("looking up the `postgres` user: {error}"),
     }
 }
 
@@ -286,24 +289,8 @@ async fn chown(dir: &Path, user: Option<&str>) -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------- helpers
 
-pub fn find_binary(name: &str, extra_dirs: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(extra_dirs.iter().copied())
-        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"])
-        .map(|dir| Path::new(dir).join(name))
-        .find(|candidate| candidate.is_file())
-}
-
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
 }
 
 /// On Debian/Ubuntu as root, installs `package`; elsewhere does nothing (the caller says what
@@ -329,19 +316,4 @@ pub async fn apt_install(package: &str) -> anyhow::Result<()> {
         bail!("apt-get install {package} failed; install it by hand");
     }
     Ok(())
-}
-
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut ready: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if ready().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{what} did not become ready within {limit:?}")
 }

@@ -25,7 +25,7 @@ pub struct TokenArgs {
 pub fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let dir = args
         .key_dir
-        .unwrap_or_else(|| dev_identity::default_dir(&crate::launch::target_dir()));
+        .unwrap_or_else(|| dev_identity::default_dir(&crate::process::target_dir()));
     println!("{}", mint(&dir, args.user, args.admin, args.ttl)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -1,17 +1,21 @@
 //! The local trace viewer (deploy/trace-viewer): built with a vendored protoc, started by
 //! `cargo xtask up`, and the address every service exports its spans to.
 
-use std::{net::SocketAddr, path::PathBuf, process::Stdio};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+};
 
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
+use crate::process;
+
 /// Builds the viewer in release; returns its binary.
 pub async fn build() -> anyhow::Result<PathBuf> {
     cargo(&["build", "--release"]).await?;
-    Ok(crate::launch::target_dir()
-        .join("release")
-        .join("trace-viewer"))
+    Ok(process::release_binary("trace-viewer"))
 }
 
 /// Type-checks the viewer against its lockfile (CI: `up` must not rot unnoticed).
@@ -23,15 +27,15 @@ pub async fn check() -> anyhow::Result<()> {
 async fn cargo(args: &[&str]) -> anyhow::Result<()> {
     let protoc =
         protoc_bin_vendored::protoc_bin_path().context("no vendored protoc for this platform")?;
-    let status = Command::new(crate::cargo())
-        .current_dir(crate::root())
+    let status = Command::new(process::cargo())
+        .current_dir(process::root())
         .args(args)
         .args([
             "--manifest-path",
             "deploy/trace-viewer/Cargo.toml",
             "--target-dir",
         ])
-        .arg(crate::launch::target_dir())
+        .arg(process::target_dir())
         .env("PROTOC", protoc)
         .status()
         .await?;
@@ -42,7 +46,7 @@ async fn cargo(args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Starts the viewer: OTLP/gRPC on `otlp`, web UI on `ui`.
-pub fn start(binary: &PathBuf, otlp: SocketAddr, ui: SocketAddr) -> anyhow::Result<Child> {
+pub fn start(binary: &Path, otlp: SocketAddr, ui: SocketAddr) -> anyhow::Result<Child> {
     Command::new(binary)
         .args([
             "--otlp-addr",

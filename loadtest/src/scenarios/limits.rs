@@ -264,19 +264,15 @@ async fn pgbench(server_url: &str, args: &Args) -> anyhow::Result<f64> {
         .with_context(|| format!("no tps in pgbench's output: {out}"))
 }
 
-/// A program on PATH, or PostgreSQL's versioned bin folders (pgbench lives there on Debian).
+/// A program on PATH, or in PostgreSQL's versioned bin folders (pgbench lives there on Debian).
 fn find_binary(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .map(|dir| PathBuf::from(dir).join(name))
-        .chain(
-            std::fs::read_dir("/usr/lib/postgresql")
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|entry| entry.path().join("bin").join(name)),
-        )
-        .find(|candidate| candidate.is_file())
+    which::which_global(name).ok().or_else(|| {
+        let versions = std::fs::read_dir("/usr/lib/postgresql").ok()?;
+        let dirs = versions.flatten().map(|entry| entry.path().join("bin"));
+        which::which_in_global(name, std::env::join_paths(dirs).ok())
+            .ok()?
+            .next()
+    })
 }
 
 #[cfg(test)]

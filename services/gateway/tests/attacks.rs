@@ -98,7 +98,7 @@ async fn admit_all(system: &System, room: Room) {
 /// concert 1 that the shared room admits to.
 async fn add_concert_with_own_room(system: &System) {
     catalog::seed::seed(
-        &system.catalog_db,
+        system.catalog_db(),
         catalog::seed::SeedArgs {
             concerts: 2,
             options_per_concert: 10,
@@ -108,7 +108,7 @@ async fn add_concert_with_own_room(system: &System) {
     .await
     .unwrap();
     sqlx::query("update concerts set shared_room = false where id = 2")
-        .execute(&system.catalog_db)
+        .execute(system.catalog_db())
         .await
         .unwrap();
 }

@@ -40,7 +40,7 @@ async fn issue_token_answers_the_original_shape_and_is_idempotent_per_user() {
 
 #[tokio::test]
 async fn concurrent_issues_through_http_get_one_token_per_user_and_distinct_positions() {
-    let system = System::start(default_policy()).await;
+    let system = System::start_queue_only(default_policy()).await;
     let same_user = futures::future::join_all((0..100).map(|_| {
         system
             .http
@@ -68,7 +68,7 @@ async fn concurrent_issues_through_http_get_one_token_per_user_and_distinct_posi
 
 #[tokio::test]
 async fn check_queue_walks_from_waiting_to_active_to_expired() {
-    let system = System::start(default_policy()).await;
+    let system = System::start_queue_only(default_policy()).await;
     let issued = system
         .http
         .post("/queue/issue-token", r#"{"userId": 1}"#)
@@ -98,7 +98,7 @@ async fn check_queue_walks_from_waiting_to_active_to_expired() {
 
 #[tokio::test]
 async fn unknown_malformed_and_missing_tokens_are_401_as_on_reserve() {
-    let system = System::start(default_policy()).await;
+    let system = System::start_queue_only(default_policy()).await;
     let unknown = format!("/queue/check-queue?token={}", uuid::Uuid::new_v4());
     assert_error(&system.http.get(&unknown).await, 401, "TOKEN_NOT_FOUND");
     assert_error(
@@ -131,7 +131,7 @@ async fn unknown_malformed_and_missing_tokens_are_401_as_on_reserve() {
 
 #[tokio::test]
 async fn bad_bodies_are_400_json_never_500() {
-    let system = System::start(default_policy()).await;
+    let system = System::start_queue_only(default_policy()).await;
     let cases: &[(&str, &str)] = &[
         ("", "INVALID_JSON"),
         ("{", "INVALID_JSON"),
@@ -172,7 +172,7 @@ async fn bad_bodies_are_400_json_never_500() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_are_json_errors() {
-    let system = System::start(default_policy()).await;
+    let system = System::start_queue_only(default_policy()).await;
     assert_error(&system.http.get("/nope").await, 404, "NOT_FOUND");
     assert_error(
         &system.http.get("/queue/issue-token").await,
@@ -282,7 +282,7 @@ async fn a_slow_queue_service_is_cut_off_by_the_deadline_with_504_json() {
 #[tokio::test]
 async fn waiters_are_told_to_poll_less_often_the_further_back_they_stand() {
     // 1 admission/s: the 300th in line expects ~300 s, the first ~1 s.
-    let system = System::start(queue::Policy {
+    let system = System::start_queue_only(queue::Policy {
         admission_rate: 1.0,
         ..default_policy()
     })

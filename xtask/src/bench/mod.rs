@@ -7,12 +7,7 @@ mod auth_cost;
 mod format;
 mod tables;
 
-use std::{
-    collections::BTreeMap,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::ExitCode,
-};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, process::ExitCode};
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -20,6 +15,7 @@ use tokio::process::{Child, Command};
 
 use crate::{
     launch::{self, AuthMode, GatewayAuth, SystemSpec},
+    process,
     stores::{self, StoreArgs},
 };
 
@@ -309,12 +305,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         launch::build_release(&["loadtest"]).await?;
     }
     for (tool, package) in [("wrk", "wrk"), ("redis-benchmark", "redis-tools")] {
-        if stores::find_binary(tool, &[]).is_none() {
+        if process::find_binary(tool).is_none() {
             stores::apt_install(package).await?;
         }
     }
     let stores = stores::ensure(&args.stores).await?;
-    let folder = launch::target_dir().join("bench").join(&stamp);
+    let folder = process::target_dir().join("bench").join(&stamp);
     std::fs::create_dir_all(&folder)?;
 
     let mut results: BTreeMap<&'static str, Value> = BTreeMap::new();
@@ -403,7 +399,7 @@ async fn run_on_system(
         Err(error) => Err(error),
     };
     let memory = peak_memory(&running);
-    launch::stop_all(&mut running).await;
+    process::stop_all(&mut running).await;
     let mut result = result?;
     result["services_peak_rss_mb"] = memory;
     result["gateway_auth"] = json!(match spec.auth.mode() {
@@ -446,7 +442,7 @@ async fn loadtest(
     collect_spans: bool,
     global: &[String],
 ) -> anyhow::Result<Value> {
-    let binary: PathBuf = launch::target_dir().join("release").join("loadtest");
+    let binary = process::release_binary("loadtest");
     let mut command = Command::new(binary);
     command.args(global);
     if let Some(gateway) = gateway {
@@ -478,7 +474,7 @@ fn publish(
     markdown: &str,
     results: &BTreeMap<&'static str, Value>,
 ) -> anyhow::Result<()> {
-    let docs = crate::root().join("docs");
+    let docs = process::root().join("docs");
     let charts = docs.join("benchmarks");
     for name in results.keys() {
         let to = charts.join(name);
@@ -492,7 +488,7 @@ fn publish(
     }
     std::fs::write(charts.join("index.html"), tables::index_html(results))?;
     std::fs::write(docs.join("benchmarks.md"), markdown)?;
-    let readme_path = crate::root().join("README.md");
+    let readme_path = process::root().join("README.md");
     let readme = std::fs::read_to_string(&readme_path)?;
     let updated = tables::replace_between_markers(&readme, &tables::results_table(results))
         .context("README.md has no <!-- bench:results --> markers")?;

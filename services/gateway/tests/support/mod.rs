@@ -1,5 +1,6 @@
 //! Spawns the real system on port 0 for HTTP tests: a queue service on a real Redis (own key
-//! prefix, manual clock, no background admitter) and a gateway in front of it.
+//! prefix, manual clock, no background admitter), catalog and reservation on fresh PostgreSQL
+//! databases (unless a test needs the queue only), and a gateway in front of them.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
 use std::{
@@ -12,9 +13,7 @@ use std::{
 };
 
 use clap::Parser;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use kit::http_client::HttpClient;
 use queue::{Clock, Policy, QueueStore, domain::Room};
 use serde_json::Value;
 
@@ -28,12 +27,20 @@ pub struct System {
     pub http: Http,
     pub queue_store: QueueStore,
     pub now: Arc<AtomicI64>,
-    /// The reservation service's own database, for tests that move its clock (age holds).
-    pub reservation_db: sqlx::PgPool,
-    /// The catalog's database, for tests that add concerts.
-    pub catalog_db: sqlx::PgPool,
+    /// Catalog and reservation, unless started with [`System::start_queue_only`].
+    bookings: Option<Bookings>,
     pub prefix: String,
 }
+
+/// The databases of the catalog and reservation services behind a [`System`].
+struct Bookings {
+    reservation_db: sqlx::PgPool,
+    catalog_db: sqlx::PgPool,
+}
+
+/// Where the gateway of a queue-only system sends catalog and reservation calls: nothing
+/// listens there, so a test that needed them fails with 503 instead of passing by accident.
+const NO_BACKEND: &str = "http://127.0.0.1:9";
 
 pub fn postgres_server_url() -> String {
     std::env::var("DATABASE_URL")
@@ -111,6 +118,19 @@ impl System {
         gateway_flags: &[&str],
         reservation_flags: &[&str],
     ) -> Self {
+        Self::start_parts(policy, gateway_flags, Some(reservation_flags)).await
+    }
+
+    /// Only the queue service and the gateway: for the waiting-room routes.
+    pub async fn start_queue_only(policy: Policy) -> Self {
+        Self::start_parts(policy, &[], None).await
+    }
+
+    async fn start_parts(
+        policy: Policy,
+        gateway_flags: &[&str],
+        reservation_flags: Option<&[&str]>,
+    ) -> Self {
         let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
         let (clock, now) = Clock::manual(START_MS);
         let queue_store =
@@ -129,8 +149,18 @@ impl System {
                 .await
                 .expect("queue starts");
         tokio::spawn(serve);
-        let (catalog_url, reservation_url, reservation_db, catalog_db) =
-            start_catalog_and_reservation_with(reservation_flags).await;
+        let (catalog_url, reservation_url, bookings) = match reservation_flags {
+            Some(flags) => {
+                let (catalog_url, reservation_url, reservation_db, catalog_db) =
+                    start_catalog_and_reservation_with(flags).await;
+                let bookings = Bookings {
+                    reservation_db,
+                    catalog_db,
+                };
+                (catalog_url, reservation_url, Some(bookings))
+            }
+            None => (NO_BACKEND.to_owned(), NO_BACKEND.to_owned(), None),
+        };
         let catalog_flag = format!("--catalog-url={catalog_url}");
         let reservation_flag = format!("--reservation-url={reservation_url}");
         let mut flags = vec![catalog_flag.as_str(), reservation_flag.as_str()];
@@ -140,10 +170,25 @@ impl System {
             http,
             queue_store,
             now,
-            reservation_db,
-            catalog_db,
+            bookings,
             prefix,
         }
+    }
+
+    /// The reservation service's own database, for checks against the store itself.
+    pub fn reservation_db(&self) -> &sqlx::PgPool {
+        &self.bookings().reservation_db
+    }
+
+    /// The catalog's database.
+    pub fn catalog_db(&self) -> &sqlx::PgPool {
+        &self.bookings().catalog_db
+    }
+
+    fn bookings(&self) -> &Bookings {
+        self.bookings
+            .as_ref()
+            .expect("this test started the queue only; use System::start")
     }
 
     /// Issues tokens for `users` and admits them all; returns each user's ACTIVE token.
@@ -182,14 +227,14 @@ impl System {
         sqlx::query(
             "update reservations set expires_at = now() - interval '1 second' where status = 'HELD'",
         )
-        .execute(&self.reservation_db)
+        .execute(self.reservation_db())
         .await
         .expect("age reservations");
         sqlx::query(
             "update seat_claims set held_until = now() - interval '1 second' \
              where held_until is not null",
         )
-        .execute(&self.reservation_db)
+        .execute(self.reservation_db())
         .await
         .expect("age claims");
     }
@@ -236,12 +281,12 @@ pub fn default_policy() -> Policy {
     }
 }
 
-/// A plain HTTP/1.1 client that returns status and parsed JSON (and fails the test on a
-/// non-JSON body).
+/// The gateway seen as a client sees it (kit's HTTP client): status and parsed JSON, and the
+/// test fails on a non-JSON body or no answer within 10 s.
 #[derive(Clone)]
 pub struct Http {
     addr: SocketAddr,
-    client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    client: HttpClient,
 }
 
 pub struct Reply {
@@ -260,7 +305,7 @@ impl Http {
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: HttpClient::for_addr(addr),
         }
     }
 
@@ -282,47 +327,29 @@ impl Http {
         content_type: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("http://{}{}", self.addr, path));
+        let mut call = self.client.request(method, path);
         if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
+            call = call.header("content-type", content_type);
         }
         for (name, value) in headers {
-            request = request.header(*name, *value);
+            call = call.header(*name, *value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
-            .expect("request");
-        let response = tokio::time::timeout(Duration::from_secs(10), self.client.request(request))
-            .await
-            .expect("the gateway answers within 10 s")
-            .expect("response");
-        let status = response.status().as_u16();
-        let location = response.headers().get("location").is_some();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        if let Some(body) = body {
+            call = call.body(body.to_owned());
+        }
+        let response = call.send().await.expect("the gateway answers within 10 s");
+        let json = response.try_json().unwrap_or_else(|_| {
             panic!(
-                "{method} {path} -> {status} with a non-JSON body: {:?}",
-                String::from_utf8_lossy(&bytes)
+                "{method} {path} -> {} with a non-JSON body: {:?}",
+                response.status,
+                response.text()
             )
         });
         Reply {
-            status,
-            content_type,
+            status: response.status,
+            content_type: response.header("content-type").unwrap_or("").to_owned(),
             json,
-            location,
+            location: response.header("location").is_some(),
         }
     }
 
