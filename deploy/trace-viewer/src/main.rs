@@ -23,6 +23,10 @@ struct Args {
     max_mib: usize,
 }
 
+/// Ctrl-C or SIGTERM: what `kit::shutdown::signal` does for the services. Kept here rather
+/// than shared: depending on kit would add 28 crates to this workspace (125 -> 153: the
+/// OpenTelemetry SDK and OTLP exporter, tracing-subscriber with regex, tonic-health and
+/// -reflection) and tie its lockfile to the main workspace's.
 async fn shutdown() {
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
