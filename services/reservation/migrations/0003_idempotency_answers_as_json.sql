@@ -26,71 +26,70 @@
 -- client's retry is answered by a new instance. Calls without an Idempotency-Key are
 -- unaffected.
 
--- The fields of one protobuf message: {"<field number>": value}, varints as bigint (two's
--- complement, as int64 and int32 are encoded), length-delimited fields as UTF-8 text. Raises
--- on anything else or on truncated input.
-create function reservation_0003_proto_fields(message bytea) returns jsonb
+-- The rewrite holds idempotency_keys locked (idempotent calls wait; others do not touch the
+-- table) for about 40 µs per stored answer: 100,000 answers took 4 s on a development machine.
+-- The table holds only the last RESERVATION_IDEMPOTENCY_RETENTION_HOURS of answers. The pool's
+-- statement_timeout is sized for requests, not for this one rewrite.
+set local statement_timeout = 0;
+
+-- The fields of one protobuf message: element n is field n's value as text (a varint as the
+-- signed 64-bit integer int64 and int32 are encoded as; a length-delimited field as UTF-8
+-- text), null where absent. Null for anything these messages never hold (other wire types,
+-- field numbers past 32) and for truncated input.
+create function reservation_0003_proto_fields(message bytea) returns text[]
 language plpgsql immutable strict
 as $$
 declare
-    fields jsonb := '{}';
+    fields text[] := '{}';
     pos    integer := 0;
     len    integer := length(message);
-    tag    numeric;
-    value  numeric;
-    scale  numeric;
+    key    bigint;
+    value  bigint;
+    shift  integer;
     b      integer;
-    n      integer;
     wire   integer;
-    field  text;
+    field  bigint;
 begin
     while pos < len loop
-        -- Key: varint (field number << 3 | wire type).
-        tag := 0;
-        scale := 1;
+        -- The key, a varint: field number << 3 | wire type.
+        key := 0;
+        shift := 0;
         loop
-            if pos >= len then
-                raise exception 'truncated key';
+            if pos >= len or shift > 63 then
+                return null;
             end if;
             b := get_byte(message, pos);
             pos := pos + 1;
-            tag := tag + (b & 127) * scale;
-            scale := scale * 128;
+            key := key | ((b & 127)::bigint << shift);
+            shift := shift + 7;
             exit when b < 128;
         end loop;
-        wire := (tag % 8)::integer;
-        field := trunc(tag / 8)::text;
-        if wire = 0 or wire = 2 then
-            value := 0;
-            scale := 1;
-            n := 0;
-            loop
-                if pos >= len or n >= 10 then
-                    raise exception 'truncated varint';
-                end if;
-                b := get_byte(message, pos);
-                pos := pos + 1;
-                n := n + 1;
-                value := value + (b & 127) * scale;
-                scale := scale * 128;
-                exit when b < 128;
-            end loop;
-            if wire = 0 then
-                value := mod(value, 18446744073709551616);
-                if value >= 9223372036854775808 then
-                    value := value - 18446744073709551616;
-                end if;
-                fields := fields || jsonb_build_object(field, value::bigint);
-            else
-                if value > len - pos then
-                    raise exception 'truncated field %', field;
-                end if;
-                fields := fields || jsonb_build_object(field,
-                    convert_from(substring(message from pos + 1 for value::integer), 'UTF8'));
-                pos := pos + value::integer;
+        wire := (key & 7)::integer;
+        field := key >> 3;
+        if field < 1 or field > 32 or wire not in (0, 2) then
+            return null;
+        end if;
+        -- The value (wire type 0) or the length (wire type 2), a varint of at most 64 bits.
+        value := 0;
+        shift := 0;
+        loop
+            if pos >= len or shift > 63 then
+                return null;
             end if;
+            b := get_byte(message, pos);
+            pos := pos + 1;
+            value := value | ((b & 127)::bigint << shift);
+            shift := shift + 7;
+            exit when b < 128;
+        end loop;
+        if wire = 0 then
+            fields[field] := value::text;
         else
-            raise exception 'unexpected wire type % of field %', wire, field;
+            if value < 0 or value > len - pos then
+                return null;
+            end if;
+            fields[field] := convert_from(substring(message from pos + 1 for value::integer), 'UTF8');
+            pos := pos + value::integer;
         end if;
     end loop;
     return fields;
@@ -103,38 +102,39 @@ create function reservation_0003_answer(operation text, response bytea) returns 
 language plpgsql immutable
 as $$
 declare
-    f jsonb;
+    f text[];
 begin
-    if response is null then
+    f := reservation_0003_proto_fields(response);
+    if f is null then
         return null;
     end if;
-    f := reservation_0003_proto_fields(response);
     return case operation
         when 'charge' then jsonb_build_object(
-            'user_id',       coalesce((f->>'1')::bigint, 0),
-            'balance_minor', coalesce((f->>'2')::bigint, 0))
+            'user_id',       coalesce(f[1]::bigint, 0),
+            'balance_minor', coalesce(f[2]::bigint, 0))
         when 'pay' then jsonb_build_object(
-            'id',                  coalesce((f->>'1')::bigint, 0),
-            'reservation_id',      coalesce((f->>'2')::bigint, 0),
-            'user_id',             coalesce((f->>'3')::bigint, 0),
-            'amount_minor',        coalesce((f->>'4')::bigint, 0),
-            'paid_at_ms',          coalesce((f->>'5')::bigint, 0),
-            'balance_after_minor', coalesce((f->>'6')::bigint, 0))
+            'id',                  coalesce(f[1]::bigint, 0),
+            'reservation_id',      coalesce(f[2]::bigint, 0),
+            'user_id',             coalesce(f[3]::bigint, 0),
+            'amount_minor',        coalesce(f[4]::bigint, 0),
+            'paid_at_ms',          coalesce(f[5]::bigint, 0),
+            'balance_after_minor', coalesce(f[6]::bigint, 0))
         when 'hold' then jsonb_build_object(
-            'id',                coalesce((f->>'1')::bigint, 0),
-            'user_id',           coalesce((f->>'2')::bigint, 0),
-            'concert_option_id', coalesce((f->>'3')::bigint, 0),
-            'seat_no',           coalesce((f->>'4')::integer, 0),
+            'id',                coalesce(f[1]::bigint, 0),
+            'user_id',           coalesce(f[2]::bigint, 0),
+            'concert_option_id', coalesce(f[3]::bigint, 0),
+            'seat_no',           coalesce(f[4]::integer, 0),
             -- ReservationStatus: HELD = 1, CONFIRMED = 2, EXPIRED = 3, CANCELLED = 4; anything
             -- else leaves the status null, which the new code refuses to read.
-            'status',            case f->>'5' when '1' then 'HELD' when '2' then 'CONFIRMED'
-                                              when '3' then 'EXPIRED' when '4' then 'CANCELLED' end,
-            'price_minor',       coalesce((f->>'6')::bigint, 0),
-            'grade',             coalesce(f->>'7', ''),
-            'created_at_ms',     coalesce((f->>'8')::bigint, 0),
-            'expires_at_ms',     coalesce((f->>'9')::bigint, 0))
+            'status',            case f[5] when '1' then 'HELD' when '2' then 'CONFIRMED'
+                                           when '3' then 'EXPIRED' when '4' then 'CANCELLED' end,
+            'price_minor',       coalesce(f[6]::bigint, 0),
+            'grade',             coalesce(f[7], ''),
+            'created_at_ms',     coalesce(f[8]::bigint, 0),
+            'expires_at_ms',     coalesce(f[9]::bigint, 0))
     end;
 exception when others then
+    -- Not UTF-8, or a field of the wrong wire type for its number (text where a number was).
     return null;
 end
 $$;

@@ -317,7 +317,8 @@ async fn answers_stored_in_the_old_protobuf_format_replay_after_the_upgrade() {
         seat_no: 5,
         status: pb::ReservationStatus::Held.into(),
         price_minor: 150_000,
-        grade: "VIP".into(),
+        // Not ASCII: a length-delimited field's length counts bytes, not characters.
+        grade: "VIP ★".into(),
         created_at_unix_ms: paid_at,
         expires_at_unix_ms: paid_at + 300_000,
     };
