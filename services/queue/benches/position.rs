@@ -1,5 +1,5 @@
 //! Benchmark: GetStatus (position lookup + heartbeat) latency with 1k vs 1M waiters ahead.
-//! Fills real queues through the real issue script, then samples status calls one at a time.
+//! Fills real rooms through the real issue script, then samples status calls one at a time.
 //! The same run measures a bare Redis PING round trip as this machine's floor.
 //!
 //!   cargo bench -p queue --bench position            (REDIS_URL, default 127.0.0.1:6379)

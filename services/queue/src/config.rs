@@ -109,6 +109,16 @@ impl Config {
         Duration::from_millis(self.redis_timeout_ms)
     }
 
+    /// The waiting room's rules as configured.
+    pub fn policy(&self) -> crate::policy::Policy {
+        crate::policy::Policy {
+            admission_rate: self.admission_rate,
+            active_cap: self.active_cap,
+            active_ttl: self.active_ttl(),
+            waiting_grace: self.waiting_grace(),
+        }
+    }
+
     /// How much work one admission tick may do: the configured rooms and concurrency, and no
     /// new script started past one tick interval.
     pub fn admitter_limits(&self) -> crate::admitter::Limits {
@@ -150,6 +160,21 @@ mod tests {
         assert!(parse(&["--admitter-concurrency", "0"]).validate().is_err());
         let config = parse(&["--admitter-concurrency", "8", "--redis-pool-size", "4"]);
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_policy_is_the_configured_rate_cap_and_times() {
+        let policy = parse(&[
+            "--admission-rate=2.5",
+            "--active-cap=7",
+            "--active-ttl-secs=30",
+            "--waiting-grace-secs=9",
+        ])
+        .policy();
+        assert_eq!(policy.admission_rate, 2.5);
+        assert_eq!(policy.active_cap, 7);
+        assert_eq!(policy.active_ttl, Duration::from_secs(30));
+        assert_eq!(policy.waiting_grace, Duration::from_secs(9));
     }
 
     #[test]

@@ -31,17 +31,11 @@ pub use store::QueueStore;
 /// Builds the store the configuration describes.
 pub fn store(config: &Config) -> anyhow::Result<QueueStore> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let policy = Policy {
-        admission_rate: config.admission_rate,
-        active_cap: config.active_cap,
-        active_ttl: config.active_ttl(),
-        waiting_grace: config.waiting_grace(),
-    };
     Ok(QueueStore::connect(
         &config.redis_url,
         config.redis_pool_size,
         &config.key_prefix,
-        policy,
+        config.policy(),
         config.redis_timeout(),
     )?)
 }

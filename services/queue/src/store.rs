@@ -160,7 +160,8 @@ impl QueueStore {
         })
     }
 
-    /// Position and ETA of a waiting token (and a heartbeat), or an active token's expiry.
+    /// The token's queue entry: position and ETA while waiting (the call is also the waiter's
+    /// heartbeat), or the expiry once active.
     #[tracing::instrument(name = "redis status.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn status(&self, token: Token) -> Result<QueueEntry, QueueError> {
         let (outcome, state, position, eta, until, user, room): (
