@@ -32,7 +32,8 @@ struct Inner {
 }
 
 impl Inner {
-    /// The bucket of `second` (created with the ones before it), noting `active` users.
+    /// The bucket of `second` (created with the ones before it), its active-user count raised
+    /// to `active` if that is more: a second keeps the most users seen alive during it.
     fn second(&mut self, second: usize, active: u64) -> &mut Bucket {
         if self.seconds.len() <= second {
             self.seconds.resize_with(second + 1, Bucket::default);
@@ -105,8 +106,9 @@ impl Recorder {
         }
     }
 
-    /// Records one call under `endpoint`: a failure when `accepted` rejects its reply, or when
-    /// no reply came. Returns the call's result for the user's next step.
+    /// Records one call under `endpoint`: a failure when `accepted` rejects its reply (keyed by
+    /// its status, with the contract's code when the body has one), or when no reply came (keyed
+    /// "timeout" or "transport"). The caller keeps `result` for the user's next step.
     pub fn record(
         &self,
         endpoint: &'static str,
@@ -126,6 +128,8 @@ impl Recorder {
         self.record_outcome(endpoint, latency, failure);
     }
 
+    /// Records one call under `endpoint` whose failure label (None for a success) the caller
+    /// chose. Latencies are clamped to the histograms' range, 1 µs to 60 s.
     pub fn record_outcome(
         &self,
         endpoint: &'static str,

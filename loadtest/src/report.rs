@@ -49,7 +49,7 @@ impl Run {
             folder.join("summary.json"),
             serde_json::to_string_pretty(self)?,
         )?;
-        std::fs::write(folder.join("series.csv"), charts::to_csv(&self.series))?;
+        std::fs::write(folder.join("series.csv"), charts::to_csv(&self.series)?)?;
         let subtitle = format!(
             "{} requests, {:.0}/s (peak {}/s), p95 {:.1} ms, p99 {:.1} ms, {} errors — parameters {}",
             self.summary.requests,
@@ -62,7 +62,7 @@ impl Run {
         );
         std::fs::write(
             folder.join("charts.html"),
-            charts::render_html(self.scenario, &subtitle, &self.series),
+            charts::render_html(self.scenario, &subtitle, &self.series)?,
         )?;
         Ok(())
     }

@@ -14,14 +14,17 @@ pub struct Second {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
-    /// Failed requests by status code, or "transport" / "timeout" when no status came back.
+    /// Failed requests by status code (with the contract's error code when the body had one,
+    /// e.g. `503_OVERLOADED`), or "transport" / "timeout" when no status came back.
     pub errors: BTreeMap<String, u64>,
-    /// Virtual users alive at the end of this second.
+    /// The most virtual users alive at once during this second (as seen whenever a request
+    /// completed or a user started or ended in it).
     pub active_users: u64,
 }
 
 impl Second {
+    /// Failed requests in this second, over all keys (saturating, never overflowing).
     pub fn error_count(&self) -> u64 {
-        self.errors.values().sum()
+        self.errors.values().fold(0u64, |a, &v| a.saturating_add(v))
     }
 }
