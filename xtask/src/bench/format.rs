@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use num_format::{Locale, ToFormattedString};
 use serde_json::Value;
 
 /// Every run's summary, by run name.
@@ -16,16 +17,16 @@ pub fn show(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
     value.map_or("—".into(), format)
 }
 
+/// A whole number, thousands grouped by `num-format` as loadtest's charts group them (English:
+/// "1,234"), negatives with a typographic minus ("−1,234"); "—" for what is not a number.
 pub fn int(value: f64) -> String {
-    let digits = format!("{:.0}", value.abs());
-    let mut grouped = String::new();
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(digit);
+    if !value.is_finite() {
+        return "—".into();
     }
-    if value < 0.0 {
+    let magnitude = value.abs().round();
+    // Saturates past u128::MAX (3.4e38), far beyond any figure of a run.
+    let grouped = (magnitude as u128).to_formatted_string(&Locale::en);
+    if value < 0.0 && magnitude > 0.0 {
         format!("−{grouped}")
     } else {
         grouped
@@ -64,5 +65,37 @@ pub fn change(before: Option<f64>, after: Option<f64>, unit: impl Fn(f64) -> Str
             format!("{} → {} ({:+.0}%)", unit(b), unit(a), (a / b - 1.0) * 100.0)
         }
         _ => format!("{} → {}", show(before, &unit), show(after, &unit)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::int;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(int(0.0), "0");
+        assert_eq!(int(999.4), "999");
+        assert_eq!(int(1234.0), "1,234");
+        assert_eq!(int(1_234_567.0), "1,234,567");
+    }
+
+    #[test]
+    fn ints_round_to_the_nearest_whole_number() {
+        assert_eq!(int(999.5), "1,000");
+        assert_eq!(int(2598.49), "2,598");
+    }
+
+    #[test]
+    fn negatives_take_a_typographic_minus_but_zero_has_no_sign() {
+        assert_eq!(int(-1234.0), "−1,234");
+        assert_eq!(int(-0.4), "0");
+    }
+
+    #[test]
+    fn what_is_not_a_number_shows_a_dash() {
+        assert_eq!(int(f64::NAN), "—");
+        assert_eq!(int(f64::INFINITY), "—");
+        assert_eq!(int(1e20), "100,000,000,000,000,000,000");
     }
 }

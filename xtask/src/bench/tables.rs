@@ -381,15 +381,6 @@ mod tests {
     use serde_json::json;
 
     use super::{replace_between_markers, results_table};
-    use crate::bench::format::int;
-
-    #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(int(0.0), "0");
-        assert_eq!(int(999.4), "999");
-        assert_eq!(int(1234.0), "1,234");
-        assert_eq!(int(1_234_567.0), "1,234,567");
-    }
 
     #[test]
     fn the_table_replaces_only_what_sits_between_the_markers() {
