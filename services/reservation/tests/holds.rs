@@ -454,3 +454,32 @@ async fn an_idempotency_key_refused_at_the_limit_is_not_used_up() {
         third
     );
 }
+
+#[tokio::test]
+async fn a_reservation_reads_back_in_the_status_its_row_has() {
+    let system = System::start(4).await;
+    let cases = [
+        ("HELD", 5, pb::ReservationStatus::Held),
+        ("CONFIRMED", -5, pb::ReservationStatus::Confirmed),
+        ("EXPIRED", -5, pb::ReservationStatus::Expired),
+        ("CANCELLED", 5, pb::ReservationStatus::Cancelled),
+        // Run out but not yet swept: EXPIRED at once.
+        ("HELD", -5, pb::ReservationStatus::Expired),
+    ];
+    for (seat_no, (status, minutes_left, expected)) in (1..).zip(cases) {
+        let (id,): (i64,) = sqlx::query_as(
+            "insert into reservations (user_id, concert_option_id, seat_no, status, price_minor, \
+                                       grade, expires_at, concert_id) \
+             values (7, 1, $1, $2, 1000, 'S', now() + make_interval(mins => $3), 1) returning id",
+        )
+        .bind(seat_no)
+        .bind(status)
+        .bind(minutes_left)
+        .fetch_one(&system.db)
+        .await
+        .unwrap();
+        let read = system.reservation(id).await;
+        assert_eq!(read.status(), expected, "{status}, {minutes_left} min left");
+        assert_eq!((read.seat_no, read.price_minor), (seat_no, 1000));
+    }
+}

@@ -1,4 +1,5 @@
-//! The occupancy reads stay single index scans at a realistic volume of claims.
+//! The store's scans of whole tables' worth of rows (occupancy, counts, the seat-limit count and
+//! the sweeper's batches) stay index scans at a realistic volume.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
@@ -14,29 +15,44 @@ async fn migrated_database() -> sqlx::PgPool {
     pool
 }
 
+/// 200 options x 1,000 seats, every other seat claimed: 100,000 claims. Of each option's 500
+/// claims a tenth are sold, a tenth have run out (not yet swept) and the rest are live holds.
+async fn hundred_thousand_claims(pool: &sqlx::PgPool) {
+    sqlx::query(
+        "insert into seat_claims (concert_option_id, seat_no, reservation_id, held_until) \
+         select o, s, o * 1000 + s, \
+                case when s % 20 = 1 then null \
+                     when s % 20 = 3 then now() - interval '1 minute' \
+                     else now() + interval '5 minutes' end \
+         from generate_series(1, 200) o, generate_series(1, 1000, 2) s",
+    )
+    .execute(pool)
+    .await
+    .expect("claims");
+    sqlx::query("analyze").execute(pool).await.expect("analyze");
+    let (claims,): (i64,) = sqlx::query_as("select count(*) from seat_claims")
+        .fetch_one(pool)
+        .await
+        .expect("count");
+    assert_eq!(claims, 100_000);
+}
+
+/// Live (held or sold) claims per option in [`hundred_thousand_claims`].
+const LIVE_PER_OPTION: usize = 450;
+
 #[tokio::test]
 async fn occupancy_reads_are_index_scans_over_a_hundred_thousand_claims() {
     let pool = migrated_database().await;
-    // 100 options x 1,000 seats, half of them held, some sold.
-    sqlx::query(
-        "insert into seat_claims (concert_option_id, seat_no, reservation_id, held_until) \
-         select o, s, o * 1000 + s, case when s % 10 = 0 then null else now() + interval '5 minutes' end \
-         from generate_series(1, 100) o, generate_series(1, 1000, 2) s",
-    )
-    .execute(&pool)
-    .await
-    .expect("claims");
-    sqlx::query("analyze")
-        .execute(&pool)
-        .await
-        .expect("analyze");
+    hundred_thousand_claims(&pool).await;
 
+    // GetOccupancy: one option's taken seats, in seat order straight from the key.
     let occupancy = kit::postgres::explain(&pool, reservation::store::holds::OCCUPANCY, 42_i64)
         .await
         .expect("explain");
-    assert!(occupancy.contains("on seat_claims_pkey"), "{occupancy}");
+    assert!(occupancy.contains("seat_claims_pkey"), "{occupancy}");
     assert!(!occupancy.contains("Sort"), "{occupancy}");
     assert!(!occupancy.contains("Seq Scan"), "{occupancy}");
+    // CountTaken: many options' counts in one statement.
     let counts = kit::postgres::explain(
         &pool,
         reservation::store::holds::TAKEN_COUNTS,
@@ -44,14 +60,78 @@ async fn occupancy_reads_are_index_scans_over_a_hundred_thousand_claims() {
     )
     .await
     .expect("explain");
-    assert!(counts.contains("on seat_claims_pkey"), "{counts}");
+    assert!(counts.contains("seat_claims_pkey"), "{counts}");
     assert!(!counts.contains("Seq Scan"), "{counts}");
 
-    // And the occupancy read agrees with the rows: 500 claims per option, all live.
+    // And both reads agree with the rows: sold and held seats count, run-out ones do not.
     let taken = reservation::store::holds::occupancy(&pool, 42)
         .await
         .expect("occupancy");
-    assert_eq!(taken.len(), 500);
+    assert_eq!(taken.len(), LIVE_PER_OPTION);
+    assert!(taken.iter().all(|seat| seat % 20 != 3), "{taken:?}");
+    let mut counts = reservation::store::holds::count_taken(&pool, &[41, 42, 201])
+        .await
+        .expect("count taken");
+    counts.sort_unstable();
+    assert_eq!(counts, vec![(41, 450), (42, 450)]);
+}
+
+#[tokio::test]
+async fn the_sweepers_batches_are_index_scans_over_a_hundred_thousand_reservations() {
+    let pool = migrated_database().await;
+    // A sweeper's steady state: of 100,000 reservations 60% are paid, 30% expired and swept,
+    // 9% live holds and 1% holds run out since the last sweep; every one not swept has its
+    // seat's claim (sold, or held until the reservation's deadline).
+    sqlx::raw_sql(
+        "insert into reservations (id, user_id, concert_option_id, seat_no, status, price_minor, \
+                                   grade, expires_at, concert_id) \
+         select n, n % 10000 + 1, n / 1000 + 1, n % 1000 + 1, \
+                case when n % 100 < 60 then 'CONFIRMED' when n % 100 < 90 then 'EXPIRED' \
+                     else 'HELD' end, \
+                1000, 'S', \
+                case when n % 100 < 90 then now() - interval '1 hour' \
+                     when n % 100 < 99 then now() + interval '5 minutes' \
+                     else now() - interval '1 minute' end, \
+                n / 10000 + 1 \
+         from generate_series(1, 100000) n; \
+         insert into seat_claims (concert_option_id, seat_no, reservation_id, held_until) \
+         select concert_option_id, seat_no, id, \
+                case when status = 'CONFIRMED' then null else expires_at end \
+         from reservations where status <> 'EXPIRED'; \
+         analyze;",
+    )
+    .execute(&pool)
+    .await
+    .expect("reservations and claims");
+
+    let claims = kit::postgres::explain(&pool, reservation::store::holds::SWEEP_CLAIMS, 1000_i64)
+        .await
+        .expect("explain");
+    assert!(claims.contains("seat_claims_by_expiry"), "{claims}");
+    assert!(!claims.contains("Seq Scan"), "{claims}");
+    let holds = kit::postgres::explain(&pool, reservation::store::holds::SWEEP_HOLDS, 1000_i64)
+        .await
+        .expect("explain");
+    assert!(
+        holds.contains("reservations_held_by_expiry"),
+        "{holds}"
+    );
+    assert!(holds.contains("reservations_pkey"), "{holds}");
+    assert!(!holds.contains("Seq Scan"), "{holds}");
+
+    // And a batch takes what has run out and nothing else.
+    let marked = reservation::store::holds::sweep(&pool, 100_000)
+        .await
+        .expect("sweep");
+    assert_eq!(marked, 1_000);
+    let (claims, held): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from seat_claims), \
+                (select count(*) from reservations where status = 'HELD')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("counts");
+    assert_eq!((claims, held), (69_000, 9_000));
 }
 
 /// How `hold_seat` (migration 0002) counts a user's live seats of a concert, with its

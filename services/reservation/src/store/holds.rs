@@ -126,25 +126,24 @@ pub async fn count_taken(
         .await?)
 }
 
+/// Deletes up to $1 claims whose hold has run out: a range scan of `seat_claims_by_expiry`
+/// picks them, then each is deleted by its row address (`= any(array(...))`, so the plan never
+/// joins the batch against the whole table, whatever the planner guesses its size to be).
+pub const SWEEP_CLAIMS: &str = "delete from seat_claims where ctid = any(array( \
+       select ctid from seat_claims where held_until <= now() limit $1 for update skip locked))";
+
+/// Marks up to $1 run-out holds EXPIRED: a range scan of `reservations_held_by_expiry` picks
+/// them, then each is updated by primary key.
+pub const SWEEP_HOLDS: &str = "update reservations set status = 'EXPIRED' where id = any(array( \
+       select id from reservations where status = 'HELD' and expires_at <= now() \
+       limit $1 for update skip locked))";
+
 /// Marks up to `batch` run-out holds EXPIRED and deletes their claims. Reads and holds already
 /// treat them as free; this keeps the tables small and the statuses honest. Returns how many
 /// reservations were marked.
 #[tracing::instrument(name = "UPDATE reservations (sweep)", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn sweep(pool: &PgPool, batch: i64) -> Result<u64, ReservationError> {
-    sqlx::query(
-        "delete from seat_claims where ctid in ( \
-           select ctid from seat_claims where held_until <= now() limit $1 for update skip locked)",
-    )
-    .bind(batch)
-    .execute(pool)
-    .await?;
-    let marked = sqlx::query(
-        "update reservations set status = 'EXPIRED' where id in ( \
-           select id from reservations where status = 'HELD' and expires_at <= now() \
-           limit $1 for update skip locked)",
-    )
-    .bind(batch)
-    .execute(pool)
-    .await?;
+    sqlx::query(SWEEP_CLAIMS).bind(batch).execute(pool).await?;
+    let marked = sqlx::query(SWEEP_HOLDS).bind(batch).execute(pool).await?;
     Ok(marked.rows_affected())
 }
