@@ -8,9 +8,12 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::numbers;
 use super::panels::Panel;
 
-/// The SVG's coordinate system (it scales to the page's width).
-pub const WIDTH: u32 = 1000;
-pub const HEIGHT: u32 = 250;
+/// Plotters draws on whole units: drawing at twice the size the page shows keeps each point's
+/// rounding under half a screen pixel, so straight runs look straight.
+const SCALE: u32 = 2;
+/// The SVG's coordinate system (it scales to the page's width, about 1000 × 250 px).
+pub const WIDTH: u32 = 1000 * SCALE;
+pub const HEIGHT: u32 = 250 * SCALE;
 /// Draw a marker on every point when there are at most this many (a lone point has no line).
 const MARKER_LIMIT: usize = 40;
 /// At most this many labels (and gridlines) on the time axis and on the y axis.
@@ -93,7 +96,7 @@ fn draw_lines(
         .bold_line_style(GRID)
         .light_line_style(TRANSPARENT)
         .axis_style(AXIS)
-        .set_all_tick_mark_size(4)
+        .set_all_tick_mark_size(4 * SCALE)
         .x_labels(x_labels)
         .y_labels(y_labels)
         .x_label_formatter(&x_label)
@@ -118,6 +121,8 @@ fn draw_lines(
                 line.color.mix(0.08),
             ))?;
         }
+        // Lines and gridlines keep their width on screen, whatever the scale (the page's CSS
+        // gives them `vector-effect: non-scaling-stroke`).
         chart.draw_series(LineSeries::new(
             points.iter().copied(),
             line.color.stroke_width(2),
@@ -125,8 +130,8 @@ fn draw_lines(
         if points.len() <= MARKER_LIMIT {
             chart.draw_series(points.iter().map(|&p| {
                 EmptyElement::at(p)
-                    + Circle::new((0, 0), 3, WHITE.filled())
-                    + Circle::new((0, 0), 3, line.color.stroke_width(2))
+                    + Circle::new((0, 0), 3 * SCALE, WHITE.filled())
+                    + Circle::new((0, 0), 3 * SCALE, line.color.stroke_width(3))
             }))?;
         }
     }
@@ -142,7 +147,7 @@ fn draw_no_data(
         .configure_mesh()
         .disable_mesh()
         .axis_style(AXIS)
-        .set_all_tick_mark_size(4)
+        .set_all_tick_mark_size(4 * SCALE)
         .x_labels(0)
         .y_labels(0)
         .axis_desc_style(font(13.0, UNIT))
@@ -160,16 +165,18 @@ fn builder<'a, 'b>(
 ) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
     let mut builder = ChartBuilder::on(root);
     builder
-        .margin_top(12)
-        .margin_right(18)
-        .x_label_area_size(42)
-        .y_label_area_size(70);
+        .margin_top(12 * SCALE)
+        .margin_right(18 * SCALE)
+        .x_label_area_size(42 * SCALE)
+        .y_label_area_size(70 * SCALE);
     builder
 }
 
-/// Text of `px` pixels: plotters writes `size / 1.24` as the SVG font size.
+/// Text shown `px` pixels high: plotters writes `size / 1.24` as the SVG font size.
 fn font(px: f64, color: RGBColor) -> TextStyle<'static> {
-    ("sans-serif", px * 1.24).into_font().color(&color)
+    ("sans-serif", px * f64::from(SCALE) * 1.24)
+        .into_font()
+        .color(&color)
 }
 
 /// How many whole units fit in `0..=span` (at least 2, so an axis has both ends).
