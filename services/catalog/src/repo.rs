@@ -1,4 +1,5 @@
-//! The catalog's queries. Each is one statement on one index.
+//! The catalog's queries, each one statement on its index. Every statement the repo runs is a
+//! const here (listed in [`READS`]), so the plan tests explain exactly what runs.
 
 use sqlx::PgPool;
 
@@ -29,8 +30,13 @@ macro_rules! epoch_ms {
     };
 }
 
+/// Every concert, by id (one ordered scan of the `concerts` primary key: no sort).
+pub const ALL_CONCERTS: &str =
+    "select id, title, artist, description, shared_room from concerts order by id";
+
 /// The options of concert $1 by start time (one index range scan on
-/// `concert_options_by_concert`; the join adds one primary-key probe of `concerts`).
+/// `concert_options_by_concert`; the join adds one primary-key probe of `concerts`, and the
+/// concert's few options are sorted after it).
 pub const OPTIONS_OF_CONCERT: &str = concat!(
     "select o.id, ",
     epoch_ms!("o.starts_at"),
@@ -57,6 +63,16 @@ pub const OPTION_OF_SEAT_MAP: &str = concat!(
 pub const SEATS_OF_OPTION: &str = "select concert_option_id, seat_no, grade, price_minor from seats \
      where concert_option_id = $1 order by seat_no";
 
+/// Every statement the repo runs, by name: [`ALL_CONCERTS`] takes no parameter, the others one
+/// id (`$1`, a bigint).
+pub const READS: [(&str, &str); 5] = [
+    ("ALL_CONCERTS", ALL_CONCERTS),
+    ("CONCERT_BY_ID", CONCERT_BY_ID),
+    ("OPTIONS_OF_CONCERT", OPTIONS_OF_CONCERT),
+    ("OPTION_OF_SEAT_MAP", OPTION_OF_SEAT_MAP),
+    ("SEATS_OF_OPTION", SEATS_OF_OPTION),
+];
+
 impl CatalogRepo {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
@@ -68,11 +84,7 @@ impl CatalogRepo {
 
     #[tracing::instrument(name = "SELECT concerts", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn concerts(&self) -> Result<Vec<Concert>, CatalogError> {
-        Ok(sqlx::query_as(
-            "select id, title, artist, description, shared_room from concerts order by id",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_as(ALL_CONCERTS).fetch_all(&self.pool).await?)
     }
 
     /// One concert; `ConcertNotFound` for an unknown one.

@@ -11,7 +11,7 @@ pub struct SeedArgs {
     /// Concerts (ids 1..=N).
     #[arg(long, default_value_t = 1)]
     pub concerts: i64,
-    /// Options (performances) per concert.
+    /// Concert options per concert.
     #[arg(long, default_value_t = 10)]
     pub options_per_concert: i64,
     /// Seats per option (numbered 1..=N).
@@ -21,7 +21,8 @@ pub struct SeedArgs {
 
 pub async fn seed(pool: &PgPool, args: SeedArgs) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // The original clients queue in the shared room (no concertId) and book these concerts.
+    // The original clients queue in the shared default room (no concertId) and book these
+    // concerts.
     // A seeded concert already there is put in the shared room too: one seeded before rooms
     // existed got its own room from the migration's default.
     sqlx::query(

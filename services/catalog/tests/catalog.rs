@@ -122,16 +122,26 @@ async fn larger_sets_seed_with_distinct_option_ranges() {
         seats_per_option: 1000,
     })
     .await;
-    let options = client
-        .list_options(pb::ListOptionsRequest { concert_id: 3 })
-        .await
-        .expect("options")
-        .into_inner()
-        .options;
-    assert_eq!(
-        options.iter().map(|o| o.id).collect::<Vec<_>>(),
-        vec![9, 10, 11, 12]
-    );
+    // Concert c has options (c-1)*4+1 ..= c*4, each with its whole seat map.
+    for concert_id in 1..=3_i64 {
+        let options = client
+            .list_options(pb::ListOptionsRequest { concert_id })
+            .await
+            .expect("options")
+            .into_inner()
+            .options;
+        let first = (concert_id - 1) * 4 + 1;
+        assert_eq!(
+            options.iter().map(|o| o.id).collect::<Vec<_>>(),
+            (first..first + 4).collect::<Vec<_>>(),
+            "concert {concert_id}"
+        );
+        assert!(
+            options
+                .iter()
+                .all(|o| o.concert_id == concert_id && o.seat_count == 1000)
+        );
+    }
     let map = client
         .get_seat_map(pb::GetSeatMapRequest {
             concert_option_id: 12,
@@ -139,7 +149,11 @@ async fn larger_sets_seed_with_distinct_option_ranges() {
         .await
         .expect("seat map")
         .into_inner();
-    assert_eq!(map.seats.len(), 1000);
+    assert_eq!(
+        map.seats.iter().map(|s| s.seat_no).collect::<Vec<_>>(),
+        (1..=1000).collect::<Vec<_>>()
+    );
+    assert_eq!(map.concert_id, 3);
 }
 
 #[tokio::test]
@@ -187,6 +201,19 @@ async fn unknown_and_invalid_ids_have_stable_codes() {
         ),
         (tonic::Code::NotFound, "OPTION_NOT_FOUND".into())
     );
+    for concert_option_id in [0, -4] {
+        assert_eq!(
+            failure(
+                client
+                    .get_seat_map(pb::GetSeatMapRequest { concert_option_id })
+                    .await
+            ),
+            (
+                tonic::Code::InvalidArgument,
+                "INVALID_CONCERT_OPTION_ID".into()
+            )
+        );
+    }
 }
 
 #[tokio::test]
@@ -287,8 +314,61 @@ fn failure<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (tonic::Code
     (status.code(), code)
 }
 
+/// The statements `repo.rs` runs, by the const each call passes: every `sqlx::query*(` call in
+/// the file, so a statement added inline or under a new const is caught.
+fn statements_run_by_the_repo() -> Vec<String> {
+    let source = include_str!("../src/repo.rs");
+    let mut names = Vec::new();
+    for (at, _) in source.match_indices("sqlx::query") {
+        let call = &source[at..];
+        let open = call.find('(').expect("a call");
+        let argument: String = call[open + 1..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        names.push(argument);
+    }
+    names
+}
+
+fn plan_lines(rows: Vec<(String,)>) -> String {
+    rows.into_iter()
+        .map(|(line,)| line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The plan of one of the repo's statements, with `$1` (if it has one) bound to `id`.
+async fn plan_of(pool: &sqlx::PgPool, sql: &str, id: i64) -> String {
+    if sql.contains("$1") {
+        kit::postgres::explain(pool, sql, id)
+            .await
+            .expect("explain")
+    } else {
+        let rows: Vec<(String,)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("explain (costs off) {sql}")))
+                .fetch_all(pool)
+                .await
+                .expect("explain");
+        plan_lines(rows)
+    }
+}
+
 #[tokio::test]
-async fn every_read_is_an_index_scan() {
+async fn every_statement_of_the_repo_is_an_index_scan_at_a_realistic_volume() {
+    // Every statement the repo runs is one of the named reads, and each is run.
+    let run = statements_run_by_the_repo();
+    let named: Vec<&str> = catalog::repo::READS.iter().map(|(name, _)| *name).collect();
+    assert!(
+        run.iter().all(|name| named.contains(&name.as_str())),
+        "repo.rs runs {run:?}; the reads explained here are {named:?}"
+    );
+    assert!(
+        named.iter().all(|name| run.iter().any(|r| r == name)),
+        "repo.rs runs {run:?}; the reads explained here are {named:?}"
+    );
+
     let database_url = kit::postgres::fresh_database(&server_url())
         .await
         .expect("fresh database");
@@ -319,30 +399,43 @@ async fn every_read_is_an_index_scan() {
         .await
         .expect("analyze");
 
-    let seats = kit::postgres::explain(&pool, catalog::repo::SEATS_OF_OPTION, 77)
-        .await
-        .expect("explain");
-    assert!(
-        seats.contains("Index Only Scan using seats_pkey"),
-        "{seats}"
-    );
-    let options = kit::postgres::explain(&pool, catalog::repo::OPTIONS_OF_CONCERT, 7)
-        .await
-        .expect("explain");
-    assert!(options.contains("concert_options_by_concert"), "{options}");
-    assert!(
-        !options.contains("Seq Scan on concert_options"),
-        "{options}"
-    );
-    let concert = kit::postgres::explain(&pool, catalog::repo::CONCERT_BY_ID, 7_i64)
-        .await
-        .expect("explain");
-    assert!(concert.contains("using concerts_pkey"), "{concert}");
-    assert!(!concert.contains("Seq Scan"), "{concert}");
-    let option = kit::postgres::explain(&pool, catalog::repo::OPTION_OF_SEAT_MAP, 77_i64)
-        .await
-        .expect("explain");
-    assert!(option.contains("using concert_options_pkey"), "{option}");
-    assert!(option.contains("using concerts_pkey"), "{option}");
-    assert!(!option.contains("Seq Scan"), "{option}");
+    // What each read must use: (statement, its id, indexes in its plan, whether its rows come
+    // in order from the index). A concert's options (a handful) are sorted after the join.
+    let expected: [(&str, i64, &[&str], bool); 5] = [
+        ("ALL_CONCERTS", 0, &["Index Scan using concerts_pkey"], true),
+        ("CONCERT_BY_ID", 7, &["concerts_pkey"], true),
+        (
+            "OPTIONS_OF_CONCERT",
+            7,
+            &["concerts_pkey", "concert_options_by_concert"],
+            false,
+        ),
+        (
+            "OPTION_OF_SEAT_MAP",
+            77,
+            &["concert_options_pkey", "concerts_pkey"],
+            true,
+        ),
+        (
+            "SEATS_OF_OPTION",
+            77,
+            &["Index Only Scan using seats_pkey"],
+            true,
+        ),
+    ];
+    assert_eq!(expected.len(), catalog::repo::READS.len());
+    for (name, sql) in catalog::repo::READS {
+        let (_, id, indexes, in_index_order) = expected
+            .iter()
+            .find(|(expected_name, ..)| *expected_name == name)
+            .unwrap_or_else(|| panic!("no expected plan for {name}"));
+        let plan = plan_of(&pool, sql, *id).await;
+        for index in *indexes {
+            assert!(plan.contains(index), "{name} does not use {index}:\n{plan}");
+        }
+        assert!(!plan.contains("Seq Scan"), "{name}:\n{plan}");
+        if *in_index_order {
+            assert!(!plan.contains("Sort"), "{name}:\n{plan}");
+        }
+    }
 }

@@ -112,10 +112,7 @@ async fn the_sweepers_batches_are_index_scans_over_a_hundred_thousand_reservatio
     let holds = kit::postgres::explain(&pool, reservation::store::holds::SWEEP_HOLDS, 1000_i64)
         .await
         .expect("explain");
-    assert!(
-        holds.contains("reservations_held_by_expiry"),
-        "{holds}"
-    );
+    assert!(holds.contains("reservations_held_by_expiry"), "{holds}");
     assert!(holds.contains("reservations_pkey"), "{holds}");
     assert!(!holds.contains("Seq Scan"), "{holds}");
 
