@@ -1,5 +1,5 @@
-//! Number formatting for the bench's written results, and reading a figure out of a run's
-//! summary.
+//! Number formatting for the bench's written results, reading a figure out of a run's
+//! summary, and the results-table row that every section fills.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +8,15 @@ use serde_json::Value;
 
 /// Every run's summary, by run name.
 pub type Results = BTreeMap<&'static str, Value>;
+
+/// One line of the README's results table.
+pub(super) struct Row {
+    pub measure: String,
+    pub this_system: String,
+    pub limit: String,
+    pub target: String,
+    pub original: &'static str,
+}
 
 pub fn number(results: &Results, run: &str, pointer: &str) -> Option<f64> {
     results.get(run)?.pointer(pointer)?.as_f64()

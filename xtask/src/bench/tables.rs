@@ -6,20 +6,11 @@ use serde_json::Value;
 
 use super::{
     auth_cost,
-    format::{Results, int, ms, number, percent, show, verdict},
+    format::{Results, Row, int, ms, number, percent, show, verdict},
 };
 
 const START: &str = "<!-- bench:results:start -->";
 const END: &str = "<!-- bench:results:end -->";
-
-/// One line of the README's results table.
-pub(super) struct Row {
-    pub measure: String,
-    pub this_system: String,
-    pub limit: String,
-    pub target: String,
-    pub original: &'static str,
-}
 
 fn rows(results: &Results) -> Vec<Row> {
     let mut rows = Vec::new();
