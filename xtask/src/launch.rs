@@ -23,11 +23,11 @@ pub struct UpArgs {
     #[command(flatten)]
     stores: StoreArgs,
 
-    /// Waiters admitted per second per queue.
+    /// Waiters admitted per second per room.
     #[arg(long, env = "QUEUE_ADMISSION_RATE")]
     admission_rate: Option<f64>,
 
-    /// Most concurrently active users per queue.
+    /// Most concurrently active users per room.
     #[arg(long, env = "QUEUE_ACTIVE_CAP")]
     active_cap: Option<u32>,
 
