@@ -217,7 +217,7 @@ async fn unknown_and_invalid_ids_have_stable_codes() {
 }
 
 #[tokio::test]
-async fn get_concert_and_seat_maps_say_which_room_admits_to_the_concert() {
+async fn concerts_listed_or_got_and_seat_maps_say_which_room_admits_to_the_concert() {
     let (mut client, pool) = start_with_pool(catalog::seed::SeedArgs {
         concerts: 2,
         options_per_concert: 2,

@@ -377,6 +377,24 @@ mod tests {
     }
 
     #[test]
+    fn a_hold_needs_a_positive_seat_no() {
+        for seat_no in [0, -1] {
+            let request = pb::HoldSeatRequest {
+                user_id: 1,
+                concert_option_id: 2,
+                seat_no,
+                idempotency_key: None,
+                admitted_by: Some(pb::Room { concert_id: None }),
+            };
+            // The wire code keeps the original clients' name for a seat's number.
+            assert_eq!(
+                code(HoldSeat::try_from(request).err().unwrap()),
+                "INVALID_SEAT_ID"
+            );
+        }
+    }
+
+    #[test]
     fn charges_are_positive_and_bounded() {
         let request = |amount| pb::ChargeWalletRequest {
             user_id: 1,

@@ -253,12 +253,13 @@ async fn twenty_at_once_get_exactly_four(with_keys: bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_simultaneous_holds_by_one_user_get_exactly_the_limit() {
+async fn twenty_simultaneous_holds_by_each_of_two_users_get_exactly_the_limit() {
     twenty_at_once_get_exactly_four(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn twenty_simultaneous_holds_with_idempotency_keys_get_exactly_the_limit() {
+async fn twenty_simultaneous_holds_by_each_of_two_users_with_idempotency_keys_get_exactly_the_limit()
+ {
     twenty_at_once_get_exactly_four(true).await;
 }
 
