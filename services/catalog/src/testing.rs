@@ -13,6 +13,15 @@ struct Args {
     config: Config,
 }
 
+/// Puts `concert_id` in its own waiting room (the seed puts every concert in the default room).
+pub async fn give_own_room(pool: &sqlx::PgPool, concert_id: i64) -> sqlx::Result<()> {
+    sqlx::query("update concerts set shared_room = false where id = $1")
+        .bind(concert_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// Starts the catalog in this process; returns its address and a pool on its database (for
 /// tests that add or change concerts).
 pub async fn spawn_seeded(

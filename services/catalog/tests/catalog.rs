@@ -225,8 +225,7 @@ async fn concerts_listed_or_got_and_seat_maps_say_which_room_admits_to_the_conce
     })
     .await;
     // Concert 2 gets its own room; a concert added without saying gets its own room too.
-    sqlx::query("update concerts set shared_room = false where id = 2")
-        .execute(&pool)
+    catalog::testing::give_own_room(&pool, 2)
         .await
         .expect("own room");
     let (added,): (i64,) = sqlx::query_as(

@@ -107,8 +107,7 @@ async fn add_concert_with_own_room(system: &System) {
     )
     .await
     .unwrap();
-    sqlx::query("update concerts set shared_room = false where id = 2")
-        .execute(system.catalog_db())
+    catalog::testing::give_own_room(system.catalog_db(), 2)
         .await
         .unwrap();
 }

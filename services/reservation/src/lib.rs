@@ -8,6 +8,8 @@ pub mod grpc;
 pub mod seat_prices;
 pub mod store;
 pub mod sweeper;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 

@@ -241,12 +241,7 @@ async fn twenty_at_once_get_exactly_four(with_keys: bool) {
             assert_eq!(refused, vec![seat_limit_reached(); 16], "round {round}");
             assert_eq!(system.rows_of(user).await, 4);
         }
-        sqlx::query("update reservations set expires_at = now() - interval '1 second'")
-            .execute(&system.db)
-            .await
-            .unwrap();
-        sqlx::query("update seat_claims set held_until = now() - interval '1 second'")
-            .execute(&system.db)
+        reservation::testing::run_out_holds(&system.db, None)
             .await
             .unwrap();
     }

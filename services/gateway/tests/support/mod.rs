@@ -224,19 +224,9 @@ impl System {
 
     /// Moves every hold's deadline into the past, as if the hold time had run out.
     pub async fn expire_holds(&self) {
-        sqlx::query(
-            "update reservations set expires_at = now() - interval '1 second' where status = 'HELD'",
-        )
-        .execute(self.reservation_db())
-        .await
-        .expect("age reservations");
-        sqlx::query(
-            "update seat_claims set held_until = now() - interval '1 second' \
-             where held_until is not null",
-        )
-        .execute(self.reservation_db())
-        .await
-        .expect("age claims");
+        reservation::testing::run_out_holds(self.reservation_db(), None)
+            .await
+            .expect("run out the holds");
     }
 
     pub fn advance(&self, ms: i64) {

@@ -48,9 +48,7 @@ impl System {
         let (catalog_addr, catalog_pool) = catalog::testing::spawn_seeded(&server_url(), seed)
             .await
             .expect("catalog starts");
-        sqlx::query("update concerts set shared_room = false where id = $1")
-            .bind(OWN_ROOM_CONCERT)
-            .execute(&catalog_pool)
+        catalog::testing::give_own_room(&catalog_pool, OWN_ROOM_CONCERT)
             .await
             .expect("own room");
 
@@ -165,21 +163,9 @@ impl System {
     /// Moves the deadline of reservation `id` (and of its seat's claim) into the past, as if
     /// its hold time had run out.
     pub async fn expire(&self, id: i64) {
-        sqlx::query(
-            "update reservations set expires_at = now() - interval '1 second' where id = $1",
-        )
-        .bind(id)
-        .execute(&self.db)
-        .await
-        .expect("age reservation");
-        sqlx::query(
-            "update seat_claims set held_until = now() - interval '1 second' \
-             where reservation_id = $1 and held_until is not null",
-        )
-        .bind(id)
-        .execute(&self.db)
-        .await
-        .expect("age claim");
+        reservation::testing::run_out_holds(&self.db, Some(id))
+            .await
+            .expect("run out the hold");
     }
 
     /// Reservation rows of `user_id` in any status.
