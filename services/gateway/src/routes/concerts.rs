@@ -1,4 +1,4 @@
-//! Browsing: concerts, their dates with free-seat counts, and an option's free seats.
+//! Browsing: concerts, their concert options with free-seat counts, and an option's free seats.
 
 use std::collections::HashSet;
 
@@ -113,7 +113,7 @@ async fn options_with_counts(
         .collect())
 }
 
-/// Dates that still have free seats.
+/// The concert options that still have free seats (the original clients call them dates).
 async fn available_dates(
     State(state): State<AppState>,
     PathParams(concert_id): PathParams<i64>,
