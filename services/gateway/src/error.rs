@@ -62,13 +62,18 @@ fn http_for(code: tonic::Code) -> (StatusCode, &'static str) {
             (StatusCode::CONFLICT, "CONFLICT")
         }
         Code::ResourceExhausted => (StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED"),
-        Code::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE"),
+        // Our services never answer UNKNOWN themselves; tonic's client reports a connection
+        // that failed under a call (h2 reset, GOAWAY) as UNKNOWN "transport error", which is
+        // as retriable as UNAVAILABLE.
+        Code::Unavailable | Code::Unknown => {
+            (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+        }
         // The client side of a deadline: tonic reports its own timeout as CANCELLED.
         Code::DeadlineExceeded | Code::Cancelled => {
             (StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT")
         }
         Code::Unimplemented => (StatusCode::NOT_IMPLEMENTED, "NOT_IMPLEMENTED"),
-        Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => {
+        Code::Ok | Code::Internal | Code::DataLoss => {
             (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL")
         }
     }
@@ -124,6 +129,11 @@ mod tests {
     fn the_table_maps_transport_failures_to_503_and_504() {
         let unavailable = ApiError::from(tonic::Status::unavailable("down"));
         assert_eq!(unavailable.status, StatusCode::SERVICE_UNAVAILABLE);
+        let broken_connection = ApiError::from(tonic::Status::unknown("transport error"));
+        assert_eq!(
+            (broken_connection.status, &*broken_connection.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+        );
         let deadline = ApiError::from(tonic::Status::deadline_exceeded("slow"));
         assert_eq!(deadline.status, StatusCode::GATEWAY_TIMEOUT);
         let timeout = ApiError::from(tonic::Status::cancelled("Timeout expired"));
