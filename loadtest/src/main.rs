@@ -83,7 +83,7 @@ enum Scenario {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut client = client::Client::new(&cli.gateway)?;
+    let mut client = client::Client::new(&cli.gateway);
     if let Some(dir) = &cli.auth_key_dir {
         client = client.with_identity(auth::Identity::load(dir)?)?;
         eprintln!(

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::bail;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// The repository root (xtask lives one level below it).
 pub fn root() -> PathBuf {
@@ -89,11 +89,11 @@ pub async fn terminate(name: &str, child: &mut Child, grace: Duration) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
-    if let Some(pid) = child.id() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
+    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
     }
     match tokio::time::timeout(grace, child.wait()).await {
         Ok(_) => eprintln!("xtask: {name} stopped"),
