@@ -68,7 +68,7 @@ async fn gateway_trusting(issuer: &Issuer) -> Http {
     let aud = format!("--jwt-audience={AUDIENCE}");
     // The queue is never reached: a refused token stops at the door, and an accepted one
     // shows as 503 from the dead queue — anything but 401 means the token was accepted.
-    Http::new(support::start_gateway("http://127.0.0.1:9", &["--auth=jwt", &url, &iss, &aud]).await)
+    Http::new(support::start_gateway(support::NO_BACKEND, &["--auth=jwt", &url, &iss, &aud]).await)
 }
 
 fn claims(user: i64) -> Value {

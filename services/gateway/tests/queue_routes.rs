@@ -191,17 +191,9 @@ async fn health_and_readiness() {
     assert_eq!(ready.json["dependencies"]["queue"], "UP");
 }
 
-/// A port with nothing listening.
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
-}
-
 #[tokio::test]
 async fn a_down_queue_service_is_503_json_and_not_ready() {
-    let http = support::Http::new(support::start_gateway(&dead_url(), &[]).await);
+    let http = support::Http::new(support::start_gateway(support::NO_BACKEND, &[]).await);
     let reply = http.post("/queue/issue-token", r#"{"userId": 1}"#).await;
     assert_error(&reply, 503, "SERVICE_UNAVAILABLE");
     let ready = http.get("/readyz").await;

@@ -24,8 +24,6 @@ use tokio::{
     time::timeout,
 };
 
-const DEAD: &str = "http://127.0.0.1:1";
-
 /// A gateway whose backends are all dead, with extra flags.
 async fn gateway(extra: &[&str]) -> SocketAddr {
     let mut flags = vec![
@@ -33,7 +31,7 @@ async fn gateway(extra: &[&str]) -> SocketAddr {
         "--reservation-url=http://127.0.0.1:1",
     ];
     flags.extend_from_slice(extra);
-    support::start_gateway(DEAD, &flags).await
+    support::start_gateway(support::NO_BACKEND, &flags).await
 }
 
 async fn connect(addr: SocketAddr) -> TcpStream {

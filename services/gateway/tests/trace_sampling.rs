@@ -21,7 +21,7 @@ async fn an_untrusted_clients_sampled_traceparent_does_not_force_sampling() {
         .build();
     let _guard = kit::telemetry::install("tests", Some(provider));
     // /healthz needs no backend; the queue URL is never called.
-    let dead = "http://127.0.0.1:9";
+    let dead = support::NO_BACKEND;
     let public = Http::new(support::start_gateway(dead, &[]).await);
     let trusting =
         Http::new(support::start_gateway(dead, &["--trace-trusted-networks=127.0.0.0/8"]).await);

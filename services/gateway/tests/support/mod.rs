@@ -38,9 +38,10 @@ struct Bookings {
     catalog_db: sqlx::PgPool,
 }
 
-/// Where the gateway of a queue-only system sends catalog and reservation calls: nothing
-/// listens there, so a test that needed them fails with 503 instead of passing by accident.
-const NO_BACKEND: &str = "http://127.0.0.1:9";
+/// A backend URL nothing listens on: a gateway sends the calls of backends a test did not
+/// start there, so a test that needed one fails with 503 instead of passing by accident (or
+/// reaching a system someone runs on the default ports).
+pub const NO_BACKEND: &str = "http://127.0.0.1:9";
 
 pub fn postgres_server_url() -> String {
     std::env::var("DATABASE_URL")
@@ -149,21 +150,20 @@ impl System {
                 .await
                 .expect("queue starts");
         tokio::spawn(serve);
-        let (catalog_url, reservation_url, bookings) = match reservation_flags {
-            Some(flags) => {
-                let (catalog_url, reservation_url, reservation_db, catalog_db) =
-                    start_catalog_and_reservation_with(flags).await;
-                let bookings = Bookings {
-                    reservation_db,
-                    catalog_db,
-                };
-                (catalog_url, reservation_url, Some(bookings))
-            }
-            None => (NO_BACKEND.to_owned(), NO_BACKEND.to_owned(), None),
-        };
-        let catalog_flag = format!("--catalog-url={catalog_url}");
-        let reservation_flag = format!("--reservation-url={reservation_url}");
-        let mut flags = vec![catalog_flag.as_str(), reservation_flag.as_str()];
+        // Queue-only: the gateway's catalog and reservation stay at NO_BACKEND.
+        let mut backend_flags = Vec::new();
+        let mut bookings = None;
+        if let Some(flags) = reservation_flags {
+            let (catalog_url, reservation_url, reservation_db, catalog_db) =
+                start_catalog_and_reservation_with(flags).await;
+            backend_flags.push(format!("--catalog-url={catalog_url}"));
+            backend_flags.push(format!("--reservation-url={reservation_url}"));
+            bookings = Some(Bookings {
+                reservation_db,
+                catalog_db,
+            });
+        }
+        let mut flags: Vec<&str> = backend_flags.iter().map(String::as_str).collect();
         flags.extend_from_slice(gateway_flags);
         let http = Http::new(start_gateway(&format!("http://{queue_addr}"), &flags).await);
         Self {
@@ -242,13 +242,19 @@ impl System {
     }
 }
 
-/// A gateway on port 0 in front of `queue_url`, with extra flags.
+/// A gateway on port 0 in front of `queue_url`, with extra flags; catalog and reservation are
+/// [`NO_BACKEND`] unless the flags name them.
 pub async fn start_gateway(queue_url: &str, extra: &[&str]) -> SocketAddr {
     let mut args = vec![
         "gateway".to_owned(),
         "--listen-addr=127.0.0.1:0".to_owned(),
         format!("--queue-url={queue_url}"),
     ];
+    for backend in ["--catalog-url", "--reservation-url"] {
+        if !extra.iter().any(|arg| arg.starts_with(backend)) {
+            args.push(format!("{backend}={NO_BACKEND}"));
+        }
+    }
     // The original clients' mode unless a test says otherwise.
     if !extra.iter().any(|arg| arg.starts_with("--auth")) {
         args.push("--auth=trusted".to_owned());
