@@ -57,6 +57,34 @@ impl QueueService for QueueGrpc {
         let released = self.store.release(token).await?;
         Ok(Response::new(pb::ReleaseTokenResponse { released }))
     }
+
+    async fn list_rooms(
+        &self,
+        _request: Request<pb::ListRoomsRequest>,
+    ) -> Result<Response<pb::ListRoomsResponse>, Status> {
+        Err(Status::unimplemented("ListRooms is not built yet"))
+    }
+
+    async fn get_room_history(
+        &self,
+        _request: Request<pb::GetRoomHistoryRequest>,
+    ) -> Result<Response<pb::RoomHistory>, Status> {
+        Err(Status::unimplemented("GetRoomHistory is not built yet"))
+    }
+
+    async fn update_room_settings(
+        &self,
+        _request: Request<pb::UpdateRoomSettingsRequest>,
+    ) -> Result<Response<pb::RoomFigures>, Status> {
+        Err(Status::unimplemented("UpdateRoomSettings is not built yet"))
+    }
+
+    async fn list_setting_changes(
+        &self,
+        _request: Request<pb::ListSettingChangesRequest>,
+    ) -> Result<Response<pb::ListSettingChangesResponse>, Status> {
+        Err(Status::unimplemented("ListSettingChanges is not built yet"))
+    }
 }
 
 impl TryFrom<pb::IssueTokenRequest> for IssueToken {
@@ -101,6 +129,7 @@ impl From<AdvisedEntry> for pb::QueueEntry {
             user_id: entry.user.get(),
             concert_id: entry.room.concert_id(),
             poll_after_ms: u64::try_from(poll_after.as_millis()).unwrap_or(u64::MAX),
+            paused: false,
         }
     }
 }

@@ -102,23 +102,33 @@ impl ReservationService for ReservationGrpc {
         &self,
         request: Request<pb::CountTakenRequest>,
     ) -> Result<Response<pb::CountTakenResponse>, Status> {
-        let option_ids = request.into_inner().concert_option_ids;
-        if option_ids.len() > MAX_OPTIONS_PER_COUNT {
-            return Err(ReservationError::invalid(
-                "TOO_MANY_OPTIONS",
-                format!("at most {MAX_OPTIONS_PER_COUNT} options per call"),
-            )
-            .into());
-        }
-        for id in &option_ids {
-            positive_id(*id, "INVALID_CONCERT_OPTION_ID", "concertOptionId")?;
-        }
+        let option_ids = counted_options(request.into_inner())?;
         let counts = holds::count_taken(&self.pool, &option_ids).await?;
         let mut taken: HashMap<i64, u32> = option_ids.iter().map(|id| (*id, 0)).collect();
         for (option_id, count) in counts {
             taken.insert(option_id, u32::try_from(count).unwrap_or(u32::MAX));
         }
         Ok(Response::new(pb::CountTakenResponse { taken }))
+    }
+
+    async fn count_held_and_sold(
+        &self,
+        request: Request<pb::CountTakenRequest>,
+    ) -> Result<Response<pb::CountHeldAndSoldResponse>, Status> {
+        let option_ids = counted_options(request.into_inner())?;
+        let counts = holds::count_held_and_sold(&self.pool, &option_ids).await?;
+        let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        let options = counts
+            .into_iter()
+            .map(|(option_id, held, sold)| {
+                let counts = pb::HeldAndSold {
+                    held: count(held),
+                    sold: count(sold),
+                };
+                (option_id, counts)
+            })
+            .collect();
+        Ok(Response::new(pb::CountHeldAndSoldResponse { options }))
     }
 
     async fn pay(&self, request: Request<pb::PayRequest>) -> Result<Response<pb::Payment>, Status> {
@@ -182,4 +192,20 @@ impl ReservationService for ReservationGrpc {
         };
         Ok(Response::new(wallet.into()))
     }
+}
+
+/// The options of a count request: at most [`MAX_OPTIONS_PER_COUNT`], each a positive id.
+fn counted_options(request: pb::CountTakenRequest) -> Result<Vec<i64>, Status> {
+    let option_ids = request.concert_option_ids;
+    if option_ids.len() > MAX_OPTIONS_PER_COUNT {
+        return Err(ReservationError::invalid(
+            "TOO_MANY_OPTIONS",
+            format!("at most {MAX_OPTIONS_PER_COUNT} options per call"),
+        )
+        .into());
+    }
+    for id in &option_ids {
+        positive_id(*id, "INVALID_CONCERT_OPTION_ID", "concertOptionId")?;
+    }
+    Ok(option_ids)
 }

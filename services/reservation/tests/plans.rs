@@ -77,6 +77,28 @@ async fn occupancy_reads_are_index_scans_over_a_hundred_thousand_claims() {
 }
 
 #[tokio::test]
+async fn held_and_sold_counts_are_one_index_scan_and_split_live_claims_by_kind() {
+    let pool = migrated_database().await;
+    hundred_thousand_claims(&pool).await;
+    let plan = kit::postgres::explain(
+        &pool,
+        reservation::store::holds::HELD_AND_SOLD_COUNTS,
+        vec![1_i64, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    )
+    .await
+    .expect("explain");
+    assert!(plan.contains("seat_claims_pkey"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+
+    // Of each option's 500 claims: 50 sold (held_until null), 50 run out, 400 held.
+    let mut counts = reservation::store::holds::count_held_and_sold(&pool, &[41, 42, 201])
+        .await
+        .expect("count held and sold");
+    counts.sort_unstable();
+    assert_eq!(counts, vec![(41, 400, 50), (42, 400, 50)]);
+}
+
+#[tokio::test]
 async fn the_sweepers_batches_are_index_scans_over_a_hundred_thousand_reservations() {
     let pool = migrated_database().await;
     // A sweeper's steady state: of 100,000 reservations 60% are paid, 30% expired and swept,

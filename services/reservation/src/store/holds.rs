@@ -20,6 +20,12 @@ pub const TAKEN_COUNTS: &str = "select concert_option_id, count(*) from seat_cla
      where concert_option_id = any($1) and (held_until is null or held_until > now()) \
      group by concert_option_id";
 
+/// Held (unexpired) and sold counts per option apart: the operator's view.
+pub const HELD_AND_SOLD_COUNTS: &str = "select concert_option_id, \
+       count(*) filter (where held_until > now()), count(*) filter (where held_until is null) \
+     from seat_claims where concert_option_id = any($1) \
+       and (held_until is null or held_until > now()) group by concert_option_id";
+
 /// A hold to make: who, which seat, at what price, admitted by which room.
 #[derive(Clone, Debug)]
 pub struct NewHold {
@@ -121,6 +127,18 @@ pub async fn count_taken(
     option_ids: &[i64],
 ) -> Result<Vec<(i64, i64)>, ReservationError> {
     Ok(sqlx::query_as(TAKEN_COUNTS)
+        .bind(option_ids)
+        .fetch_all(pool)
+        .await?)
+}
+
+/// Held and sold counts per option, for many options in one query: (option, held, sold).
+#[tracing::instrument(name = "SELECT seat_claims", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
+pub async fn count_held_and_sold(
+    pool: &PgPool,
+    option_ids: &[i64],
+) -> Result<Vec<(i64, i64, i64)>, ReservationError> {
+    Ok(sqlx::query_as(HELD_AND_SOLD_COUNTS)
         .bind(option_ids)
         .fetch_all(pool)
         .await?)
