@@ -1,7 +1,8 @@
 //! Project automation. `cargo xtask up` runs the whole system on this machine;
-//! `cargo xtask test` runs every test against real stores.
+//! `cargo xtask test` runs every test against real stores and a real headless browser.
 
 mod bench;
+mod browser;
 mod launch;
 mod process;
 mod stores;
@@ -22,7 +23,8 @@ enum Command {
     /// Build in release (unless --no-build) and run every service, with the trace viewer and
     /// the stores, locally until Ctrl-C or SIGTERM.
     Up(Box<launch::UpArgs>),
-    /// Find or start PostgreSQL and Redis, then run the whole workspace's tests.
+    /// Find or start PostgreSQL and Redis, find or install Chromium and chromedriver (for the
+    /// browser tests), then run the whole workspace's tests.
     Test {
         #[command(flatten)]
         stores: stores::StoreArgs,
@@ -71,10 +73,17 @@ async fn test(
 ) -> anyhow::Result<std::process::ExitCode> {
     use tokio::io::{AsyncBufReadExt, BufReader};
 
+    // The browser first: it may fail with what to install, and then no store was started.
+    let browser = browser::ensure().await?;
     let stores = stores::ensure(&args).await?;
     eprintln!(
         "xtask: Redis {}  PostgreSQL {}",
         stores.redis_url, stores.database_url
+    );
+    eprintln!(
+        "xtask: Chromium {}  chromedriver {}",
+        browser.chrome.display(),
+        browser.chromedriver.display()
     );
     let mut child = tokio::process::Command::new(process::cargo())
         .current_dir(process::root())
@@ -82,6 +91,8 @@ async fn test(
         .args(&cargo_args)
         .env("REDIS_URL", &stores.redis_url)
         .env("DATABASE_URL", &stores.database_url)
+        .env(browser::CHROME_VAR, &browser.chrome)
+        .env(browser::CHROMEDRIVER_VAR, &browser.chromedriver)
         .stdout(std::process::Stdio::piped())
         .spawn()?;
     let mut totals = TestTotals::default();

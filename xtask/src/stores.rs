@@ -92,7 +92,7 @@ async fn redis(args: &StoreArgs) -> anyhow::Result<Found> {
     let binary = match find_binary("redis-server") {
         Some(binary) => binary,
         None => {
-            apt_install("redis-server").await?;
+            apt_install(&["redis-server"]).await?;
             find_binary("redis-server").context(
                 "Redis is needed: install it (Debian/Ubuntu: `apt-get install redis-server`) or set REDIS_URL",
             )?
@@ -160,7 +160,7 @@ async fn postgres(args: &StoreArgs) -> anyhow::Result<Found> {
     let bin_dir = match postgres_bin_dir() {
         Some(dir) => dir,
         None => {
-            apt_install("postgresql").await?;
+            apt_install(&["postgresql"]).await?;
             postgres_bin_dir().context(
                 "PostgreSQL is needed: install it (Debian/Ubuntu: `apt-get install postgresql`) or set DATABASE_URL",
             )?
@@ -293,12 +293,13 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// On Debian/Ubuntu as root, installs `package`; elsewhere does nothing (the caller says what
+/// On Debian/Ubuntu as root, installs `packages`; elsewhere does nothing (the caller says what
 /// to install).
-pub async fn apt_install(package: &str) -> anyhow::Result<()> {
+pub async fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     if !Path::new("/etc/debian_version").exists() || !is_root() {
         return Ok(());
     }
+    let package = packages.join(" ");
     eprintln!("xtask: installing {package} with apt-get");
     let update = Command::new("apt-get")
         .args(["update", "-qq"])
@@ -308,7 +309,8 @@ pub async fn apt_install(package: &str) -> anyhow::Result<()> {
         bail!("apt-get update failed; install {package} by hand");
     }
     let install = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends", package])
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(packages)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .await?;

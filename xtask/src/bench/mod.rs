@@ -306,7 +306,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     for (tool, package) in [("wrk", "wrk"), ("redis-benchmark", "redis-tools")] {
         if process::find_binary(tool).is_none() {
-            stores::apt_install(package).await?;
+            stores::apt_install(&[package]).await?;
         }
     }
     let stores = stores::ensure(&args.stores).await?;
