@@ -11,6 +11,16 @@
 --   P:q:Q:seq             counter arrival sequence
 --   P:q:Q:bucket          hash    admission token bucket (tokens, ts)
 --   P:q:Q:flow            hash    decayed admission count (s, t, t0) for the measured outflow
+--   P:q:Q:drops           hash    decayed count (s, t, t0) of waiters dropped for not polling
+--   P:q:Q:totals          hash    admitted, dropped: counts since the room's counters began
+--   P:q:Q:history         list    one sample a second, newest first, the last five minutes:
+--                                 "at waiting active admitted_total dropped_total"
+--   P:q:Q:settings        hash    an operator's settings: paused (0|1), rate, cap; an absent
+--                                 field means the configured one; v counts writes
+--   P:settings            set     ids of the rooms that have operator settings
+--   P:changes             list    settings changes, newest first, the last 1,000:
+--                                 "at<TAB>room<TAB>paused<TAB>rate<TAB>cap<TAB>actor"
+--                                 ('-' for a field the change left alone)
 -- User ids stay strings here: Lua numbers are doubles and would round large ids.
 local P = ARGV[1]
 
@@ -46,19 +56,48 @@ local function drop(q, t)
   forget(t)
 end
 
--- Seconds until a waiter at `position` is admitted, from the measured admission outflow
--- (an exponentially decayed count with time constant `tau` ms, bias-corrected for a young
--- measurement); the configured rate stands in until a second has been measured.
-local function eta(q, position, now, fallback_rate, tau)
-  local f = redis.call('HMGET', qkey(q, 'flow'), 's', 't', 't0')
-  local rate = fallback_rate
+-- The room's settings in effect: the operator's where set, else the configured ones.
+-- Returns paused, rate/s, cap, and whether an operator has set any of them.
+local function settings(q, configured_rate, configured_cap)
+  local s = redis.call('HMGET', qkey(q, 'settings'), 'paused', 'rate', 'cap')
+  local rate = tonumber(s[2]) or configured_rate
+  local cap = tonumber(s[3]) or configured_cap
+  local overridden = (s[1] or s[2] or s[3]) and true or false
+  return s[1] == '1', rate, cap, overridden
+end
+
+-- The rate (per second) an ETA assumes before any outflow has been measured: the admission
+-- rate, or with the cap only, a full set of active users every active TTL (ms).
+local function assumed_rate(rate, cap, ttl)
+  if rate > 0 then return rate end
+  return cap / math.max(1, ttl / 1000)
+end
+
+-- Events per second from an exponentially decayed count (hash s, t, t0) with time constant
+-- `tau` ms, bias-corrected for a young measurement; nil until a second has been measured.
+local function measured(key, now, tau)
+  local f = redis.call('HMGET', key, 's', 't', 't0')
   local s, t, t0 = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
-  if s and t and t0 and now - t0 >= 1000 then
-    local decayed = s * math.exp(-(now - t) / tau)
-    local norm = tau * (1 - math.exp(-(now - t0) / tau))
-    local measured = decayed / norm * 1000
-    if measured > 0 then rate = measured end
-  end
+  if not (s and t and t0) or now - t0 < 1000 then return nil end
+  local decayed = s * math.exp(-math.max(0, now - t) / tau)
+  local norm = tau * (1 - math.exp(-(now - t0) / tau))
+  return decayed / norm * 1000
+end
+
+-- Adds `n` events at `now` to the decayed count in `key` (started now if there is none).
+local function count_events(key, n, now, tau)
+  local f = redis.call('HMGET', key, 's', 't', 't0')
+  local s, t, t0 = tonumber(f[1]) or 0, tonumber(f[2]) or now, tonumber(f[3]) or now
+  s = s * math.exp(-math.max(0, now - t) / tau) + n
+  redis.call('HSET', key, 's', s, 't', now, 't0', t0)
+end
+
+-- Seconds until a waiter at `position` is admitted, from the measured admission outflow;
+-- the room's assumed rate stands in until a second has been measured.
+local function eta(q, position, now, fallback_rate, tau)
+  local rate = fallback_rate
+  local outflow = measured(qkey(q, 'flow'), now, tau)
+  if outflow and outflow > 0 then rate = outflow end
   if rate <= 0 then return 0 end
   return math.ceil(position / rate)
 end

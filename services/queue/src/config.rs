@@ -64,15 +64,9 @@ pub struct Config {
 impl Config {
     /// Rejects settings that cannot work, so a bad deployment fails at start-up.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.admission_rate.is_finite() || self.admission_rate < 0.0 {
-            return Err("QUEUE_ADMISSION_RATE must be a finite number >= 0".into());
-        }
-        if self.admission_rate == 0.0 && self.active_cap == 0 {
-            return Err(
-                "set QUEUE_ADMISSION_RATE or QUEUE_ACTIVE_CAP: with neither, nobody ever waits"
-                    .into(),
-            );
-        }
+        // The same rule an operator's settings keep.
+        crate::settings::check_rate_and_cap(self.admission_rate, self.active_cap)
+            .map_err(|rule| format!("QUEUE_ADMISSION_RATE and QUEUE_ACTIVE_CAP: {rule}"))?;
         if self.active_ttl_secs == 0 || self.waiting_grace_secs == 0 {
             return Err("QUEUE_ACTIVE_TTL_SECS and QUEUE_WAITING_GRACE_SECS must be > 0".into());
         }
@@ -178,8 +172,8 @@ mod tests {
     }
 
     #[test]
-    fn rejects_negative_rate() {
-        let config = parse(&["--admission-rate=-1"]);
-        assert!(config.validate().is_err());
+    fn rejects_a_negative_or_too_high_rate() {
+        assert!(parse(&["--admission-rate=-1"]).validate().is_err());
+        assert!(parse(&["--admission-rate=100001"]).validate().is_err());
     }
 }

@@ -81,8 +81,13 @@ impl fmt::Display for Token {
 /// Where a token stands in its room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenStatus {
-    /// In line: 1-based position and the estimated wait.
-    Waiting { position: u64, eta_seconds: u64 },
+    /// In line: 1-based position and the estimated wait; `paused` while an operator has
+    /// paused admission in the room (the ETA assumes it resumes).
+    Waiting {
+        position: u64,
+        eta_seconds: u64,
+        paused: bool,
+    },
     /// Admitted until this instant (unix ms).
     Active { until_unix_ms: i64 },
 }

@@ -16,6 +16,8 @@ pub enum QueueError {
     Pool(#[from] deadpool_redis::PoolError),
     #[error("redis did not answer within the deadline")]
     Timeout,
+    #[error("the room's settings kept changing under this change; try again")]
+    SettingsContended,
     #[error("redis returned an unexpected reply: {0}")]
     Protocol(String),
 }
@@ -38,6 +40,7 @@ impl From<QueueError> for Status {
             QueueError::Redis(_) | QueueError::Pool(_) | QueueError::Timeout => {
                 (Code::Unavailable, "QUEUE_STORE_UNAVAILABLE")
             }
+            QueueError::SettingsContended => (Code::Aborted, "ROOM_SETTINGS_CONTENDED"),
             QueueError::Protocol(_) => (Code::Internal, "INTERNAL"),
         };
         if code == Code::Unavailable || code == Code::Internal {

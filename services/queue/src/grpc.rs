@@ -7,6 +7,10 @@ use tonic::{Request, Response, Status};
 use crate::{
     domain::{AdvisedEntry, IssueToken, Room, Token, TokenStatus, UserId, ValidateToken, Verdict},
     error::QueueError,
+    settings::{
+        Actor, RoomFigures, RoomSample, RoomSettings, SettingChange, SettingsPatch,
+        UpdateRoomSettings, changes_page,
+    },
     store::QueueStore,
 };
 
@@ -60,30 +64,50 @@ impl QueueService for QueueGrpc {
 
     async fn list_rooms(
         &self,
-        _request: Request<pb::ListRoomsRequest>,
+        request: Request<pb::ListRoomsRequest>,
     ) -> Result<Response<pb::ListRoomsResponse>, Status> {
-        Err(Status::unimplemented("ListRooms is not built yet"))
+        let requested = request
+            .into_inner()
+            .concert_ids
+            .into_iter()
+            .map(|id| Room::new(Some(id)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let rooms = self.store.list_rooms(&requested).await?;
+        Ok(Response::new(pb::ListRoomsResponse {
+            rooms: rooms.into_iter().map(Into::into).collect(),
+        }))
     }
 
     async fn get_room_history(
         &self,
-        _request: Request<pb::GetRoomHistoryRequest>,
+        request: Request<pb::GetRoomHistoryRequest>,
     ) -> Result<Response<pb::RoomHistory>, Status> {
-        Err(Status::unimplemented("GetRoomHistory is not built yet"))
+        let room = Room::new(request.into_inner().concert_id)?;
+        let samples = self.store.room_history(room).await?;
+        Ok(Response::new(pb::RoomHistory {
+            concert_id: room.concert_id(),
+            samples: samples.into_iter().map(Into::into).collect(),
+        }))
     }
 
     async fn update_room_settings(
         &self,
-        _request: Request<pb::UpdateRoomSettingsRequest>,
+        request: Request<pb::UpdateRoomSettingsRequest>,
     ) -> Result<Response<pb::RoomFigures>, Status> {
-        Err(Status::unimplemented("UpdateRoomSettings is not built yet"))
+        let UpdateRoomSettings { room, patch, actor } = request.into_inner().try_into()?;
+        let figures = self.store.update_settings(room, &patch, &actor).await?;
+        Ok(Response::new(figures.into()))
     }
 
     async fn list_setting_changes(
         &self,
-        _request: Request<pb::ListSettingChangesRequest>,
+        request: Request<pb::ListSettingChangesRequest>,
     ) -> Result<Response<pb::ListSettingChangesResponse>, Status> {
-        Err(Status::unimplemented("ListSettingChanges is not built yet"))
+        let limit = changes_page(request.into_inner().limit);
+        let changes = self.store.setting_changes(limit).await?;
+        Ok(Response::new(pb::ListSettingChangesResponse {
+            changes: changes.into_iter().map(Into::into).collect(),
+        }))
     }
 }
 
@@ -109,15 +133,34 @@ impl TryFrom<pb::ValidateTokenRequest> for ValidateToken {
     }
 }
 
+impl TryFrom<pb::UpdateRoomSettingsRequest> for UpdateRoomSettings {
+    type Error = QueueError;
+
+    fn try_from(request: pb::UpdateRoomSettingsRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            room: Room::new(request.concert_id)?,
+            patch: SettingsPatch::new(request.paused, request.admission_rate, request.active_cap)?,
+            actor: Actor::new(request.actor)?,
+        })
+    }
+}
+
 impl From<AdvisedEntry> for pb::QueueEntry {
     fn from(AdvisedEntry { entry, poll_after }: AdvisedEntry) -> Self {
-        let (status, position, eta_seconds, active_until_unix_ms) = match entry.status {
+        let (status, position, eta_seconds, active_until_unix_ms, paused) = match entry.status {
             TokenStatus::Waiting {
                 position,
                 eta_seconds,
-            } => (pb::TokenStatus::Waiting, position, eta_seconds, None),
+                paused,
+            } => (
+                pb::TokenStatus::Waiting,
+                position,
+                eta_seconds,
+                None,
+                paused,
+            ),
             TokenStatus::Active { until_unix_ms } => {
-                (pb::TokenStatus::Active, 0, 0, Some(until_unix_ms))
+                (pb::TokenStatus::Active, 0, 0, Some(until_unix_ms), false)
             }
         };
         Self {
@@ -129,7 +172,59 @@ impl From<AdvisedEntry> for pb::QueueEntry {
             user_id: entry.user.get(),
             concert_id: entry.room.concert_id(),
             poll_after_ms: u64::try_from(poll_after.as_millis()).unwrap_or(u64::MAX),
-            paused: false,
+            paused,
+        }
+    }
+}
+
+impl From<RoomSettings> for pb::RoomSettings {
+    fn from(settings: RoomSettings) -> Self {
+        Self {
+            paused: settings.paused,
+            admission_rate: settings.admission_rate,
+            active_cap: settings.active_cap,
+        }
+    }
+}
+
+impl From<RoomFigures> for pb::RoomFigures {
+    fn from(figures: RoomFigures) -> Self {
+        Self {
+            concert_id: figures.room.concert_id(),
+            settings: Some(figures.settings.into()),
+            waiting: figures.waiting,
+            active: figures.active,
+            admitted_per_second: figures.admitted_per_second,
+            dropped_per_second: figures.dropped_per_second,
+            wait_at_back_seconds: figures.wait_at_back_seconds,
+            admitted_total: figures.admitted_total,
+            dropped_total: figures.dropped_total,
+            settings_overridden: figures.overridden,
+        }
+    }
+}
+
+impl From<RoomSample> for pb::RoomSample {
+    fn from(sample: RoomSample) -> Self {
+        Self {
+            at_unix_ms: sample.at_unix_ms,
+            waiting: sample.waiting,
+            active: sample.active,
+            admitted_total: sample.admitted_total,
+            dropped_total: sample.dropped_total,
+        }
+    }
+}
+
+impl From<SettingChange> for pb::SettingChange {
+    fn from(change: SettingChange) -> Self {
+        Self {
+            at_unix_ms: change.at_unix_ms,
+            actor: change.actor.as_str().to_owned(),
+            concert_id: change.room.concert_id(),
+            paused: change.patch.paused(),
+            admission_rate: change.patch.admission_rate(),
+            active_cap: change.patch.active_cap(),
         }
     }
 }
@@ -184,6 +279,7 @@ mod tests {
             TokenStatus::Waiting {
                 position: 3,
                 eta_seconds: 12,
+                paused: true,
             },
         );
         let wire = pb::QueueEntry::from(advised);
@@ -193,6 +289,7 @@ mod tests {
         assert_eq!(wire.active_until_unix_ms, None);
         assert_eq!((wire.user_id, wire.concert_id), (7, Some(9)));
         assert_eq!(wire.poll_after_ms, 2_500);
+        assert!(wire.paused);
     }
 
     #[test]
@@ -205,6 +302,7 @@ mod tests {
         assert_eq!((wire.position, wire.eta_seconds), (0, 0));
         assert_eq!(wire.active_until_unix_ms, Some(42));
         assert_eq!(wire.concert_id, None);
+        assert!(!wire.paused);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - `domain`: the room, token, queue entry and verdict types
 //! - `policy`: admission rate, active cap, TTLs, poll advice
 //! - `clock`: where "now" comes from (Redis, or a manual clock in tests)
+//! - `settings`: the operator's side of a room: settings, changes, figures, history
 //! - `admission`: one admission step's bound and outcome
 //! - `store`: the Redis adapter (one Lua script per queue step)
 //! - `admitter`: the admission ticker
@@ -17,6 +18,7 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod policy;
+pub mod settings;
 pub mod store;
 
 use std::{future::Future, net::SocketAddr, time::Duration};

@@ -40,16 +40,6 @@ impl Policy {
             entry,
         }
     }
-
-    /// The rate (per second) an ETA assumes before any outflow has been measured: the
-    /// admission rate, or with the cap only, a full set of active users every active TTL.
-    pub fn assumed_rate(&self) -> f64 {
-        if self.admission_rate > 0.0 {
-            self.admission_rate
-        } else {
-            f64::from(self.active_cap) / self.active_ttl.as_secs_f64().max(1.0)
-        }
-    }
 }
 
 #[cfg(test)]
@@ -74,6 +64,7 @@ mod tests {
         let waiting = |eta_seconds| TokenStatus::Waiting {
             position: 1,
             eta_seconds,
+            paused: false,
         };
         assert_eq!(policy.poll_after(&waiting(0)), Duration::from_secs(1));
         assert_eq!(policy.poll_after(&waiting(100)), Duration::from_secs(10));
@@ -91,12 +82,5 @@ mod tests {
             short_grace.poll_after(&waiting(100_000)),
             Duration::from_secs(1)
         );
-    }
-
-    #[test]
-    fn etas_assume_the_admission_rate_or_with_the_cap_only_a_full_turnover_per_ttl() {
-        assert_eq!(policy(10.0, 1000).assumed_rate(), 10.0);
-        // 1000 active users, each for 600 s: 1000 / 600 per second.
-        assert_eq!(policy(0.0, 1000).assumed_rate(), 1000.0 / 600.0);
     }
 }

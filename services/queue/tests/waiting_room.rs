@@ -354,7 +354,8 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
         last.status,
         TokenStatus::Waiting {
             position: 100,
-            eta_seconds: 10
+            eta_seconds: 10,
+            paused: false,
         }
     );
 
@@ -367,6 +368,7 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
     let TokenStatus::Waiting {
         position,
         eta_seconds,
+        ..
     } = now.status
     else {
         panic!("still waiting expected, got {now:?}");
