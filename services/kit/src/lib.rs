@@ -8,6 +8,8 @@ pub mod error_code;
 pub mod grpc;
 #[cfg(feature = "http-client")]
 pub mod http_client;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod shutdown;
