@@ -100,6 +100,5 @@ end
 
 if waiting == 0 and active_count == 0 then
   redis.call('SREM', P .. ':queues', q)
-  redis.call('DEL', qkey(q, 'drops'))
 end
 return {n, #expired, #stale, waiting, active_count}
