@@ -26,6 +26,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .merge(routes::payments::routes())
         .merge(routes::wallets::routes())
         .merge(routes::health::routes())
+        .merge(routes::pages::routes())
+        .merge(routes::dev_sign_in::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -15,6 +15,12 @@ pub struct Config {
     #[command(flatten)]
     pub tracing: TraceConfig,
 
+    #[command(flatten)]
+    pub pages: crate::routes::pages::PagesConfig,
+
+    #[command(flatten)]
+    pub dev_sign_in: crate::routes::dev_sign_in::DevSignInConfig,
+
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
@@ -84,6 +90,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.identity.validate()?;
         self.rate_limit.validate()?;
+        self.pages.validate()?;
+        self.dev_sign_in.validate(self.identity.mode)?;
         for (name, url) in [
             ("QUEUE_URL", &self.queue_url),
             ("CATALOG_URL", &self.catalog_url),

@@ -23,6 +23,8 @@ pub struct AppState {
     pub identity: identity::Identity,
     pub rate_limits: rate_limit::RateLimits,
     pub rooms: rooms::Rooms,
+    pub pages: routes::pages::Pages,
+    pub dev_sign_in: routes::dev_sign_in::DevSignIn,
 }
 
 /// Binds the HTTP server and returns its address and the future that serves until `shutdown`.
@@ -31,9 +33,14 @@ pub async fn build(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
     config.validate().map_err(anyhow::Error::msg)?;
+    let identity = identity::Identity::from_config(&config.identity).await?;
+    let dev_sign_in =
+        routes::dev_sign_in::DevSignIn::from_config(&config.dev_sign_in, &identity).await?;
     let state = AppState {
         backends: backends::Backends::connect(&config)?,
-        identity: identity::Identity::from_config(&config.identity).await?,
+        identity,
+        pages: routes::pages::Pages::from_config(&config.pages)?,
+        dev_sign_in,
         rate_limits: rate_limit::RateLimits::new(&config.rate_limit),
         rooms: rooms::Rooms::default(),
     };

@@ -111,8 +111,12 @@ impl DevKey {
 
     /// Reads the key [`DevKey::write`] wrote into `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let key_path = dir.join(KEY_FILE);
-        let pem = std::fs::read_to_string(&key_path).with_context(|| {
+        Self::load_file(&dir.join(KEY_FILE))
+    }
+
+    /// Reads a key file [`DevKey::write`] wrote (the gateway's development sign-in names it).
+    pub fn load_file(key_path: &Path) -> anyhow::Result<Self> {
+        let pem = std::fs::read_to_string(key_path).with_context(|| {
             format!(
                 "reading {} (run `cargo xtask up --auth jwt` first)",
                 key_path.display()

@@ -2,7 +2,9 @@
 
 pub mod admission;
 pub mod concerts;
+pub mod dev_sign_in;
 pub mod health;
+pub mod pages;
 pub mod payments;
 pub mod queue;
 pub mod reservations;
