@@ -388,3 +388,231 @@ async fn an_admitted_token_is_valid_over_grpc_for_its_user_only_with_its_concert
         (None, None)
     );
 }
+
+fn settings_request(
+    concert_id: Option<i64>,
+    paused: Option<bool>,
+    admission_rate: Option<f64>,
+    active_cap: Option<u32>,
+) -> pb::UpdateRoomSettingsRequest {
+    pb::UpdateRoomSettingsRequest {
+        concert_id,
+        paused,
+        admission_rate,
+        active_cap,
+        actor: "user:42".into(),
+    }
+}
+
+#[tokio::test]
+async fn bad_room_settings_are_refused_with_invalid_argument_and_a_stable_code_and_change_nothing()
+{
+    // Configured 5/s without a cap: a rate of 0 would leave neither.
+    let mut client = QueueServiceClient::new(
+        start_with(&["--admission-rate=5", "--active-cap=0", "--admitter=false"]).await,
+    );
+    let settings_code = "INVALID_ROOM_SETTINGS";
+    let cases = [
+        (
+            settings_request(Some(7), None, Some(-1.0), None),
+            settings_code,
+        ),
+        (
+            settings_request(Some(7), None, Some(f64::NAN), None),
+            settings_code,
+        ),
+        (
+            settings_request(Some(7), None, Some(f64::INFINITY), None),
+            settings_code,
+        ),
+        (
+            settings_request(Some(7), None, Some(100_001.0), None),
+            settings_code,
+        ),
+        (
+            settings_request(Some(7), Some(true), Some(0.0), None),
+            settings_code,
+        ),
+        (
+            settings_request(None, None, Some(0.0), Some(0)),
+            settings_code,
+        ),
+        (settings_request(Some(7), None, None, None), settings_code),
+        (
+            settings_request(Some(0), Some(true), None, None),
+            "INVALID_CONCERT_ID",
+        ),
+        (
+            pb::UpdateRoomSettingsRequest {
+                actor: String::new(),
+                ..settings_request(Some(7), Some(true), None, None)
+            },
+            "INVALID_ACTOR",
+        ),
+    ];
+    for (request, code) in cases {
+        let status = client
+            .update_room_settings(request.clone())
+            .await
+            .expect_err("invalid");
+        assert_eq!(
+            (status.code(), kit::error_code::of(&status)),
+            (tonic::Code::InvalidArgument, Some(code)),
+            "{request:?}: {status:?}"
+        );
+    }
+    let status = client
+        .list_rooms(pb::ListRoomsRequest {
+            concert_ids: vec![3, -1],
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(kit::error_code::of(&status), Some("INVALID_CONCERT_ID"));
+    let status = client
+        .get_room_history(pb::GetRoomHistoryRequest {
+            concert_id: Some(0),
+        })
+        .await
+        .expect_err("invalid");
+    assert_eq!(kit::error_code::of(&status), Some("INVALID_CONCERT_ID"));
+
+    // Nothing was written or logged.
+    let changes = client
+        .list_setting_changes(pb::ListSettingChangesRequest { limit: 0 })
+        .await
+        .expect("changes")
+        .into_inner();
+    assert!(changes.changes.is_empty(), "{changes:?}");
+    let rooms = client
+        .list_rooms(pb::ListRoomsRequest::default())
+        .await
+        .expect("rooms")
+        .into_inner()
+        .rooms;
+    assert_eq!(rooms.len(), 1, "only the default room: {rooms:?}");
+    assert!(!rooms[0].settings_overridden);
+    assert_eq!(
+        rooms[0].settings,
+        Some(pb::RoomSettings {
+            paused: false,
+            admission_rate: 5.0,
+            active_cap: 0
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_operator_pauses_a_room_over_grpc_and_the_rooms_the_log_the_waiters_and_the_history_show_it()
+ {
+    let (channel, store, _now) = start_on_manual_clock(
+        Policy {
+            admission_rate: 0.0,
+            active_cap: 10,
+            active_ttl: Duration::from_secs(600),
+            waiting_grace: Duration::from_secs(60),
+        },
+        &["--admitter=false"],
+    )
+    .await;
+    let mut client = QueueServiceClient::new(channel);
+    let issued = client
+        .issue_token(pb::IssueTokenRequest {
+            user_id: 5,
+            concert_id: Some(7),
+        })
+        .await
+        .expect("issue")
+        .into_inner();
+    assert!(!issued.paused);
+
+    let figures = client
+        .update_room_settings(settings_request(Some(7), Some(true), None, None))
+        .await
+        .expect("pause")
+        .into_inner();
+    assert_eq!(figures.concert_id, Some(7));
+    assert!(figures.settings_overridden);
+    assert_eq!(
+        figures.settings,
+        Some(pb::RoomSettings {
+            paused: true,
+            admission_rate: 0.0,
+            active_cap: 10
+        })
+    );
+    assert_eq!((figures.waiting, figures.active), (1, 0));
+
+    let room = Room::Concert(7);
+    assert_eq!(
+        store.admit(room).await.expect("admit").admitted,
+        0,
+        "paused"
+    );
+    let waiting = entry(&mut client, &issued.token).await;
+    assert_eq!(waiting.status(), pb::TokenStatus::Waiting);
+    assert!(waiting.paused, "{waiting:?}");
+
+    let rooms = client
+        .list_rooms(pb::ListRoomsRequest {
+            concert_ids: vec![8],
+        })
+        .await
+        .expect("rooms")
+        .into_inner()
+        .rooms;
+    let ids: Vec<_> = rooms.iter().map(|r| r.concert_id).collect();
+    assert_eq!(ids, [None, Some(7), Some(8)]);
+    assert!(rooms[1].settings.is_some_and(|s| s.paused));
+    assert!(!rooms[2].settings_overridden);
+
+    let changes = client
+        .list_setting_changes(pb::ListSettingChangesRequest { limit: 0 })
+        .await
+        .expect("changes")
+        .into_inner()
+        .changes;
+    assert_eq!(
+        changes,
+        [pb::SettingChange {
+            at_unix_ms: START_MS,
+            actor: "user:42".into(),
+            concert_id: Some(7),
+            paused: Some(true),
+            admission_rate: None,
+            active_cap: None,
+        }]
+    );
+
+    let history = client
+        .get_room_history(pb::GetRoomHistoryRequest {
+            concert_id: Some(7),
+        })
+        .await
+        .expect("history")
+        .into_inner();
+    assert_eq!(history.concert_id, Some(7));
+    assert_eq!(
+        history.samples,
+        [pb::RoomSample {
+            at_unix_ms: START_MS,
+            waiting: 1,
+            active: 0,
+            admitted_total: 0,
+            dropped_total: 0,
+        }]
+    );
+
+    client
+        .update_room_settings(settings_request(Some(7), Some(false), None, None))
+        .await
+        .expect("resume");
+    assert_eq!(
+        store.admit(room).await.expect("admit").admitted,
+        1,
+        "resumed"
+    );
+    assert_eq!(
+        entry(&mut client, &issued.token).await.status(),
+        pb::TokenStatus::Active
+    );
+}
