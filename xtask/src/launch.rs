@@ -190,6 +190,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut spec = SystemSpec::from(&args);
     spec.check_free()?;
     spec.auth = GatewayAuth::for_mode(args.auth)?;
+    let console_credential = console_access(&mut spec)?;
     if !args.no_build {
         build_release(&[]).await?;
     }
@@ -219,6 +220,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!();
         println!("  gateway   http://{}", args.gateway_addr);
+        println!("  fan page  http://{}/", args.gateway_addr);
+        println!(
+            "  console   http://{}/admin  ({console_credential})",
+            args.gateway_addr
+        );
         if !args.no_traces {
             println!(
                 "  traces    http://{}  (every request, every hop)",
@@ -342,6 +348,7 @@ pub async fn start_all(
         "GATEWAY_JWT_JWKS_FILE",
         "GATEWAY_JWT_ISSUER",
         "GATEWAY_JWT_AUDIENCE",
+        "GATEWAY_DEV_SIGN_IN_KEY_FILE",
     ] {
         gateway.env_remove(inherited);
     }
@@ -362,6 +369,33 @@ pub async fn start_all(
         answers_200(&gateway, "/readyz")
     })
     .await
+}
+
+/// How an operator signs in to the console, said on the console's line. `jwt`: the gateway's
+/// development sign-in (the pages offer it) with the development key. `trusted`: the admin
+/// token from GATEWAY_ADMIN_TOKEN, or a fresh one for this run.
+fn console_access(spec: &mut SystemSpec) -> anyhow::Result<String> {
+    match &spec.auth {
+        GatewayAuth::Jwt { key_dir } => {
+            let key = key_dir.join(kit::dev_identity::KEY_FILE);
+            spec.env
+                .push(("GATEWAY_DEV_SIGN_IN_KEY_FILE", key.display().to_string()));
+            Ok("development sign-in on the page, or: cargo xtask token --user 1 --admin".into())
+        }
+        GatewayAuth::Trusted => match std::env::var("GATEWAY_ADMIN_TOKEN") {
+            Ok(_) => Ok("admin token: the GATEWAY_ADMIN_TOKEN you set".into()),
+            Err(_) => {
+                use std::io::Read;
+                let mut bytes = [0u8; 16];
+                std::fs::File::open("/dev/urandom")
+                    .and_then(|mut random| random.read_exact(&mut bytes))
+                    .context("reading /dev/urandom for an admin token")?;
+                let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                spec.env.push(("GATEWAY_ADMIN_TOKEN", token.clone()));
+                Ok(format!("admin token for this run: {token}"))
+            }
+        },
+    }
 }
 
 /// A command for a built service binary, logging at info unless RUST_LOG says otherwise.
