@@ -72,6 +72,10 @@ calls! {
     queue.get_status(queue::GetStatusRequest) -> queue::QueueEntry;
     queue.validate_token(queue::ValidateTokenRequest) -> queue::ValidateTokenResponse;
     queue.release_token(queue::ReleaseTokenRequest) -> queue::ReleaseTokenResponse;
+    queue.list_rooms(queue::ListRoomsRequest) -> queue::ListRoomsResponse;
+    queue.get_room_history(queue::GetRoomHistoryRequest) -> queue::RoomHistory;
+    queue.update_room_settings(queue::UpdateRoomSettingsRequest) -> queue::RoomFigures;
+    queue.list_setting_changes(queue::ListSettingChangesRequest) -> queue::ListSettingChangesResponse;
     catalog.list_concerts(catalog::ListConcertsRequest) -> catalog::ListConcertsResponse;
     catalog.get_concert(catalog::GetConcertRequest) -> catalog::Concert;
     catalog.list_options(catalog::ListOptionsRequest) -> catalog::ListOptionsResponse;
@@ -80,6 +84,7 @@ calls! {
     reservation.get_reservation(reservation::GetReservationRequest) -> reservation::Reservation;
     reservation.get_occupancy(reservation::GetOccupancyRequest) -> reservation::Occupancy;
     reservation.count_taken(reservation::CountTakenRequest) -> reservation::CountTakenResponse;
+    reservation.count_held_and_sold(reservation::CountTakenRequest) -> reservation::CountHeldAndSoldResponse;
     reservation.pay(reservation::PayRequest) -> reservation::Payment;
     reservation.get_balance(reservation::GetBalanceRequest) -> reservation::Wallet;
     reservation.charge_wallet(reservation::ChargeWalletRequest) -> reservation::Wallet;

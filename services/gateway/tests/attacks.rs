@@ -6,82 +6,22 @@
 
 mod support;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use kit::dev_identity::{AUDIENCE, DevKey, ISSUER};
 use queue::domain::Room;
 use serde_json::json;
-use support::{Reply, System, assert_error, default_policy};
+use support::{
+    Reply, System, assert_error, default_policy,
+    jwt::{JwtSystem, jwt_system},
+};
 
-/// A system in `jwt` mode with a development key the test mints tokens from.
-struct JwtSystem {
-    system: System,
-    key: DevKey,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-async fn jwt_system(extra: &[&str]) -> JwtSystem {
-    let dir = std::env::temp_dir().join(format!("attacks-{}", uuid::Uuid::new_v4().simple()));
-    let key = DevKey::generate().unwrap();
-    key.write(&dir).unwrap();
-    let jwks = format!("--jwt-jwks-file={}", dir.join("jwks.json").display());
-    let issuer = format!("--jwt-issuer={ISSUER}");
-    let audience = format!("--jwt-audience={AUDIENCE}");
-    let mut flags = vec![
-        "--auth=jwt",
-        jwks.as_str(),
-        issuer.as_str(),
-        audience.as_str(),
-    ];
-    flags.extend_from_slice(extra);
-    JwtSystem {
-        system: System::start_with(default_policy(), &flags).await,
-        key,
-        _dir: TempDir(dir),
-    }
-}
-
-impl JwtSystem {
-    fn bearer(&self, user: i64) -> String {
-        format!(
-            "Bearer {}",
-            self.key
-                .mint(user, false, Duration::from_secs(600))
-                .unwrap()
-        )
-    }
-
-    async fn post(&self, user: i64, path: &str, body: &str) -> Reply {
-        let bearer = self.bearer(user);
-        self.system
-            .http
-            .post_with(path, body, &[("authorization", &bearer)])
-            .await
-    }
-
-    async fn get(&self, user: i64, path: &str) -> Reply {
-        let bearer = self.bearer(user);
-        self.system
-            .http
-            .send_with("GET", path, None, None, &[("authorization", &bearer)])
-            .await
-    }
-
-    /// `user`'s ACTIVE token in the shared room.
-    async fn active_token(&self, user: i64) -> String {
-        let reply = self.post(user, "/queue/issue-token", "{}").await;
-        assert_eq!(reply.status, 200, "{}", reply.json);
-        admit_all(&self.system, Room::Default).await;
-        reply.json["token"].as_str().unwrap().to_owned()
-    }
+/// `user`'s ACTIVE token in the shared room.
+async fn active_token(jwt: &JwtSystem, user: i64) -> String {
+    let reply = jwt.post(user, "/queue/issue-token", "{}").await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    admit_all(&jwt.system, Room::Default).await;
+    reply.json["token"].as_str().unwrap().to_owned()
 }
 
 /// Steps the manual clock and admission until nobody waits in `room`.
@@ -333,7 +273,7 @@ async fn taking_someones_place_with_a_forged_expired_or_foreign_token_is_401() {
 #[tokio::test]
 async fn anything_for_anyone_wallets_reservations_and_payments_are_the_owners_alone() {
     let jwt = jwt_system(&[]).await;
-    let token = jwt.active_token(61).await;
+    let token = active_token(&jwt, 61).await;
     let held = jwt
         .post(61, "/api/reserve", &reserve(&token, 1, 1, None))
         .await;
@@ -370,7 +310,7 @@ async fn anything_for_anyone_wallets_reservations_and_payments_are_the_owners_al
         let reply = jwt.get(62, &format!("/api/reservations/{id}")).await;
         assert_error(&reply, 404, "RESERVATION_NOT_FOUND");
     }
-    let thief_token = jwt.active_token(62).await;
+    let thief_token = active_token(&jwt, 62).await;
     let pay = json!({"reservationId": reservation, "token": thief_token});
     let reply = jwt.post(62, "/api/payments", &pay.to_string()).await;
     assert_error(&reply, 404, "RESERVATION_NOT_FOUND");
@@ -448,7 +388,7 @@ async fn hoarding_twenty_simultaneous_holds_by_one_user_get_exactly_four_seats_t
 async fn hoarding_twenty_simultaneous_holds_by_one_user_get_exactly_four_seats_jwt() {
     // The rate limit is not what this test is about: a burst of 20 is allowed.
     let jwt = jwt_system(&["--rate-limit-burst=100"]).await;
-    let token = jwt.active_token(72).await;
+    let token = active_token(&jwt, 72).await;
     let headers = vec![("authorization".to_owned(), jwt.bearer(72))];
     assert_four_held(&hoard(&jwt.system, &token, 72, headers).await);
 }
@@ -590,6 +530,30 @@ mod late_queue {
         ) -> Result<Response<pb::ReleaseTokenResponse>, Status> {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Err(Status::internal("too late"))
+        }
+        async fn list_rooms(
+            &self,
+            _: Request<pb::ListRoomsRequest>,
+        ) -> Result<Response<pb::ListRoomsResponse>, Status> {
+            Err(Status::unimplemented("late queue"))
+        }
+        async fn get_room_history(
+            &self,
+            _: Request<pb::GetRoomHistoryRequest>,
+        ) -> Result<Response<pb::RoomHistory>, Status> {
+            Err(Status::unimplemented("late queue"))
+        }
+        async fn update_room_settings(
+            &self,
+            _: Request<pb::UpdateRoomSettingsRequest>,
+        ) -> Result<Response<pb::RoomFigures>, Status> {
+            Err(Status::unimplemented("late queue"))
+        }
+        async fn list_setting_changes(
+            &self,
+            _: Request<pb::ListSettingChangesRequest>,
+        ) -> Result<Response<pb::ListSettingChangesResponse>, Status> {
+            Err(Status::unimplemented("late queue"))
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `jwt` verifies an OIDC-style bearer token and the user is its `sub`. One layer works the
 //! caller out for every request; handlers take a [`Caller`] and never read credentials.
 
+pub mod admin;
 pub mod jwks;
 pub mod jwt;
 
@@ -58,10 +59,32 @@ pub struct IdentityConfig {
     /// The role that marks an operator.
     #[arg(long, env = "GATEWAY_JWT_ADMIN_ROLE", default_value = "admin")]
     pub jwt_admin_role: String,
+
+    /// `trusted` mode only: the bearer secret that opens the operator's API (`/admin/...`).
+    /// Unset, the operator's API is closed. At least 24 visible ASCII characters.
+    #[arg(long, env = "GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 impl IdentityConfig {
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(secret) = &self.admin_token {
+            if self.mode == AuthMode::Jwt {
+                return Err(
+                    "GATEWAY_ADMIN_TOKEN is for trusted mode; with GATEWAY_AUTH=jwt \
+                            operators sign in with the admin role"
+                        .into(),
+                );
+            }
+            if secret.len() < admin::MIN_ADMIN_TOKEN_LEN
+                || !secret.bytes().all(|byte| byte.is_ascii_graphic())
+            {
+                return Err(format!(
+                    "GATEWAY_ADMIN_TOKEN must be at least {} visible ASCII characters",
+                    admin::MIN_ADMIN_TOKEN_LEN
+                ));
+            }
+        }
         if self.mode == AuthMode::Trusted {
             return Ok(());
         }
@@ -201,7 +224,7 @@ pub async fn caller_of(identity: &Identity, headers: &HeaderMap) -> Result<Calle
 }
 
 /// The bearer token of `Authorization`, if any; an Authorization of another kind is an error.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Result<Option<&str>, &'static str> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Ok(None);
     };

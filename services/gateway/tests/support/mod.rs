@@ -3,6 +3,8 @@
 //! databases (unless a test needs the queue only), and a gateway in front of them.
 #![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
+pub mod jwt;
+
 use std::{
     net::SocketAddr,
     sync::{

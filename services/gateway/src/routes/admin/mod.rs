@@ -1,0 +1,231 @@
+//! The operator's API: every room's line and sales, the settings that steer admission, and who
+//! changed them. Operators only ([`Admin`]). Settings live in the queue's Redis, so a change
+//! reaches every replica at its next admission step.
+
+pub mod views;
+
+use std::collections::HashMap;
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    routing::{get, patch},
+};
+use futures::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use ticketing_proto::{catalog::v1 as catalog, queue::v1 as queue, reservation::v1 as reservation};
+
+use crate::{
+    AppState,
+    error::ApiError,
+    extract::{JsonBody, PathParams, QueryParams},
+    identity::admin::Admin,
+};
+use views::{
+    ChangesView, OptionSalesView, RoomHistoryView, RoomName, RoomView, RoomsView, SettingsPatch,
+};
+
+/// Catalog calls in flight at once while gathering every concert's options.
+const OPTION_LOOKUPS_IN_FLIGHT: usize = 8;
+/// Options per count call (the reservation service's bound).
+const OPTIONS_PER_COUNT: usize = 1_000;
+/// The change log's page when `limit` is not given, and its largest.
+const DEFAULT_CHANGES: u32 = 100;
+const MAX_CHANGES: u32 = 1_000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/rooms", get(list_rooms))
+        .route("/admin/rooms/{room}", patch(update_room))
+        .route("/admin/rooms/{room}/history", get(room_history))
+        .route("/admin/changes", get(list_changes))
+}
+
+/// Every room with its figures, settings and the sales of the concerts it admits to.
+async fn list_rooms(
+    State(state): State<AppState>,
+    _admin: Admin,
+) -> Result<Json<RoomsView>, ApiError> {
+    Ok(Json(RoomsView {
+        rooms: rooms(&state).await?,
+        routes: Vec::new(),
+    }))
+}
+
+/// Changes a room's settings; answers the room as the list shows it.
+async fn update_room(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParams(room): PathParams<String>,
+    JsonBody(patch): JsonBody<SettingsPatch>,
+) -> Result<Json<RoomView>, ApiError> {
+    let room = existing_room(&state, &room).await?;
+    let request = patch.into_request(room, admin.actor)?;
+    state.backends.update_room_settings(request).await?;
+    rooms(&state)
+        .await?
+        .into_iter()
+        .find(|view| view.room == room)
+        .map(Json)
+        .ok_or_else(|| room_not_found(room))
+}
+
+/// A room's samples of the last minutes, with rates between consecutive samples.
+async fn room_history(
+    State(state): State<AppState>,
+    _admin: Admin,
+    PathParams(room): PathParams<String>,
+) -> Result<Json<RoomHistoryView>, ApiError> {
+    let room = existing_room(&state, &room).await?;
+    let history = state
+        .backends
+        .get_room_history(queue::GetRoomHistoryRequest { concert_id: room.0 })
+        .await?;
+    Ok(Json(history.into()))
+}
+
+#[derive(Deserialize)]
+struct ChangesParams {
+    limit: Option<u32>,
+}
+
+/// The latest settings changes, newest first.
+async fn list_changes(
+    State(state): State<AppState>,
+    _admin: Admin,
+    QueryParams(params): QueryParams<ChangesParams>,
+) -> Result<Json<ChangesView>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_CHANGES);
+    if !(1..=MAX_CHANGES).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "INVALID_LIMIT",
+            format!("limit must be between 1 and {MAX_CHANGES}"),
+        ));
+    }
+    let changes = state
+        .backends
+        .list_setting_changes(queue::ListSettingChangesRequest { limit })
+        .await?
+        .changes;
+    Ok(Json(ChangesView {
+        changes: changes.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// `room` parsed, and known: the default room, or the own room of a concert that has one.
+async fn existing_room(state: &AppState, room: &str) -> Result<RoomName, ApiError> {
+    let room = RoomName::parse(room)?;
+    let Some(concert_id) = room.0 else {
+        return Ok(room);
+    };
+    match state
+        .backends
+        .get_concert(catalog::GetConcertRequest { concert_id })
+        .await
+    {
+        Ok(concert) if !concert.shared_room => Ok(room),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "ROOM_NOT_FOUND",
+            format!("concert {concert_id} waits in the default room"),
+        )),
+        Err(status) if status.code() == tonic::Code::NotFound => Err(room_not_found(room)),
+        Err(status) => Err(status.into()),
+    }
+}
+
+fn room_not_found(room: RoomName) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "ROOM_NOT_FOUND",
+        format!("no room {room}"),
+    )
+}
+
+/// Every room the queue reports (the default room, concerts' own rooms, any live one), each
+/// with the options of the concerts it admits to and their free / held / sold seats.
+async fn rooms(state: &AppState) -> Result<Vec<RoomView>, ApiError> {
+    let concerts = state
+        .backends
+        .list_concerts(catalog::ListConcertsRequest {})
+        .await?
+        .concerts;
+    let own_rooms = concerts
+        .iter()
+        .filter(|concert| !concert.shared_room)
+        .map(|concert| concert.id)
+        .collect();
+    let (figures, options) = tokio::try_join!(
+        async {
+            let request = queue::ListRoomsRequest {
+                concert_ids: own_rooms,
+            };
+            Ok::<_, ApiError>(state.backends.list_rooms(request).await?.rooms)
+        },
+        option_sales(state, &concerts),
+    )?;
+    let room_of: HashMap<i64, (RoomName, &str)> = concerts
+        .iter()
+        .map(|concert| {
+            let room = RoomName((!concert.shared_room).then_some(concert.id));
+            (concert.id, (room, concert.title.as_str()))
+        })
+        .collect();
+    let mut views: Vec<RoomView> = figures
+        .into_iter()
+        .map(|figures| {
+            let title = figures
+                .concert_id
+                .and_then(|id| room_of.get(&id))
+                .map(|(_, title)| (*title).to_owned());
+            RoomView::new(figures, title)
+        })
+        .collect();
+    for option in options {
+        let Some((room, _)) = room_of.get(&option.concert_id) else {
+            continue;
+        };
+        if let Some(view) = views.iter_mut().find(|view| view.room == *room) {
+            view.options.push(option);
+        }
+    }
+    Ok(views)
+}
+
+/// Every option of `concerts` with its held and sold counts.
+async fn option_sales(
+    state: &AppState,
+    concerts: &[catalog::Concert],
+) -> Result<Vec<OptionSalesView>, ApiError> {
+    // Owned ids and a cloned client per lookup: the futures borrow nothing, so the handler's
+    // future stays Send for any lifetime axum asks of it.
+    let lookups: Vec<_> = concerts
+        .iter()
+        .map(|concert| {
+            let backends = state.backends.clone();
+            let request = catalog::ListOptionsRequest {
+                concert_id: concert.id,
+            };
+            async move { Ok::<_, ApiError>(backends.list_options(request).await?.options) }
+        })
+        .collect();
+    let options: Vec<catalog::ConcertOption> = futures::stream::iter(lookups)
+        .buffered(OPTION_LOOKUPS_IN_FLIGHT)
+        .try_concat()
+        .await?;
+    let mut counts = HashMap::new();
+    for chunk in options.chunks(OPTIONS_PER_COUNT) {
+        let request = reservation::CountTakenRequest {
+            concert_option_ids: chunk.iter().map(|option| option.id).collect(),
+        };
+        counts.extend(state.backends.count_held_and_sold(request).await?.options);
+    }
+    Ok(options
+        .into_iter()
+        .map(|option| {
+            let counts = counts.get(&option.id).copied().unwrap_or_default();
+            OptionSalesView::new(option, counts.held, counts.sold)
+        })
+        .collect())
+}
