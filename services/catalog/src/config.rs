@@ -9,6 +9,10 @@ pub struct Config {
     #[arg(long, env = "CATALOG_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
     pub listen_addr: SocketAddr,
 
+    /// Where Prometheus scrapes `GET /metrics` (port 0 picks a free port).
+    #[arg(long, env = "CATALOG_METRICS_ADDR", default_value = "127.0.0.1:9182")]
+    pub metrics_addr: SocketAddr,
+
     /// This service's own PostgreSQL database (created if missing, migrated at start-up).
     #[arg(
         long,

@@ -7,11 +7,13 @@ use crate::{domain::positive_id, repo::CatalogRepo};
 
 pub struct CatalogGrpc {
     repo: CatalogRepo,
+    /// Every repository call is timed here, the one place the edge reaches the store.
+    latency: kit::metrics::StoreLatency,
 }
 
 impl CatalogGrpc {
-    pub fn new(repo: CatalogRepo) -> Self {
-        Self { repo }
+    pub fn new(repo: CatalogRepo, latency: kit::metrics::StoreLatency) -> Self {
+        Self { repo, latency }
     }
 }
 
@@ -21,7 +23,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         _: Request<pb::ListConcertsRequest>,
     ) -> Result<Response<pb::ListConcertsResponse>, Status> {
-        let concerts = self.repo.concerts().await?;
+        let concerts = self.latency.time("concerts", self.repo.concerts()).await?;
         Ok(Response::new(pb::ListConcertsResponse {
             concerts: concerts.into_iter().map(Into::into).collect(),
         }))
@@ -36,7 +38,12 @@ impl CatalogService for CatalogGrpc {
             "INVALID_CONCERT_ID",
             "concertId",
         )?;
-        Ok(Response::new(self.repo.concert(concert_id).await?.into()))
+        Ok(Response::new(
+            self.latency
+                .time("concert", self.repo.concert(concert_id))
+                .await?
+                .into(),
+        ))
     }
 
     async fn list_options(
@@ -48,7 +55,10 @@ impl CatalogService for CatalogGrpc {
             "INVALID_CONCERT_ID",
             "concertId",
         )?;
-        let options = self.repo.options(concert_id).await?;
+        let options = self
+            .latency
+            .time("options", self.repo.options(concert_id))
+            .await?;
         Ok(Response::new(pb::ListOptionsResponse {
             options: options.into_iter().map(Into::into).collect(),
         }))
@@ -63,6 +73,11 @@ impl CatalogService for CatalogGrpc {
             "INVALID_CONCERT_OPTION_ID",
             "concertOptionId",
         )?;
-        Ok(Response::new(self.repo.seat_map(option_id).await?.into()))
+        Ok(Response::new(
+            self.latency
+                .time("seat_map", self.repo.seat_map(option_id))
+                .await?
+                .into(),
+        ))
     }
 }

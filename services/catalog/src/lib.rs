@@ -4,6 +4,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod repo;
 pub mod seed;
 #[cfg(feature = "testing")]
@@ -32,7 +33,18 @@ pub async fn build(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
+    let started = start(config, shutdown).await?;
+    Ok((started.addr, started.serve))
+}
+
+/// As [`build`], also saying where the metrics server listens.
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<kit::metrics::Started<impl Future<Output = anyhow::Result<()>>>> {
     let pool = prepare_database(&config).await?;
+    let mut registry = kit::metrics::Registry::default();
+    let metrics = metrics::CatalogMetrics::register(&mut registry, &pool);
     let repo = repo::CatalogRepo::new(pool);
     let (addr, incoming) = kit::grpc::bind(config.listen_addr).await?;
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -47,18 +59,29 @@ pub async fn build(
     )
     .await;
     let router = kit::grpc::server(kit::grpc::ServerLimits::default())
+        .layer(metrics.grpc.layer())
         .add_service(health)
         .add_service(kit::grpc::reflection(&[
             ticketing_proto::FILE_DESCRIPTOR_SET,
         ])?)
-        .add_service(CatalogServiceServer::new(grpc::CatalogGrpc::new(repo)));
-    tracing::info!(%addr, "catalog listening");
+        .add_service(CatalogServiceServer::new(grpc::CatalogGrpc::new(
+            repo,
+            metrics.store,
+        )));
+    let metrics_server = kit::metrics::serve(config.metrics_addr, registry).await?;
+    let metrics_addr = metrics_server.addr();
+    tracing::info!(%addr, %metrics_addr, "catalog listening");
     let serve = async move {
         let result = router
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         health_probe.abort();
+        metrics_server.stop();
         result.map_err(anyhow::Error::from)
     };
-    Ok((addr, serve))
+    Ok(kit::metrics::Started {
+        addr,
+        metrics_addr,
+        serve,
+    })
 }

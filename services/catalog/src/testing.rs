@@ -32,6 +32,7 @@ pub async fn spawn_seeded(
     let config = Args::try_parse_from([
         "catalog",
         "--listen-addr=127.0.0.1:0",
+        "--metrics-addr=127.0.0.1:0",
         &format!("--database-url={database_url}"),
         "--db-pool-size=4",
     ])?

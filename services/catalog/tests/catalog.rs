@@ -31,6 +31,7 @@ async fn start_with_pool(
     let config = Args::parse_from([
         "catalog",
         "--listen-addr=127.0.0.1:0",
+        "--metrics-addr=127.0.0.1:0",
         &format!("--database-url={database_url}"),
         "--db-pool-size=4",
     ])

@@ -6,11 +6,15 @@
 //! Metrics are infrastructure: what a service counts (rooms, holds) it defines itself with the
 //! re-exported [`client`] crate and registers in the same [`Registry`].
 
+mod exposition;
 mod grpc;
 mod histogram;
 mod pool;
 mod server;
 
+#[cfg(feature = "http-client")]
+pub use exposition::scrape;
+pub use exposition::{Exposition, Sample};
 pub use grpc::{GrpcMetrics, GrpcMetricsLayer, GrpcMetricsService, GrpcObserver, code_name};
 pub use histogram::{Histogram, HistogramFamily, Snapshot};
 pub use pool::{PoolUsage, register_pool};
@@ -26,6 +30,14 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5,
     10.0,
 ];
+
+/// What a service's start-up gives back: where it serves, where its metrics are, and the
+/// future that serves until shutdown (the metrics server stops with it).
+pub struct Started<F> {
+    pub addr: std::net::SocketAddr,
+    pub metrics_addr: std::net::SocketAddr,
+    pub serve: F,
+}
 
 /// Time spent in one store's operations: `store_operation_duration_seconds{store, operation}`.
 /// Clones share the histograms.
