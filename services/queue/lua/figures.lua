@@ -1,10 +1,10 @@
 -- ListRooms' figures. ARGV: P, now, configured rate/s, configured cap, active ttl ms, tau ms,
 -- which ('listed': the given rooms and every room that has waiters, active tokens or operator
 -- settings; 'only': the given rooms), room ids...
--- Returns one array per room: {room id, waiting, active, admitted/s, dropped/s, wait at the back
--- (s), admitted total, dropped total, paused (0|1), rate/s, cap, version of the
--- operator's settings (0: none; any other: overridden)}; the rates
--- as strings (a Lua number would reach the caller cut to an integer).
+-- Returns one array per room: {room id, waiting, active, admitted/s, dropped/s, wait at the
+-- back (s), admitted total, dropped total, paused (0|1), rate/s, cap, version of the
+-- operator's settings (0: none, so not overridden)}; rates as strings (a Lua number would
+-- reach the caller cut to an integer).
 local now = clock(ARGV[2])
 local configured_rate, configured_cap = tonumber(ARGV[3]), tonumber(ARGV[4])
 local active_ttl, tau = tonumber(ARGV[5]), tonumber(ARGV[6])

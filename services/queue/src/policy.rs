@@ -1,5 +1,6 @@
 //! What the waiting room is tuned to: how fast and how many it admits, how long tokens live,
-//! and what it advises waiters about polling.
+//! and what it advises waiters about polling. These are the configured values; an operator's
+//! settings of one room (`settings.rs`, kept in Redis) override the rate and cap there.
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The Redis adapter: the connection pool, the keys, and the scripts. Each queue step is one
 //! Lua script (`lua/<step>.lua`, with the key layout in `lua/common.lua`), one round trip,
-//! atomic; the room set is read with plain `SMEMBERS`/`SSCAN`. Each call has a deadline covering
-//! both the pool checkout and the Redis work.
+//! atomic; the room set, a room's history and the change log are read with plain commands.
+//! Each call has a deadline covering both the pool checkout and the Redis work.
 
 use std::{sync::Arc, time::Duration};
 
