@@ -19,15 +19,11 @@ use crate::{AppState, config::Config, error::ApiError, routes};
 pub fn router(state: AppState, config: &Config) -> Router {
     let trusted_tracers: Arc<[ipnet::IpNet]> = config.tracing.trace_trusted_networks.clone().into();
     let request_timeout = config.request_timeout();
+    // The API's routes are registered with their document entries (routes::api); the
+    // interactive reference is outside the document (openapi::UNDOCUMENTED).
     Router::new()
-        .merge(routes::queue::routes())
-        .merge(routes::concerts::routes())
-        .merge(routes::reservations::routes())
-        .merge(routes::payments::routes())
-        .merge(routes::wallets::routes())
-        .merge(routes::health::routes())
-        .merge(routes::pages::routes())
-        .merge(routes::dev_sign_in::routes())
+        .merge(routes::api())
+        .merge(crate::openapi::docs::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod error;
 pub mod extract;
 pub mod identity;
+pub mod openapi;
 pub mod rate_limit;
 pub mod rooms;
 pub mod routes;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub identity: identity::Identity,
     pub rate_limits: rate_limit::RateLimits,
     pub rooms: rooms::Rooms,
+    pub admin: identity::admin::AdminAccess,
     pub pages: routes::pages::Pages,
     pub dev_sign_in: routes::dev_sign_in::DevSignIn,
 }
@@ -33,17 +35,7 @@ pub async fn build(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let identity = identity::Identity::from_config(&config.identity).await?;
-    let dev_sign_in =
-        routes::dev_sign_in::DevSignIn::from_config(&config.dev_sign_in, &identity).await?;
-    let state = AppState {
-        backends: backends::Backends::connect(&config)?,
-        identity,
-        pages: routes::pages::Pages::from_config(&config.pages)?,
-        dev_sign_in,
-        rate_limits: rate_limit::RateLimits::new(&config.rate_limit),
-        rooms: rooms::Rooms::default(),
-    };
+    let state = state(&config).await?;
     match config.identity.mode {
         identity::AuthMode::Trusted => {
             tracing::warn!("GATEWAY_AUTH=trusted: the userId in each request is believed")
@@ -62,4 +54,20 @@ pub async fn build(
         served
     };
     Ok((addr, serve))
+}
+
+/// What the handlers reach, built from a validated `config` (tests build a router on it).
+pub async fn state(config: &Config) -> anyhow::Result<AppState> {
+    let identity = identity::Identity::from_config(&config.identity).await?;
+    let dev_sign_in =
+        routes::dev_sign_in::DevSignIn::from_config(&config.dev_sign_in, &identity).await?;
+    Ok(AppState {
+        backends: backends::Backends::connect(config)?,
+        identity,
+        pages: routes::pages::Pages::from_config(&config.pages)?,
+        dev_sign_in,
+        rate_limits: rate_limit::RateLimits::new(&config.rate_limit),
+        rooms: rooms::Rooms::default(),
+        admin: identity::admin::AdminAccess::from_config(&config.identity),
+    })
 }

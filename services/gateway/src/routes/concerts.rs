@@ -2,9 +2,11 @@
 
 use std::collections::HashSet;
 
-use axum::{Json, Router, extract::State, routing::get};
+use axum::{Json, extract::State};
 use serde::Serialize;
 use ticketing_proto::{catalog::v1 as catalog, reservation::v1 as reservation};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
@@ -13,18 +15,15 @@ use crate::{
     routes::{rfc3339, valid_id},
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/concert/get-concerts", get(concerts))
-        .route("/api/concert/{id}/available-dates", get(available_dates))
-        .route("/api/concert/{id}/available-seats", get(available_seats))
-        .route(
-            "/api/concert/concert/{concert_id}/available-concert-options",
-            get(available_concert_options),
-        )
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(concerts))
+        .routes(routes!(available_dates))
+        .routes(routes!(available_seats))
+        .routes(routes!(available_concert_options))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConcertView {
     id: i64,
@@ -33,28 +32,48 @@ pub struct ConcertView {
     description: String,
 }
 
-#[derive(Serialize)]
+/// A concert option (one performance: a date at a venue) with its free-seat count.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OptionView {
     /// The concert option id (what available-seats and reserve take).
     id: i64,
     concert_id: i64,
+    #[schema(required = true, format = DateTime)]
     starts_at: Option<String>,
     venue: String,
+    /// Before it, reserve answers 409 `SALE_NOT_OPEN`.
+    #[schema(required = true, format = DateTime)]
     sale_opens_at: Option<String>,
     total_seats: u32,
     available_seats: u32,
 }
 
-#[derive(Serialize)]
+/// A free seat.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeatView {
     /// The seat's number within its option.
     id: i32,
     grade: String,
+    /// In the currency's minor unit.
     price: i64,
 }
 
+crate::errors!(ConcertsErrors {});
+
+/// Every concert.
+#[utoipa::path(
+    get,
+    path = "/api/concert/get-concerts",
+    tag = "concerts",
+    operation_id = "getConcerts",
+    security(()),
+    responses(
+        (status = 200, description = "Every concert", body = Vec<ConcertView>),
+        ConcertsErrors,
+    )
+)]
 async fn concerts(State(state): State<AppState>) -> Result<Json<Vec<ConcertView>>, ApiError> {
     let concerts = state
         .backends
@@ -113,7 +132,24 @@ async fn options_with_counts(
         .collect())
 }
 
+crate::errors!(ConcertOptionsErrors {
+    400 => ["INVALID_PATH", "INVALID_CONCERT_ID"],
+    404 => ["CONCERT_NOT_FOUND"],
+});
+
 /// The concert options that still have free seats (the original clients call them dates).
+#[utoipa::path(
+    get,
+    path = "/api/concert/{id}/available-dates",
+    tag = "concerts",
+    operation_id = "getAvailableDates",
+    params(("id" = i64, Path, description = "The concert id", minimum = 1, maximum = 9_007_199_254_740_991_i64)),
+    security(()),
+    responses(
+        (status = 200, description = "The concert's options that have a free seat", body = Vec<OptionView>),
+        ConcertOptionsErrors,
+    )
+)]
 async fn available_dates(
     State(state): State<AppState>,
     PathParams(concert_id): PathParams<i64>,
@@ -124,6 +160,18 @@ async fn available_dates(
 }
 
 /// Every option with its free-seat count, in one call.
+#[utoipa::path(
+    get,
+    path = "/api/concert/concert/{concert_id}/available-concert-options",
+    tag = "concerts",
+    operation_id = "getAvailableConcertOptions",
+    params(("concert_id" = i64, Path, description = "The concert id", minimum = 1, maximum = 9_007_199_254_740_991_i64)),
+    security(()),
+    responses(
+        (status = 200, description = "Every option of the concert with its free-seat count", body = Vec<OptionView>),
+        ConcertOptionsErrors,
+    )
+)]
 async fn available_concert_options(
     State(state): State<AppState>,
     PathParams(concert_id): PathParams<i64>,
@@ -131,7 +179,24 @@ async fn available_concert_options(
     Ok(Json(options_with_counts(&state, concert_id).await?))
 }
 
+crate::errors!(AvailableSeatsErrors {
+    400 => ["INVALID_PATH", "INVALID_CONCERT_OPTION_ID"],
+    404 => ["OPTION_NOT_FOUND"],
+});
+
 /// The option's seat map minus held and sold seats; both fetched in parallel.
+#[utoipa::path(
+    get,
+    path = "/api/concert/{id}/available-seats",
+    tag = "concerts",
+    operation_id = "getAvailableSeats",
+    params(("id" = i64, Path, description = "The concert option id", minimum = 1, maximum = 9_007_199_254_740_991_i64)),
+    security(()),
+    responses(
+        (status = 200, description = "The option's free seats", body = Vec<SeatView>),
+        AvailableSeatsErrors,
+    )
+)]
 async fn available_seats(
     State(state): State<AppState>,
     PathParams(option_id): PathParams<i64>,

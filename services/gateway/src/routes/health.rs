@@ -1,20 +1,80 @@
 //! `/healthz` (the process is alive) and `/readyz` (every backend answers its gRPC health check).
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::get};
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+use axum::{Json, extract::State, http::StatusCode};
+use serde::Serialize;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "UP"})) }))
-        .route("/readyz", get(readyz))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// Up or down.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Health {
+    Up,
+    Down,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    status: Health,
+}
+
+/// Whether every backend is serving, and each one's state.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    status: Health,
+    /// `queue`, `catalog`, `reservation`.
+    dependencies: BTreeMap<&'static str, Health>,
+}
+
+crate::errors!(local HealthErrors {});
+
+/// The process is alive (it asks no backend).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    operation_id = "healthz",
+    security(()),
+    responses(
+        (status = 200, description = "Alive", body = Liveness),
+        HealthErrors,
+    )
+)]
+async fn healthz() -> Json<Liveness> {
+    Json(Liveness { status: Health::Up })
+}
+
+crate::errors!(local ReadyzErrors {});
+
+/// Every backend's grpc.health.v1 says SERVING. 503 otherwise, with the failing dependency
+/// (and 503 `OVERLOADED`, an error, past the in-flight limit).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    operation_id = "readyz",
+    security(()),
+    responses(
+        (status = 200, description = "Every backend is serving", body = Readiness),
+        // After the shared errors: this 503 replaces theirs (it carries OVERLOADED too).
+        ReadyzErrors,
+        (status = 503, description = "A backend is not serving (`status` DOWN), or `OVERLOADED`", body = ReadyzUnavailable),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let checks = state.backends.channels().map(|(name, channel)| {
         let request = state.backends.request(HealthCheckRequest {
             service: String::new(),
@@ -24,22 +84,33 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
                 .check(request)
                 .await
                 .is_ok_and(|response| response.into_inner().status() == ServingStatus::Serving);
-            (name, serving)
+            (name, if serving { Health::Up } else { Health::Down })
         }
     });
-    let results = futures::future::join_all(checks).await;
-    let ready = results.iter().all(|(_, serving)| *serving);
-    let dependencies: serde_json::Map<String, Value> = results
+    let dependencies: BTreeMap<&'static str, Health> = futures::future::join_all(checks)
+        .await
         .into_iter()
-        .map(|(name, serving)| (name.to_owned(), json!(if serving { "UP" } else { "DOWN" })))
         .collect();
-    let status = if ready {
-        StatusCode::OK
+    let ready = dependencies.values().all(|health| *health == Health::Up);
+    let (status, health) = if ready {
+        (StatusCode::OK, Health::Up)
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
+        (StatusCode::SERVICE_UNAVAILABLE, Health::Down)
     };
     (
         status,
-        Json(json!({"status": if ready { "UP" } else { "DOWN" }, "dependencies": dependencies})),
+        Json(Readiness {
+            status: health,
+            dependencies,
+        }),
     )
+}
+
+/// What a 503 from `/readyz` carries: the readiness, or the in-flight limit's error.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // the document's union of two bodies that are written elsewhere
+pub enum ReadyzUnavailable {
+    NotReady(Readiness),
+    Overloaded(crate::openapi::errors::ErrorBody),
 }

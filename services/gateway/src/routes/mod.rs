@@ -1,5 +1,6 @@
 //! One module per route group of the HTTP contract.
 
+pub mod admin;
 pub mod admission;
 pub mod concerts;
 pub mod dev_sign_in;
@@ -9,6 +10,23 @@ pub mod payments;
 pub mod queue;
 pub mod reservations;
 pub mod wallets;
+
+/// Every route of the JSON API, each registered with its entry in the OpenAPI document
+/// (`utoipa_axum::routes!`): what [`crate::openapi::document`] describes and the router serves.
+pub fn api() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    use utoipa::OpenApi;
+    utoipa_axum::router::OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(crate::openapi::openapi_json))
+        .merge(queue::routes())
+        .merge(concerts::routes())
+        .merge(reservations::routes())
+        .merge(payments::routes())
+        .merge(wallets::routes())
+        .merge(health::routes())
+        .merge(admin::routes().into())
+        .merge(dev_sign_in::routes().into())
+        .merge(pages::routes().into())
+}
 
 /// RFC 3339 (UTC) text for unix milliseconds, as the JSON bodies carry instants.
 pub fn rfc3339(unix_ms: i64) -> Option<String> {

@@ -1,9 +1,11 @@
 //! `POST /api/payments`: pay a held seat; on success the queue token is released so the next
 //! waiter is admitted.
 
-use axum::{Json, Router, extract::State, http::StatusCode, routing::post};
+use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use ticketing_proto::{queue::v1 as queue, reservation::v1 as pb};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
@@ -15,33 +17,73 @@ use crate::{
     },
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/api/payments", post(pay))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(pay))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PayBody {
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     reservation_id: i64,
     /// Required in `trusted` mode; in `jwt` mode optional and, if there, the caller's.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     user_id: Option<i64>,
+    /// The ACTIVE queue token the seat was held with (released once paid).
     #[serde(default)]
+    #[schema(required = true, format = Uuid)]
     token: String,
 }
 
-#[derive(Serialize, Debug)]
+/// A payment is only ever answered once it is confirmed.
+#[derive(Serialize, Debug, Clone, Copy, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PaymentStatus {
+    Confirmed,
+}
+
+#[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentView {
     payment_id: i64,
     reservation_id: i64,
     user_id: i64,
+    /// What was paid, in the currency's minor unit.
     amount: i64,
+    /// The wallet's balance after the payment.
     balance: i64,
-    status: &'static str,
+    status: PaymentStatus,
+    #[schema(required = true, format = DateTime)]
     paid_at: Option<String>,
 }
 
+crate::errors!(PayErrors {
+    400 => ["INVALID_JSON", "INVALID_BODY", "INVALID_USER_ID", "INVALID_RESERVATION_ID",
+            "INVALID_IDEMPOTENCY_KEY", "INSUFFICIENT_BALANCE"],
+    401 => ["AUTH_REQUIRED", "TOKEN_MISSING", "TOKEN_NOT_FOUND", "TOKEN_EXPIRED"],
+    403 => ["USER_MISMATCH", "TOKEN_NOT_ACTIVE", "TOKEN_USER_MISMATCH", "TOKEN_WRONG_ROOM",
+            "NOT_YOUR_RESERVATION"],
+    404 => ["RESERVATION_NOT_FOUND"],
+    409 => ["HOLD_EXPIRED", "ALREADY_PAID", "IDEMPOTENCY_KEY_REUSED"],
+});
+
+/// Pays a held seat from the user's wallet; the queue token is released, so the next waiter is
+/// admitted. A retry with the same `Idempotency-Key` gets the first answer, even after the
+/// token was released.
+#[utoipa::path(
+    post,
+    path = "/api/payments",
+    tag = "payments",
+    operation_id = "pay",
+    request_body = PayBody,
+    params(crate::openapi::IdempotencyKeyHeader),
+    security((), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "Paid: the seat is the user's", body = PaymentView),
+        PayErrors,
+    )
+)]
 async fn pay(
     State(state): State<AppState>,
     caller: Caller,
@@ -143,7 +185,7 @@ impl From<pb::Payment> for PaymentView {
             user_id: payment.user_id,
             amount: payment.amount_minor,
             balance: payment.balance_after_minor,
-            status: "CONFIRMED",
+            status: PaymentStatus::Confirmed,
             paid_at: rfc3339(payment.paid_at_unix_ms),
         }
     }

@@ -2,14 +2,15 @@
 //! `GET /api/reservations/{id}`.
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
 use ticketing_proto::reservation::v1 as pb;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
@@ -19,46 +20,71 @@ use crate::{
     routes::{admission::require_active_token, rfc3339, valid_id, valid_seat},
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/reserve", post(reserve))
-        .route("/api/reservations/{reservation_id}", get(reservation))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(reserve))
+        .routes(routes!(reservation))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReserveBody {
+    /// An ACTIVE queue token of the concert's room.
     #[serde(default)]
+    #[schema(required = true, format = Uuid)]
     token: String,
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     concert_option_id: i64,
+    /// The seat's number within the option.
+    #[schema(minimum = 1, maximum = 2_147_483_647)]
     seat_id: i64,
     /// Required in `trusted` mode; in `jwt` mode optional and, if there, the caller's.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     user_id: Option<i64>,
 }
 
-#[derive(Serialize, Debug)]
+/// Where a reservation stands.
+#[derive(Serialize, Debug, Clone, Copy, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReservationStatus {
+    /// The seat is held until `expiresAt`: pay before then.
+    Held,
+    /// Paid.
+    Confirmed,
+    /// The hold ran out unpaid.
+    Expired,
+    Cancelled,
+    Unknown,
+}
+
+/// A hold on a seat, or the seat bought.
+#[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReservationView {
     reservation_id: i64,
     user_id: i64,
     concert_option_id: i64,
     seat_id: i32,
-    status: &'static str,
+    status: ReservationStatus,
+    /// In the currency's minor unit.
     price: i64,
     grade: String,
+    #[schema(required = true, format = DateTime)]
     created_at: Option<String>,
+    /// When an unpaid hold runs out.
+    #[schema(required = true, format = DateTime)]
     expires_at: Option<String>,
 }
 
 impl From<pb::Reservation> for ReservationView {
     fn from(r: pb::Reservation) -> Self {
         let status = match r.status() {
-            pb::ReservationStatus::Held => "HELD",
-            pb::ReservationStatus::Confirmed => "CONFIRMED",
-            pb::ReservationStatus::Expired => "EXPIRED",
-            pb::ReservationStatus::Cancelled => "CANCELLED",
-            pb::ReservationStatus::Unspecified => "UNKNOWN",
+            pb::ReservationStatus::Held => ReservationStatus::Held,
+            pb::ReservationStatus::Confirmed => ReservationStatus::Confirmed,
+            pb::ReservationStatus::Expired => ReservationStatus::Expired,
+            pb::ReservationStatus::Cancelled => ReservationStatus::Cancelled,
+            pb::ReservationStatus::Unspecified => ReservationStatus::Unknown,
         };
         Self {
             reservation_id: r.id,
@@ -74,6 +100,31 @@ impl From<pb::Reservation> for ReservationView {
     }
 }
 
+crate::errors!(ReserveErrors {
+    400 => ["INVALID_JSON", "INVALID_BODY", "INVALID_USER_ID", "INVALID_CONCERT_OPTION_ID",
+            "INVALID_SEAT_ID", "INVALID_IDEMPOTENCY_KEY", "SEAT_TAKEN"],
+    401 => ["AUTH_REQUIRED", "TOKEN_MISSING", "TOKEN_NOT_FOUND", "TOKEN_EXPIRED"],
+    403 => ["USER_MISMATCH", "TOKEN_NOT_ACTIVE", "TOKEN_USER_MISMATCH", "TOKEN_WRONG_ROOM"],
+    404 => ["OPTION_NOT_FOUND", "SEAT_NOT_FOUND"],
+    409 => ["SALE_NOT_OPEN", "SEAT_LIMIT_REACHED", "IDEMPOTENCY_KEY_REUSED"],
+});
+
+/// Holds a seat. Succeeds with **303 See Other** and the reservation as the body, with no
+/// Location header: the original clients look for the 303 itself. The caller's own live hold of
+/// the seat is answered again (a retry after a timeout).
+#[utoipa::path(
+    post,
+    path = "/api/reserve",
+    tag = "reservations",
+    operation_id = "reserve",
+    request_body = ReserveBody,
+    params(crate::openapi::IdempotencyKeyHeader),
+    security((), ("bearerJwt" = [])),
+    responses(
+        (status = 303, description = "The seat is held: the reservation (no Location header)", body = ReservationView),
+        ReserveErrors,
+    )
+)]
 async fn reserve(
     State(state): State<AppState>,
     caller: Caller,
@@ -106,8 +157,26 @@ async fn reserve(
         .into_response())
 }
 
+crate::errors!(ReservationErrors {
+    400 => ["INVALID_PATH", "INVALID_RESERVATION_ID"],
+    401 => ["AUTH_REQUIRED"],
+    404 => ["RESERVATION_NOT_FOUND"],
+});
+
 /// One reservation. In `jwt` mode someone else's is 404, as if it did not exist: sequential
 /// ids must not reveal who booked what.
+#[utoipa::path(
+    get,
+    path = "/api/reservations/{reservation_id}",
+    tag = "reservations",
+    operation_id = "getReservation",
+    params(("reservation_id" = i64, Path, description = "The reservation id", minimum = 1, maximum = 9_007_199_254_740_991_i64)),
+    security((), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The reservation", body = ReservationView),
+        ReservationErrors,
+    )
+)]
 async fn reservation(
     State(state): State<AppState>,
     caller: Caller,

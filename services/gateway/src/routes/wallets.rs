@@ -1,12 +1,10 @@
 //! `GET /api/users/{userId}/balance` and `POST /api/users/{userId}/balance/charge`.
 
-use axum::{
-    Json, Router,
-    extract::State,
-    routing::{get, post},
-};
+use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use ticketing_proto::reservation::v1 as pb;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
@@ -15,23 +13,40 @@ use crate::{
     identity::Caller,
 };
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/users/{user_id}/balance", get(balance))
-        .route("/api/users/{user_id}/balance/charge", post(charge))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(balance))
+        .routes(routes!(charge))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ChargeBody {
+    /// What to add, in the currency's minor unit (more than 0).
+    #[schema(minimum = 1)]
     amount: i64,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BalanceView {
     user_id: i64,
+    /// In the currency's minor unit.
     balance: i64,
 }
+
+crate::errors!(BalanceErrors {
+    400 => ["INVALID_PATH", "INVALID_USER_ID"],
+    401 => ["AUTH_REQUIRED"],
+    403 => ["USER_MISMATCH"],
+});
+
+crate::errors!(ChargeErrors {
+    400 => ["INVALID_PATH", "INVALID_USER_ID", "INVALID_JSON", "INVALID_BODY", "INVALID_AMOUNT",
+            "AMOUNT_TOO_LARGE", "BALANCE_LIMIT_EXCEEDED", "INVALID_IDEMPOTENCY_KEY"],
+    401 => ["AUTH_REQUIRED"],
+    403 => ["USER_MISMATCH"],
+    409 => ["IDEMPOTENCY_KEY_REUSED"],
+});
 
 impl From<pb::Wallet> for BalanceView {
     fn from(wallet: pb::Wallet) -> Self {
@@ -43,6 +58,18 @@ impl From<pb::Wallet> for BalanceView {
 }
 
 /// A wallet is its owner's alone (`jwt` mode): another user's id in the path is 403.
+#[utoipa::path(
+    get,
+    path = "/api/users/{user_id}/balance",
+    tag = "wallets",
+    operation_id = "getBalance",
+    params(("user_id" = i64, Path, description = "The wallet's owner", minimum = 1, maximum = 9_007_199_254_740_991_i64)),
+    security((), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The balance (0 for a new user)", body = BalanceView),
+        BalanceErrors,
+    )
+)]
 async fn balance(
     State(state): State<AppState>,
     caller: Caller,
@@ -56,6 +83,23 @@ async fn balance(
     Ok(Json(wallet.into()))
 }
 
+/// Tops the wallet up.
+#[utoipa::path(
+    post,
+    path = "/api/users/{user_id}/balance/charge",
+    tag = "wallets",
+    operation_id = "chargeBalance",
+    params(
+        ("user_id" = i64, Path, description = "The wallet's owner", minimum = 1, maximum = 9_007_199_254_740_991_i64),
+        crate::openapi::IdempotencyKeyHeader,
+    ),
+    request_body = ChargeBody,
+    security((), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The new balance", body = BalanceView),
+        ChargeErrors,
+    )
+)]
 async fn charge(
     State(state): State<AppState>,
     caller: Caller,

@@ -1,0 +1,163 @@
+//! The OpenAPI 3.1 document of the HTTP API, generated from the handlers' own types: every API
+//! route is registered with `utoipa_axum::routes!` (its path, its handler and its document entry
+//! in one), so the router and the document cannot drift apart. `GET /openapi.json` serves it;
+//! `GET /docs` is an interactive reference (Swagger UI, vendored and embedded, see [`docs`]).
+//! The routes that are deliberately not in the document are listed once, in [`UNDOCUMENTED`];
+//! tests/openapi.rs fails when the router has any other route the document lacks.
+
+pub mod docs;
+pub mod errors;
+
+use std::sync::LazyLock;
+
+use axum::{
+    body::Bytes,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use utoipa::{
+    IntoParams, Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+/// Routes the router has and the document leaves out, each with the reason: they are pages and
+/// files for browsers, not part of the JSON API.
+pub const UNDOCUMENTED: &[(&str, &str)] = &[
+    ("/", "the fan's page: HTML for browsers"),
+    ("/admin", "the operator's console: HTML for browsers"),
+    ("/assets/{file}", "the pages' scripts, styles and images"),
+    (
+        "/docs",
+        "this document's interactive reference: HTML for browsers",
+    ),
+    (
+        "/docs/{file}",
+        "the reference's scripts and styles (Swagger UI)",
+    ),
+];
+
+/// The security scheme of a signed-in fan (`jwt` mode).
+pub const BEARER_JWT: &str = "bearerJwt";
+/// The security scheme of an operator in `trusted` mode (`GATEWAY_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "adminToken";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ticketing gateway",
+        description = "The public HTTP/JSON API of the concert-ticketing system: the waiting room, \
+            browsing, holds, payments and wallets, and the operators' admin API. Shapes are this \
+            document's; the rules a schema cannot say (idempotency, identity modes, rooms, limits) \
+            are in docs/api.md. Errors are `{\"status\", \"code\", \"message\"}` with a stable `code`; \
+            each response lists the codes it may carry.",
+        license(name = "MIT"),
+    ),
+    components(schemas(errors::ErrorBody)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "queue", description = "The waiting room: join it, and poll your place"),
+        (name = "concerts", description = "Browsing: concerts, their options and free seats (no sign-in)"),
+        (name = "reservations", description = "Holding a seat, and reading a reservation"),
+        (name = "payments", description = "Paying for a held seat"),
+        (name = "wallets", description = "A user's balance, and topping it up"),
+        (name = "admin", description = "The operators' API: rooms, their figures and settings, the change log"),
+        (name = "pages", description = "What the embedded pages ask the gateway"),
+        (name = "health", description = "Liveness and readiness"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The two ways of signing in. Both are `Authorization: Bearer`; which one a route takes is
+/// on the route (fans: a JWT in `jwt` mode; operators: the admin token or an admin's JWT).
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER_JWT,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "`GATEWAY_AUTH=jwt`: an OIDC access token (ES256, RS256 or EdDSA) whose \
+                         numeric `sub` is the user; the `admin` role in its `roles` claim marks \
+                         an operator. In `trusted` mode fans send none (the `userId` is believed).",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            ADMIN_TOKEN,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "`GATEWAY_AUTH=trusted`: the operators' shared secret, \
+                         `GATEWAY_ADMIN_TOKEN` (the admin API is closed without it).",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The optional `Idempotency-Key` of the mutating POSTs: a retry with the same key gets the
+/// first answer; the same key with other parameters is 409 `IDEMPOTENCY_KEY_REUSED`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read by extract::IdempotencyKey; here for the document only
+pub struct IdempotencyKeyHeader {
+    /// 1 to 200 visible ASCII characters, e.g. a UUID per logical attempt.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[!-~]+$"
+    )]
+    idempotency_key: Option<String>,
+}
+
+/// The document of every API route, as `GET /openapi.json` serves it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut document = crate::routes::api().into_openapi();
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document
+}
+
+/// The document as JSON, built once (it depends on the code only, never on the configuration).
+static DOCUMENT_JSON: LazyLock<Bytes> = LazyLock::new(|| {
+    match serde_json::to_vec(&document()) {
+        Ok(json) => Bytes::from(json),
+        // A derived document always serialises; this only keeps the request path panic-free.
+        Err(_) => Bytes::from_static(b"{}"),
+    }
+});
+
+/// This document: OpenAPI 3.1, generated from the handlers' types.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    operation_id = "openapi",
+    security(()),
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object),
+        errors::Local,
+    )
+)]
+pub async fn openapi_json() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        DOCUMENT_JSON.clone(),
+    )
+        .into_response()
+}
