@@ -1,0 +1,497 @@
+//! The fan's page and the operator's console in a real headless Chromium, against the real
+//! system on port 0 (own databases, own Redis key prefix, the queue on a manual clock that the
+//! test steps one admission at a time). Written against the DOM contract of the pages: root
+//! `main#fan` / `main#console` with `data-state`, and the ids and data attributes it names.
+//! Screenshots of every step: target/browser-screenshots/<test>/.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a failed expectation is the test failing
+
+#[path = "support/browser.rs"]
+mod browser;
+mod support;
+
+use std::time::Duration;
+
+use browser::{Browser, DESKTOP, PHONE, Page};
+use queue::Policy;
+use serde_json::Value;
+use support::System;
+
+const ADMIN_TOKEN: &str = "browser-test-operator-secret-0123456789";
+
+/// One admission per second, as on a slow on-sale.
+fn one_per_second() -> Policy {
+    Policy {
+        admission_rate: 1.0,
+        active_cap: 0,
+        active_ttl: Duration::from_secs(600),
+        waiting_grace: Duration::from_secs(60),
+    }
+}
+
+async fn start_system(gateway_flags: &[&str]) -> (System, String) {
+    start_system_with(one_per_second(), gateway_flags).await
+}
+
+async fn start_system_with(policy: Policy, gateway_flags: &[&str]) -> (System, String) {
+    let system = System::start_with(policy, gateway_flags).await;
+    // The first admission step only starts the queue's admission clock.
+    assert_eq!(system.admit().await, 0, "nobody waits yet");
+    let base = format!("http://{}", system.http.addr());
+    (system, base)
+}
+
+/// One second on the queue's clock, then one admission step; returns how many it admitted.
+async fn admission_step(system: &System) -> u64 {
+    system.advance(1_000);
+    system.admit().await
+}
+
+/// Opens the fan's page and joins the line as `user` (trusted mode: the user id field).
+async fn join(page: &Page, base: &str, user: i64) {
+    page.goto(&format!("{base}/")).await;
+    page.wait_for_state("fan", "join").await;
+    page.step("join-form").await;
+    page.fill("#user-id", &user.to_string()).await;
+    page.click("#join").await;
+}
+
+/// Marks the document, so that a later check can tell it was never reloaded.
+async fn mark_document(page: &Page) {
+    page.eval("window.__notReloaded = true; return null;").await;
+}
+
+async fn assert_not_reloaded(page: &Page) {
+    assert_eq!(
+        page.eval("return window.__notReloaded === true;").await,
+        Value::Bool(true),
+        "the page was reloaded (or navigated away)"
+    );
+}
+
+/// The time (page clock) from which [`wait_for_two_polls_since`] counts.
+async fn page_now(page: &Page) -> f64 {
+    page.eval("return performance.now();")
+        .await
+        .as_f64()
+        .expect("a number")
+}
+
+/// Waits until the page has started two queue polls after `since` and the first has been
+/// answered: the second starts only after the first's answer was handled, so what the page
+/// shows then reflects the queue as it was after `since`.
+async fn wait_for_two_polls_since(page: &Page, since: f64) {
+    let script = format!(
+        "return performance.getEntriesByType('resource') \
+           .filter(e => e.name.includes('/queue/check-queue') && e.startTime > {since}) \
+           .length >= 2;"
+    );
+    page.wait_for("two queue polls after the admission step", &script)
+        .await;
+}
+
+/// Polls the queue for tokens that no page polls for, so they keep their places.
+async fn heartbeat(system: &System, tokens: &[String]) {
+    for token in tokens {
+        let reply = system
+            .http
+            .get(&format!("/queue/check-queue?token={token}"))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.json);
+    }
+}
+
+/// The `data-seat-id` of the first seat on the map that can be picked.
+async fn first_free_seat(page: &Page) -> i64 {
+    page.wait_for(
+        "a free seat on the map",
+        "const seat = document.querySelector('#seat-map button.seat[data-seat-id]:not([disabled])'); \
+         return seat === null ? null : Number(seat.dataset.seatId);",
+    )
+    .await
+    .as_i64()
+    .expect("a seat id")
+}
+
+fn digits(text: &str) -> String {
+    text.chars().filter(char::is_ascii_digit).collect()
+}
+
+/// Waits until the page's `#balance` shows the balance the API has for `user`.
+async fn wait_for_shown_balance(page: &Page, system: &System, user: i64, at_least: i64) -> i64 {
+    let deadline = std::time::Instant::now() + browser::WAIT;
+    let balance = loop {
+        let reply = system.http.get(&format!("/api/users/{user}/balance")).await;
+        let balance = reply.json["balance"].as_i64().expect("balance");
+        if balance >= at_least {
+            break balance;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the balance of user {user} stayed {balance}, below {at_least}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let script = format!(
+        "const el = document.querySelector('#balance'); \
+         return el !== null && el.textContent.replace(/[^0-9]/g, '') === {:?};",
+        digits(&balance.to_string())
+    );
+    page.wait_for(&format!("#balance to show {balance}"), &script)
+        .await;
+    balance
+}
+
+#[tokio::test]
+async fn the_second_fan_sees_position_2_then_1_then_admitted_without_a_reload_pays_and_the_first_fans_map_shows_the_seat_taken()
+ {
+    let (system, base) = start_system(&[]).await;
+    let browser = Browser::start("two_fans_one_admission_per_second").await;
+    let first = browser.open("fan1", DESKTOP).await;
+    let second = browser.open("fan2", DESKTOP).await;
+
+    join(&first, &base, 1).await;
+    first.wait_for_state("fan", "waiting").await;
+    first.wait_for_text("#position", "1").await;
+    first.step("waiting-first").await;
+
+    join(&second, &base, 2).await;
+    second.wait_for_state("fan", "waiting").await;
+    mark_document(&second).await;
+    second.wait_for_text("#position", "2").await;
+    assert!(
+        second.text("#eta").await.is_some_and(|eta| !eta.is_empty()),
+        "#eta shows the estimated wait"
+    );
+    assert_eq!(
+        second
+            .eval("const p = document.querySelector('#progress'); return p !== null && p.tagName;")
+            .await,
+        "PROGRESS",
+        "#progress is a <progress>"
+    );
+    let status_before = second.text("#status").await.unwrap_or_default();
+    second.step("waiting-position-2").await;
+
+    assert_eq!(admission_step(&system).await, 1);
+    second.wait_for_text("#position", "1").await;
+    let status_after = second.text("#status").await.unwrap_or_default();
+    assert_ne!(
+        status_before, status_after,
+        "#status (aria-live) announces the new position"
+    );
+    assert_eq!(
+        second
+            .eval("const s = document.querySelector('#status'); return s && s.getAttribute('aria-live');")
+            .await,
+        "polite"
+    );
+    second.step("waiting-position-1").await;
+    first.wait_for_state("fan", "admitted").await;
+    first.click("#options button[data-option-id=\"1\"]").await;
+    first_free_seat(&first).await;
+    first.step("admitted-seat-map").await;
+
+    assert_eq!(admission_step(&system).await, 1);
+    second.wait_for_state("fan", "admitted").await;
+    assert_not_reloaded(&second).await;
+    assert!(
+        second
+            .text("#admitted-until")
+            .await
+            .is_some_and(|left| !left.is_empty()),
+        "#admitted-until shows the admitted time left"
+    );
+    second.step("admitted").await;
+
+    second.click("#options button[data-option-id=\"1\"]").await;
+    let seat = first_free_seat(&second).await;
+    second.wait_for(
+        "a price legend",
+        "const legend = document.querySelector('#legend'); return legend !== null && legend.textContent.trim() !== '';",
+    )
+    .await;
+    second.step("seat-map").await;
+    second
+        .click(&format!("#seat-map button.seat[data-seat-id=\"{seat}\"]"))
+        .await;
+    second.wait_for_state("fan", "held").await;
+    assert!(
+        second
+            .text("#hold-countdown")
+            .await
+            .is_some_and(|left| !left.is_empty()),
+        "#hold-countdown shows the hold's time left"
+    );
+    wait_for_shown_balance(&second, &system, 2, 0).await;
+    second.step("held").await;
+
+    second.click("#top-up").await;
+    wait_for_shown_balance(&second, &system, 2, 1).await;
+    second.step("topped-up").await;
+    second.click("#pay").await;
+    second.wait_for_state("fan", "paid").await;
+    let reservation = second
+        .wait_for(
+            "#confirmation with its reservation id",
+            "const c = document.querySelector('#confirmation'); \
+             return c === null ? null : Number(c.dataset.reservationId) || null;",
+        )
+        .await
+        .as_i64()
+        .expect("a reservation id");
+    second.step("paid").await;
+    let paid = system
+        .http
+        .get(&format!("/api/reservations/{reservation}"))
+        .await;
+    assert_eq!(paid.json["status"], "CONFIRMED", "{}", paid.json);
+    assert_eq!(paid.json["seatId"], seat, "{}", paid.json);
+    assert_eq!(paid.json["userId"], 2, "{}", paid.json);
+
+    // The first fan's map is refreshed while it is open: the sold seat turns disabled.
+    first
+        .wait_for_within(
+            &format!("seat {seat} to be taken on the first fan's map"),
+            &format!(
+                "const seat = document.querySelector('#seat-map button.seat[data-seat-id=\"{seat}\"]'); \
+                 return seat !== null && seat.disabled;"
+            ),
+            Duration::from_secs(20),
+        )
+        .await;
+    first.step("seat-taken").await;
+
+    browser.finish().await;
+}
+
+#[tokio::test]
+async fn a_waiting_fans_position_stops_while_the_operator_pauses_admission_and_moves_to_admitted_after_resume()
+ {
+    // A short grace keeps the advised poll interval (at most a third of it) short while paused.
+    let policy = Policy {
+        waiting_grace: Duration::from_secs(6),
+        ..one_per_second()
+    };
+    let admin_flag = format!("--admin-token={ADMIN_TOKEN}");
+    let (system, base) = start_system_with(policy, &[&admin_flag]).await;
+    let browser = Browser::start("operator_pauses_and_resumes").await;
+    let operator = browser.open("operator", DESKTOP).await;
+    let fan = browser.open("fan", DESKTOP).await;
+
+    // Two people ahead of the fan, joined through the API; the test keeps their places alive.
+    let mut ahead = Vec::new();
+    for user in [1, 2] {
+        let reply = system
+            .http
+            .post("/queue/issue-token", &format!(r#"{{"userId": {user}}}"#))
+            .await;
+        assert_eq!(reply.json["position"], user, "{}", reply.json);
+        ahead.push(reply.json["token"].as_str().expect("token").to_owned());
+    }
+    join(&fan, &base, 3).await;
+    fan.wait_for_state("fan", "waiting").await;
+    fan.wait_for_text("#position", "3").await;
+    mark_document(&fan).await;
+    fan.step("waiting-position-3").await;
+
+    operator.goto(&format!("{base}/admin")).await;
+    operator.wait_for_state("console", "sign-in").await;
+    operator.step("sign-in").await;
+    operator.fill("#admin-token", ADMIN_TOKEN).await;
+    operator.click("#admin-sign-in").await;
+    operator.wait_for_state("console", "live").await;
+    let room = "#rooms tr[data-room=\"default\"]";
+    operator
+        .wait_for_text(&format!("{room} [data-field=\"waiting\"]"), "3")
+        .await;
+    operator
+        .wait_for_text(&format!("{room} [data-field=\"paused\"]"), "admitting")
+        .await;
+    operator.step("live").await;
+
+    operator
+        .click(&format!("{room} button[data-action=\"pause\"]"))
+        .await;
+    operator
+        .wait_for_text(&format!("{room} [data-field=\"paused\"]"), "paused")
+        .await;
+    operator.step("paused").await;
+    fan.wait_for_state("fan", "paused").await;
+
+    for step in 1..=2 {
+        let since = page_now(&fan).await;
+        assert_eq!(
+            admission_step(&system).await,
+            0,
+            "admission step {step} while paused admitted someone"
+        );
+        heartbeat(&system, &ahead).await;
+        wait_for_two_polls_since(&fan, since).await;
+        assert_eq!(
+            fan.text("#position").await.as_deref(),
+            Some("3"),
+            "the fan's position moved during paused step {step}"
+        );
+        assert_eq!(
+            fan.eval("return document.querySelector('main#fan').dataset.state;")
+                .await,
+            "paused"
+        );
+    }
+    fan.step("still-position-3-while-paused").await;
+
+    operator
+        .click(&format!("{room} button[data-action=\"resume\"]"))
+        .await;
+    operator
+        .wait_for_text(&format!("{room} [data-field=\"paused\"]"), "admitting")
+        .await;
+    operator
+        .wait_for(
+            "the pause and the resume in the change log",
+            "const changes = document.querySelector('#changes'); \
+             return changes !== null && changes.children.length >= 2;",
+        )
+        .await;
+    operator.step("resumed").await;
+
+    for expected in ["2", "1"] {
+        assert_eq!(admission_step(&system).await, 1);
+        heartbeat(&system, &ahead).await;
+        fan.wait_for_state("fan", "waiting").await;
+        fan.wait_for_text("#position", expected).await;
+        fan.step(&format!("position-{expected}-after-resume")).await;
+    }
+    assert_eq!(admission_step(&system).await, 1);
+    fan.wait_for_state("fan", "admitted").await;
+    assert_not_reloaded(&fan).await;
+    fan.step("admitted").await;
+
+    browser.finish().await;
+}
+
+/// The page scrolls sideways (wider than the viewport), or not.
+async fn assert_no_horizontal_scroll(page: &Page, state: &str) {
+    let widths = page
+        .eval(
+            "const d = document.documentElement; \
+             return [d.scrollWidth, d.clientWidth, document.body.scrollWidth, window.innerWidth];",
+        )
+        .await;
+    let widths: Vec<i64> = widths
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|w| w.as_i64().expect("a width"))
+        .collect();
+    assert_eq!(widths[3], 360, "the window is 360 px wide");
+    assert!(
+        widths[0] <= widths[1] && widths[2] <= widths[1],
+        "in state {state} the page is wider than 360 px (document {}, body {}, viewport {})",
+        widths[0],
+        widths[2],
+        widths[1]
+    );
+}
+
+/// Every visible control has an accessible name as the browser computes it (label,
+/// aria-label, aria-labelledby, text).
+async fn assert_every_control_is_named(page: &Page, state: &str) {
+    let unnamed = page.unnamed_controls().await;
+    assert!(
+        unnamed.is_empty(),
+        "in state {state} these controls have no accessible name:\n{}",
+        unnamed.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_fan_page_at_360_px_has_no_horizontal_scroll_and_every_control_has_an_accessible_name()
+{
+    let (system, base) = start_system(&[]).await;
+    let browser = Browser::start("fan_page_at_360_px").await;
+    let phone = browser.open("phone", PHONE).await;
+
+    phone.goto(&format!("{base}/")).await;
+    phone.wait_for_state("fan", "join").await;
+    assert_no_horizontal_scroll(&phone, "join").await;
+    assert_every_control_is_named(&phone, "join").await;
+    phone.step("join").await;
+
+    phone.fill("#user-id", "7").await;
+    phone.click("#join").await;
+    phone.wait_for_state("fan", "waiting").await;
+    phone.wait_for_text("#position", "1").await;
+    assert_no_horizontal_scroll(&phone, "waiting").await;
+    assert_every_control_is_named(&phone, "waiting").await;
+    phone.step("waiting").await;
+
+    assert_eq!(admission_step(&system).await, 1);
+    phone.wait_for_state("fan", "admitted").await;
+    phone.click("#options button[data-option-id=\"1\"]").await;
+    let seat = first_free_seat(&phone).await;
+    assert_no_horizontal_scroll(&phone, "admitted").await;
+    assert_every_control_is_named(&phone, "admitted").await;
+    phone.step("admitted-seat-map").await;
+
+    phone
+        .click(&format!("#seat-map button.seat[data-seat-id=\"{seat}\"]"))
+        .await;
+    phone.wait_for_state("fan", "held").await;
+    assert_no_horizontal_scroll(&phone, "held").await;
+    assert_every_control_is_named(&phone, "held").await;
+    phone.step("held").await;
+
+    browser.finish().await;
+}
+
+#[tokio::test]
+async fn the_fan_page_the_console_and_the_docs_log_no_console_errors_and_leave_a_screenshot_per_step()
+ {
+    let admin_flag = format!("--admin-token={ADMIN_TOKEN}");
+    let (_system, base) = start_system(&[&admin_flag]).await;
+    let browser = Browser::start("pages_without_console_errors").await;
+    let page = browser.open("visitor", DESKTOP).await;
+    let mut shots = Vec::new();
+
+    page.goto(&format!("{base}/")).await;
+    page.wait_for_state("fan", "join").await;
+    shots.push(page.step("fan-page").await);
+    page.assert_no_console_errors().await;
+
+    page.goto(&format!("{base}/admin")).await;
+    page.wait_for_state("console", "sign-in").await;
+    shots.push(page.step("console-sign-in").await);
+    page.fill("#admin-token", ADMIN_TOKEN).await;
+    page.click("#admin-sign-in").await;
+    page.wait_for_state("console", "live").await;
+    page.wait_for(
+        "the default room in the rooms table",
+        "return document.querySelector('#rooms tr[data-room=\"default\"]') !== null;",
+    )
+    .await;
+    shots.push(page.step("console-live").await);
+    page.assert_no_console_errors().await;
+
+    page.goto(&format!("{base}/docs")).await;
+    page.wait_for(
+        "the API reference to render the document's title",
+        "const title = document.querySelector('.swagger-ui .info .title'); \
+         return title !== null && title.textContent.trim() !== '';",
+    )
+    .await;
+    shots.push(page.step("docs").await);
+    page.assert_no_console_errors().await;
+
+    for shot in &shots {
+        let png = std::fs::read(shot).expect("the screenshot file is there");
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1_000,
+            "{} is a real PNG",
+            shot.display()
+        );
+        assert!(shot.starts_with(browser.folder()));
+    }
+    browser.finish().await;
+}
