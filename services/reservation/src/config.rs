@@ -17,6 +17,14 @@ pub struct Config {
     )]
     pub listen_addr: SocketAddr,
 
+    /// Where Prometheus scrapes `GET /metrics` (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "RESERVATION_METRICS_ADDR",
+        default_value = "127.0.0.1:9183"
+    )]
+    pub metrics_addr: SocketAddr,
+
     /// This service's own PostgreSQL database (created if missing, migrated at start-up).
     #[arg(
         long,

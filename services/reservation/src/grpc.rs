@@ -25,6 +25,8 @@ pub struct ReservationGrpc {
     /// Most seats one user may hold or have bought per concert; 0 = no limit.
     pub max_seats_per_user: u32,
     pub max_charge_minor: i64,
+    /// Each store call is timed where this edge makes it.
+    pub latency: kit::metrics::StoreLatency,
 }
 
 #[tonic::async_trait]
@@ -58,14 +60,18 @@ impl ReservationService for ReservationGrpc {
             max_seats_per_user: self.max_seats_per_user,
         };
         let reservation = match idempotency_key {
-            None => holds::hold(&self.pool, &new).await?,
+            None => {
+                self.latency
+                    .time("hold", holds::hold(&self.pool, &new))
+                    .await?
+            }
             Some(key) => {
                 let scope =
                     idempotency::Scope::new(user_id, &key, format!("{option_id}:{seat_no}"));
-                idempotency::once(&self.pool, scope, |tx| {
+                let once = idempotency::once(&self.pool, scope, |tx| {
                     Box::pin(async move { holds::hold(tx, &new).await })
-                })
-                .await?
+                });
+                self.latency.time("hold", once).await?
             }
         };
         Ok(Response::new(reservation.into()))
@@ -80,7 +86,8 @@ impl ReservationService for ReservationGrpc {
             "INVALID_RESERVATION_ID",
             "reservationId",
         )?;
-        Ok(Response::new(holds::get(&self.pool, id).await?.into()))
+        let reservation = self.latency.time("get", holds::get(&self.pool, id)).await?;
+        Ok(Response::new(reservation.into()))
     }
 
     async fn get_occupancy(
@@ -92,9 +99,10 @@ impl ReservationService for ReservationGrpc {
             "INVALID_CONCERT_OPTION_ID",
             "concertOptionId",
         )?;
+        let taken = holds::occupancy(&self.pool, option_id);
         Ok(Response::new(pb::Occupancy {
             concert_option_id: option_id,
-            taken_seat_nos: holds::occupancy(&self.pool, option_id).await?,
+            taken_seat_nos: self.latency.time("occupancy", taken).await?,
         }))
     }
 
@@ -103,7 +111,8 @@ impl ReservationService for ReservationGrpc {
         request: Request<pb::CountTakenRequest>,
     ) -> Result<Response<pb::CountTakenResponse>, Status> {
         let option_ids = counted_options(request.into_inner())?;
-        let counts = holds::count_taken(&self.pool, &option_ids).await?;
+        let counts = holds::count_taken(&self.pool, &option_ids);
+        let counts = self.latency.time("count_taken", counts).await?;
         let mut taken: HashMap<i64, u32> = option_ids.iter().map(|id| (*id, 0)).collect();
         for (option_id, count) in counts {
             taken.insert(option_id, u32::try_from(count).unwrap_or(u32::MAX));
@@ -116,7 +125,8 @@ impl ReservationService for ReservationGrpc {
         request: Request<pb::CountTakenRequest>,
     ) -> Result<Response<pb::CountHeldAndSoldResponse>, Status> {
         let option_ids = counted_options(request.into_inner())?;
-        let counts = holds::count_held_and_sold(&self.pool, &option_ids).await?;
+        let counts = holds::count_held_and_sold(&self.pool, &option_ids);
+        let counts = self.latency.time("count_held_and_sold", counts).await?;
         let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
         let options = counts
             .into_iter()
@@ -142,20 +152,24 @@ impl ReservationService for ReservationGrpc {
             (PayMode::ReplayOnly, None) => return Err(ReservationError::NothingToReplay.into()),
             (PayMode::ReplayOnly, Some(key)) => {
                 let scope = idempotency::Scope::new(user_id, &key, reservation_id.to_string());
-                idempotency::replay(&self.pool, scope).await?
+                let replay = idempotency::replay(&self.pool, scope);
+                self.latency.time("replay", replay).await?
             }
             (PayMode::Admitted(room), None) => {
-                let mut tx = self.pool.begin().await.map_err(ReservationError::from)?;
-                let payment = payments::pay(&mut tx, reservation_id, user_id, room).await?;
-                tx.commit().await.map_err(ReservationError::from)?;
-                payment
+                let pay = async {
+                    let mut tx = self.pool.begin().await.map_err(ReservationError::from)?;
+                    let payment = payments::pay(&mut tx, reservation_id, user_id, room).await?;
+                    tx.commit().await.map_err(ReservationError::from)?;
+                    Ok::<_, ReservationError>(payment)
+                };
+                self.latency.time("pay", pay).await?
             }
             (PayMode::Admitted(room), Some(key)) => {
                 let scope = idempotency::Scope::new(user_id, &key, reservation_id.to_string());
-                idempotency::once(&self.pool, scope, |tx| {
+                let once = idempotency::once(&self.pool, scope, |tx| {
                     Box::pin(payments::pay(tx, reservation_id, user_id, room))
-                })
-                .await?
+                });
+                self.latency.time("pay", once).await?
             }
         };
         Ok(Response::new(payment.into()))
@@ -166,9 +180,10 @@ impl ReservationService for ReservationGrpc {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::Wallet>, Status> {
         let user_id = positive_id(request.into_inner().user_id, "INVALID_USER_ID", "userId")?;
-        Ok(Response::new(
-            wallets::balance(&self.pool, user_id).await?.into(),
-        ))
+        let balance = self
+            .latency
+            .time("balance", wallets::balance(&self.pool, user_id));
+        Ok(Response::new(balance.await?.into()))
     }
 
     async fn charge_wallet(
@@ -181,13 +196,16 @@ impl ReservationService for ReservationGrpc {
             idempotency_key,
         } = Charge::parse(request.into_inner(), self.max_charge_minor)?;
         let wallet = match idempotency_key {
-            None => wallets::charge(&self.pool, user_id, amount_minor).await?,
+            None => {
+                let charge = wallets::charge(&self.pool, user_id, amount_minor);
+                self.latency.time("charge", charge).await?
+            }
             Some(key) => {
                 let scope = idempotency::Scope::new(user_id, &key, amount_minor.to_string());
-                idempotency::once(&self.pool, scope, |tx| {
+                let once = idempotency::once(&self.pool, scope, |tx| {
                     Box::pin(wallets::charge(tx, user_id, amount_minor))
-                })
-                .await?
+                });
+                self.latency.time("charge", once).await?
             }
         };
         Ok(Response::new(wallet.into()))

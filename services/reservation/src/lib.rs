@@ -5,6 +5,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod seat_prices;
 pub mod store;
 pub mod sweeper;
@@ -25,10 +26,21 @@ pub async fn build(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
+    let started = start(config, shutdown).await?;
+    Ok((started.addr, started.serve))
+}
+
+/// As [`build`], also saying where the metrics server listens.
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<kit::metrics::Started<impl Future<Output = anyhow::Result<()>>>> {
     config.validate().map_err(anyhow::Error::msg)?;
     kit::postgres::ensure_database(&config.database_url).await;
     let pool = kit::postgres::pool(&config.database_url, config.pool_settings())?;
     MIGRATOR.run(&pool).await?;
+    let mut registry = kit::metrics::Registry::default();
+    let metrics = metrics::ReservationMetrics::register(&mut registry, &pool);
     let catalog = kit::grpc::channel(&config.catalog_url, config.catalog_timeouts())?;
 
     let (addr, incoming) = kit::grpc::bind(config.listen_addr).await?;
@@ -54,21 +66,30 @@ pub async fn build(
         hold: config.hold(),
         max_seats_per_user: config.max_seats_per_user,
         max_charge_minor: config.max_charge_minor,
+        latency: metrics.store,
     };
     let router = kit::grpc::server(kit::grpc::ServerLimits::default())
+        .layer(metrics.grpc.layer())
         .add_service(health)
         .add_service(kit::grpc::reflection(&[
             ticketing_proto::FILE_DESCRIPTOR_SET,
         ])?)
         .add_service(ReservationServiceServer::new(service));
-    tracing::info!(%addr, "reservation listening");
+    let metrics_server = kit::metrics::serve(config.metrics_addr, registry).await?;
+    let metrics_addr = metrics_server.addr();
+    tracing::info!(%addr, %metrics_addr, "reservation listening");
     let serve = async move {
         let result = router
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         health_probe.abort();
         sweeper.abort();
+        metrics_server.stop();
         result.map_err(anyhow::Error::from)
     };
-    Ok((addr, serve))
+    Ok(kit::metrics::Started {
+        addr,
+        metrics_addr,
+        serve,
+    })
 }

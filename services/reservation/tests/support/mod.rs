@@ -55,6 +55,7 @@ impl System {
         let config = reservation::Config::parse_from([
             "reservation",
             "--listen-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
             &format!("--database-url={reservation_db}"),
             &format!("--catalog-url=http://{catalog_addr}"),
             "--db-pool-size=32",
