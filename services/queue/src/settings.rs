@@ -93,7 +93,8 @@ impl SettingsPatch {
         }
         Ok(Self {
             paused,
-            admission_rate,
+            // -0 is 0 (no rate limit), and is stored and shown as such.
+            admission_rate: admission_rate.map(|rate| if rate == 0.0 { 0.0 } else { rate }),
             active_cap,
         })
     }
@@ -264,6 +265,8 @@ mod tests {
             no_rate.applied_to(settings(10.0, 0)),
             Err(SettingsRule::NeitherRateNorCap)
         );
+        let negative_zero = SettingsPatch::new(None, Some(-0.0), None).unwrap();
+        assert!(negative_zero.admission_rate().unwrap().is_sign_positive());
     }
 
     #[test]

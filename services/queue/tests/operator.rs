@@ -337,6 +337,40 @@ async fn etas_assume_the_rate_in_effect_in_the_room_or_with_a_cap_only_a_turnove
 }
 
 #[tokio::test]
+async fn while_paused_the_eta_keeps_the_pace_measured_before_the_pause() {
+    let rooms = Rooms::new(policy(2.0, 0));
+    let entries = rooms.issue_many(1..=100, CONCERT).await;
+    let last = entries
+        .iter()
+        .find(|e| matches!(e.status, TokenStatus::Waiting { position: 100, .. }));
+    let last = last.expect("the 100th");
+    // 10 s at 2/s: 20 admitted, the outflow measured at about 2/s.
+    for _ in 0..100 {
+        rooms.admit(CONCERT).await;
+        rooms.advance(100);
+    }
+    let (position, before, _) = waiting(&rooms.store, last).await;
+    assert!(
+        (38..=44).contains(&before),
+        "position {position}: {before} s"
+    );
+    // 30 s paused: the ETA still assumes 2/s (an outflow decayed over the pause would put it
+    // at many minutes); nobody moves.
+    rooms.set(CONCERT, pause()).await;
+    for _ in 0..300 {
+        rooms.admit(CONCERT).await;
+        rooms.advance(100);
+    }
+    let (still, during, paused) = waiting(&rooms.store, last).await;
+    assert!(paused);
+    assert_eq!(still, position);
+    assert!(
+        during.abs_diff(before) <= 2,
+        "before {before} s, paused {during} s"
+    );
+}
+
+#[tokio::test]
 async fn leaving_a_room_with_neither_rate_nor_cap_is_refused_and_changes_nothing() {
     let rooms = Rooms::new(policy(5.0, 0));
     let refused = rooms
