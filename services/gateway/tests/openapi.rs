@@ -143,7 +143,10 @@ async fn a_route_added_to_the_router_without_a_document_entry_is_reported() {
     // Only what the test adds (the coverage test above answers for the rest).
     let before = undocumented(&router, &document);
     let added = |after: Vec<String>| -> Vec<String> {
-        after.into_iter().filter(|route| !before.contains(route)).collect()
+        after
+            .into_iter()
+            .filter(|route| !before.contains(route))
+            .collect()
     };
     let with_new_path = router.clone().route("/x", get(|| async { "undocumented" }));
     assert_eq!(added(undocumented(&with_new_path, &document)), ["GET /x"]);

@@ -137,12 +137,14 @@ fn response(status: u16, codes: &[&str]) -> Response {
 
 /// `errors!(Name { 400 => ["INVALID_X"], 404 => ["X_NOT_FOUND"] })` defines `Name`, the error
 /// responses of an operation that calls a backend (its codes, [`ANY_ROUTE`]'s and
-/// [`BACKEND`]'s); `errors!(local Name { .. })` one that calls none. Use it in
-/// `#[utoipa::path(responses(..., Name))]`.
+/// [`BACKEND`]'s); `errors!(Name + SHARED { .. })` adds the codes of a `&[(u16, &[&str])]`
+/// that several operations share; `errors!(local Name { .. })` is an operation that calls no
+/// backend. One per operation: in `#[utoipa::path(responses(..., Name))]` a later responses
+/// type replaces an earlier one's entry for the same status.
 #[macro_export]
 macro_rules! errors {
-    ($(#[$meta:meta])* $name:ident { $($status:literal => [$($code:literal),+ $(,)?]),* $(,)? }) => {
-        $crate::errors!(@define $(#[$meta])* $name [$crate::openapi::errors::ANY_ROUTE, $crate::openapi::errors::BACKEND] { $($status => [$($code),+]),* });
+    ($(#[$meta:meta])* $name:ident $(+ $extra:path)* { $($status:literal => [$($code:literal),+ $(,)?]),* $(,)? }) => {
+        $crate::errors!(@define $(#[$meta])* $name [$crate::openapi::errors::ANY_ROUTE, $crate::openapi::errors::BACKEND $(, $extra)*] { $($status => [$($code),+]),* });
     };
     ($(#[$meta:meta])* local $name:ident { $($status:literal => [$($code:literal),+ $(,)?]),* $(,)? }) => {
         $crate::errors!(@define $(#[$meta])* $name [$crate::openapi::errors::ANY_ROUTE] { $($status => [$($code),+]),* });

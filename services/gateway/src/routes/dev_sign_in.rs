@@ -10,14 +10,15 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
-    routing::get,
 };
 use kit::dev_identity::DevKey;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
@@ -30,8 +31,8 @@ use crate::{
 /// How long a development token is valid: a working session.
 const TOKEN_TTL: Duration = Duration::from_secs(8 * 3600);
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/dev/sign-in", get(status).post(sign_in))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(status, sign_in))
 }
 
 /// The development sign-in setting.
@@ -108,15 +109,16 @@ impl DevSignIn {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignInBody {
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     user_id: i64,
     #[serde(default)]
     admin: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignInView {
     /// A bearer token for `Authorization: Bearer …`.
@@ -124,14 +126,54 @@ pub struct SignInView {
     expires_in_seconds: u64,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct SignInStatus {
+    enabled: bool,
+}
+
+crate::errors!(local StatusErrors {
+    404 => ["NOT_FOUND"],
+});
+
 /// 200 when the development sign-in is on (the pages ask before showing its form), else 404.
+#[utoipa::path(
+    get,
+    path = "/dev/sign-in",
+    tag = "pages",
+    operation_id = "getDevSignIn",
+    security(()),
+    responses(
+        (status = 200, description = "The development sign-in is on", body = SignInStatus),
+        StatusErrors,
+    )
+)]
 async fn status(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     state.dev_sign_in.key()?;
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::json!({"enabled": true})),
+        Json(SignInStatus { enabled: true }),
     ))
 }
+
+crate::errors!(local SignInErrors {
+    400 => ["INVALID_JSON", "INVALID_BODY", "INVALID_USER_ID"],
+    404 => ["NOT_FOUND"],
+});
+
+/// A development token for any user (`admin`: with the operator role). Development only:
+/// 404 unless `GATEWAY_DEV_SIGN_IN_KEY_FILE` is set (`cargo xtask up --auth jwt` sets it).
+#[utoipa::path(
+    post,
+    path = "/dev/sign-in",
+    tag = "pages",
+    operation_id = "devSignIn",
+    request_body = SignInBody,
+    security(()),
+    responses(
+        (status = 200, description = "A bearer token", body = SignInView),
+        SignInErrors,
+    )
+)]
 
 async fn sign_in(
     State(state): State<AppState>,

@@ -23,9 +23,9 @@ pub fn api() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
         .merge(payments::routes())
         .merge(wallets::routes())
         .merge(health::routes())
-        .merge(admin::routes().into())
-        .merge(dev_sign_in::routes().into())
-        .merge(pages::routes().into())
+        .merge(admin::routes())
+        .merge(dev_sign_in::routes())
+        .merge(pages::routes())
 }
 
 /// RFC 3339 (UTC) text for unix milliseconds, as the JSON bodies carry instants.

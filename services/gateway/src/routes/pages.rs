@@ -10,22 +10,26 @@
 use std::sync::{Arc, LazyLock};
 
 use axum::{
-    Json, Router,
+    Json,
     extract::State,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{AppState, error::ApiError, extract::PathParams, identity::Identity};
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+/// The pages and their files are outside the API document (`openapi::UNDOCUMENTED`); what
+/// the pages ask the gateway is in it.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .route("/", get(fan_page))
         .route("/admin", get(console_page))
         .route("/assets/{file}", get(asset))
-        .route("/app-config.json", get(app_config))
+        .routes(routes!(app_config))
 }
 
 /// Who may frame the fan's page.
@@ -226,15 +230,29 @@ async fn asset(headers: HeaderMap, PathParams(file): PathParams<String>) -> Resp
 
 /// What the pages ask before showing a sign-in: the identity mode, whether the development
 /// sign-in answers, and which embedding sites may hand over a token.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppConfig {
     /// `trusted` or `jwt`.
+    #[schema(value_type = String, pattern = "^(trusted|jwt)$")]
     auth: &'static str,
     dev_sign_in: bool,
     embed_origins: Vec<String>,
 }
 
+crate::errors!(local AppConfigErrors {});
+
+#[utoipa::path(
+    get,
+    path = "/app-config.json",
+    tag = "pages",
+    operation_id = "getAppConfig",
+    security(()),
+    responses(
+        (status = 200, description = "How the pages should sign in", body = AppConfig),
+        AppConfigErrors,
+    )
+)]
 async fn app_config(State(state): State<AppState>) -> impl IntoResponse {
     let auth = match state.identity {
         Identity::Trusted => "trusted",

@@ -6,15 +6,12 @@ pub mod views;
 
 use std::collections::HashMap;
 
-use axum::{
-    Json, Router,
-    extract::State,
-    http::StatusCode,
-    routing::{get, patch},
-};
+use axum::{Json, extract::State, http::StatusCode};
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use ticketing_proto::{catalog::v1 as catalog, queue::v1 as queue, reservation::v1 as reservation};
+use utoipa::IntoParams;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     AppState,
@@ -34,15 +31,48 @@ const OPTIONS_PER_COUNT: usize = 1_000;
 const DEFAULT_CHANGES: u32 = 100;
 const MAX_CHANGES: u32 = 1_000;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/rooms", get(list_rooms))
-        .route("/admin/rooms/{room}", patch(update_room))
-        .route("/admin/rooms/{room}/history", get(room_history))
-        .route("/admin/changes", get(list_changes))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_rooms))
+        .routes(routes!(update_room))
+        .routes(routes!(room_history))
+        .routes(routes!(list_changes))
 }
 
+/// Who may not use the operator's API, on each of its routes.
+const ADMIN_AUTH: &[(u16, &[&str])] = &[
+    (401, &["AUTH_REQUIRED", "AUTH_INVALID"]),
+    (403, &["ADMIN_ROLE_REQUIRED", "ADMIN_CLOSED"]),
+];
+
+crate::errors!(ListRoomsErrors + ADMIN_AUTH {});
+
+crate::errors!(UpdateRoomErrors + ADMIN_AUTH {
+    400 => ["INVALID_PATH", "INVALID_ROOM", "INVALID_JSON", "INVALID_BODY", "INVALID_ROOM_SETTINGS"],
+    404 => ["ROOM_NOT_FOUND"],
+});
+
+crate::errors!(RoomHistoryErrors + ADMIN_AUTH {
+    400 => ["INVALID_PATH", "INVALID_ROOM"],
+    404 => ["ROOM_NOT_FOUND"],
+});
+
+crate::errors!(ChangesErrors + ADMIN_AUTH {
+    400 => ["INVALID_QUERY", "INVALID_LIMIT"],
+});
+
 /// Every room with its figures, settings and the sales of the concerts it admits to.
+#[utoipa::path(
+    get,
+    path = "/admin/rooms",
+    tag = "admin",
+    operation_id = "listRooms",
+    security(("adminToken" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "Every room, and this replica's routes", body = RoomsView),
+        ListRoomsErrors,
+    )
+)]
 async fn list_rooms(
     State(state): State<AppState>,
     _admin: Admin,
@@ -54,6 +84,19 @@ async fn list_rooms(
 }
 
 /// Changes a room's settings; answers the room as the list shows it.
+#[utoipa::path(
+    patch,
+    path = "/admin/rooms/{room}",
+    tag = "admin",
+    operation_id = "updateRoom",
+    params(("room" = String, Path, description = "`default`, or `concert-{id}` for a concert's own room", pattern = "^(default|concert-[1-9][0-9]*)$")),
+    request_body = SettingsPatch,
+    security(("adminToken" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The room with its new settings", body = RoomView),
+        UpdateRoomErrors,
+    )
+)]
 async fn update_room(
     State(state): State<AppState>,
     admin: Admin,
@@ -72,6 +115,18 @@ async fn update_room(
 }
 
 /// A room's samples of the last minutes, with rates between consecutive samples.
+#[utoipa::path(
+    get,
+    path = "/admin/rooms/{room}/history",
+    tag = "admin",
+    operation_id = "getRoomHistory",
+    params(("room" = String, Path, description = "`default`, or `concert-{id}` for a concert's own room", pattern = "^(default|concert-[1-9][0-9]*)$")),
+    security(("adminToken" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The room's samples, oldest first", body = RoomHistoryView),
+        RoomHistoryErrors,
+    )
+)]
 async fn room_history(
     State(state): State<AppState>,
     _admin: Admin,
@@ -85,12 +140,27 @@ async fn room_history(
     Ok(Json(history.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ChangesParams {
+    /// How many changes at most (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// The latest settings changes, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/changes",
+    tag = "admin",
+    operation_id = "listChanges",
+    params(ChangesParams),
+    security(("adminToken" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "The change log, newest first", body = ChangesView),
+        ChangesErrors,
+    )
+)]
 async fn list_changes(
     State(state): State<AppState>,
     _admin: Admin,

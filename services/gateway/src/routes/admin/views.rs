@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use ticketing_proto::{catalog::v1 as catalog, queue::v1 as queue};
+use utoipa::ToSchema;
 
 use crate::{
     error::ApiError,
@@ -46,7 +47,7 @@ impl Serialize for RoomName {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SettingsView {
     pub paused: bool,
@@ -57,7 +58,7 @@ pub struct SettingsView {
 }
 
 /// One concert option's seats, as the operator counts them.
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OptionSalesView {
     pub concert_id: i64,
@@ -85,9 +86,10 @@ impl OptionSalesView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomView {
+    #[schema(value_type = String, pattern = "^(default|concert-[1-9][0-9]*)$", example = "default")]
     pub room: RoomName,
     pub concert_id: Option<i64>,
     /// The concert's title, for a concert's own room.
@@ -130,7 +132,7 @@ impl RoomView {
 }
 
 /// One gateway route's recent traffic (this replica).
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteView {
     pub route: String,
@@ -139,13 +141,13 @@ pub struct RouteView {
     pub p99_ms: f64,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct RoomsView {
     pub rooms: Vec<RoomView>,
     pub routes: Vec<RouteView>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomSampleView {
     pub at: Option<String>,
@@ -155,8 +157,9 @@ pub struct RoomSampleView {
     pub dropped_per_second: f64,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct RoomHistoryView {
+    #[schema(value_type = String, pattern = "^(default|concert-[1-9][0-9]*)$", example = "default")]
     pub room: RoomName,
     pub samples: Vec<RoomSampleView>,
 }
@@ -195,14 +198,18 @@ impl From<queue::RoomHistory> for RoomHistoryView {
 }
 
 /// What `PATCH /admin/rooms/{room}` may change; fields left out stay as they are.
-#[derive(Deserialize, Debug)]
+#[derive(Deserialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsPatch {
     #[serde(default)]
     pub paused: Option<bool>,
+    /// Waiters admitted per second (0: no rate limit, the cap only).
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub admission_rate: Option<f64>,
+    /// Most users active at once in the room.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 4_294_967_295_i64)]
     pub active_cap: Option<i64>,
 }
 
@@ -250,11 +257,12 @@ impl SettingsPatch {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChangeView {
     pub at: Option<String>,
     pub actor: String,
+    #[schema(value_type = String, pattern = "^(default|concert-[1-9][0-9]*)$", example = "default")]
     pub room: RoomName,
     pub paused: Option<bool>,
     pub admission_rate: Option<f64>,
@@ -274,7 +282,7 @@ impl From<queue::SettingChange> for ChangeView {
     }
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, ToSchema)]
 pub struct ChangesView {
     pub changes: Vec<ChangeView>,
 }
