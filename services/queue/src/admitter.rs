@@ -69,6 +69,7 @@ pub struct Admitter {
     in_pending: HashSet<Room>,
     leading: bool,
     warnings: RoomWarnings,
+    metrics: Option<crate::metrics::RoomMetrics>,
 }
 
 impl Admitter {
@@ -93,7 +94,14 @@ impl Admitter {
             in_pending: HashSet::new(),
             leading: false,
             warnings: RoomWarnings::default(),
+            metrics: None,
         }
+    }
+
+    /// The same admitter recording each room's step into `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::RoomMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// One tick: renew the lease, then step the next rooms in turn. Fails only when the lease
@@ -106,6 +114,9 @@ impl Admitter {
             self.leading = leading;
         }
         if !leading {
+            if let Some(metrics) = &self.metrics {
+                metrics.not_leading();
+            }
             return Ok(TickReport::default());
         }
         self.gather().await?;
@@ -137,6 +148,9 @@ impl Admitter {
             report.scripts += outcome.scripts;
             report.admission = report.admission.and(outcome.admission);
             let admission = outcome.admission;
+            if let (Some(metrics), None) = (&self.metrics, &outcome.error) {
+                metrics.stepped(outcome.room, &admission);
+            }
             if admission.admitted + admission.expired + admission.dropped > 0 {
                 tracing::debug!(room = ?outcome.room, ?admission, scripts = outcome.scripts, "admission step");
             }
@@ -185,8 +199,13 @@ impl Admitter {
 }
 
 /// Runs admission ticks every `tick` until the task is dropped.
-pub async fn run(store: QueueStore, tick: Duration, limits: Limits) {
-    let mut admitter = Admitter::new(store, tick, limits);
+pub async fn run(
+    store: QueueStore,
+    tick: Duration,
+    limits: Limits,
+    metrics: crate::metrics::RoomMetrics,
+) {
+    let mut admitter = Admitter::new(store, tick, limits).with_metrics(metrics);
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

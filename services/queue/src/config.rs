@@ -10,6 +10,10 @@ pub struct Config {
     #[arg(long, env = "QUEUE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub listen_addr: SocketAddr,
 
+    /// Where Prometheus scrapes `GET /metrics` (port 0 picks a free port).
+    #[arg(long, env = "QUEUE_METRICS_ADDR", default_value = "127.0.0.1:9181")]
+    pub metrics_addr: SocketAddr,
+
     /// Redis URL.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,

@@ -17,6 +17,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod policy;
 pub mod settings;
 pub mod store;
@@ -51,12 +52,34 @@ pub async fn build(
     build_with_store(config, store, shutdown).await
 }
 
+/// As [`build`], also saying where the metrics server listens.
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<kit::metrics::Started<impl Future<Output = anyhow::Result<()>>>> {
+    let store = store(&config)?;
+    start_with_store(config, store, shutdown).await
+}
+
 /// As [`build`], on a store the caller made (tests use a manual clock).
 pub async fn build_with_store(
     config: Config,
     store: QueueStore,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
+    let started = start_with_store(config, store, shutdown).await?;
+    Ok((started.addr, started.serve))
+}
+
+/// As [`build_with_store`], also saying where the metrics server listens.
+pub async fn start_with_store(
+    config: Config,
+    store: QueueStore,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<kit::metrics::Started<impl Future<Output = anyhow::Result<()>>>> {
+    let mut registry = kit::metrics::Registry::default();
+    let metrics = metrics::QueueMetrics::register(&mut registry, &store);
+    let store = store.with_latency(metrics.store.clone());
     let (addr, incoming) = kit::grpc::bind(config.listen_addr).await?;
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_probe = {
@@ -76,15 +99,19 @@ pub async fn build_with_store(
             store.clone(),
             config.admission_tick(),
             config.admitter_limits(),
+            metrics.rooms.clone(),
         ))
     });
     let router = kit::grpc::server(kit::grpc::ServerLimits::default())
+        .layer(metrics.grpc.layer())
         .add_service(health)
         .add_service(kit::grpc::reflection(&[
             ticketing_proto::FILE_DESCRIPTOR_SET,
         ])?)
         .add_service(QueueServiceServer::new(grpc::QueueGrpc::new(store)));
-    tracing::info!(%addr, "queue listening");
+    let metrics_server = kit::metrics::serve(config.metrics_addr, registry).await?;
+    let metrics_addr = metrics_server.addr();
+    tracing::info!(%addr, %metrics_addr, "queue listening");
     let serve = async move {
         let result = router
             .serve_with_incoming_shutdown(incoming, shutdown)
@@ -93,7 +120,12 @@ pub async fn build_with_store(
         if let Some(admitter) = admitter {
             admitter.abort();
         }
+        metrics_server.stop();
         result.map_err(anyhow::Error::from)
     };
-    Ok((addr, serve))
+    Ok(kit::metrics::Started {
+        addr,
+        metrics_addr,
+        serve,
+    })
 }

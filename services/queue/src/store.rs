@@ -72,6 +72,8 @@ pub struct QueueStore {
     scripts: Arc<Scripts>,
     clock: Clock,
     deadline: Duration,
+    /// Times every script and command when the service exports metrics.
+    latency: Option<kit::metrics::StoreLatency>,
 }
 
 impl QueueStore {
@@ -99,6 +101,7 @@ impl QueueStore {
             scripts: Arc::new(Scripts::load()),
             clock: Clock::Redis,
             deadline,
+            latency: None,
         })
     }
 
@@ -106,6 +109,39 @@ impl QueueStore {
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The same store timing each round trip into `latency` (operation: the script's name or
+    /// the command).
+    pub fn with_latency(mut self, latency: kit::metrics::StoreLatency) -> Self {
+        self.latency = Some(latency);
+        self
+    }
+
+    /// The connection pool's usage now (for the metrics port).
+    pub fn pool_usage(&self) -> kit::metrics::PoolUsage {
+        let status = self.pool.status();
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        kit::metrics::PoolUsage {
+            open: count(status.size),
+            idle: count(status.available),
+            max: count(status.max_size),
+            waiting: Some(count(status.waiting)),
+        }
+    }
+
+    /// Runs one round trip under the deadline, timed when metrics are on.
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        call: impl std::future::Future<Output = Result<T, QueueError>>,
+    ) -> Result<T, QueueError> {
+        let call = tokio::time::timeout(self.deadline, call);
+        let outcome = match &self.latency {
+            Some(latency) => latency.time(operation, call).await,
+            None => call.await,
+        };
+        outcome.map_err(|_| QueueError::Timeout)?
     }
 
     pub fn policy(&self) -> &Policy {
@@ -139,15 +175,14 @@ impl QueueStore {
 
     async fn run<T: FromRedisValue>(
         &self,
+        script: &'static str,
         invocation: &mut ScriptInvocation<'_>,
     ) -> Result<T, QueueError> {
         let call = async {
             let mut connection = self.pool.get().await?;
             Ok::<T, QueueError>(invocation.invoke_async(&mut connection).await?)
         };
-        tokio::time::timeout(self.deadline, call)
-            .await
-            .map_err(|_| QueueError::Timeout)?
+        self.timed(script, call).await
     }
 
     /// One plain command, under the same deadline as the scripts.
@@ -156,9 +191,7 @@ impl QueueStore {
             let mut connection = self.pool.get().await?;
             Ok::<T, QueueError>(command.query_async(&mut connection).await?)
         };
-        tokio::time::timeout(self.deadline, call)
-            .await
-            .map_err(|_| QueueError::Timeout)?
+        self.timed(command_name(command), call).await
     }
 
     /// The user's live token in `room`: the existing one, or a new one at the back.
@@ -167,6 +200,7 @@ impl QueueStore {
         let fresh = Token::random();
         let (token, state, position, eta, until, paused): (String, String, u64, u64, i64, u8) =
             self.run(
+                "issue",
                 self.scripts
                     .issue
                     .arg(&*self.prefix)
@@ -200,6 +234,7 @@ impl QueueStore {
             u8,
         ) = self
             .run(
+                "status",
                 self.scripts
                     .status
                     .arg(&*self.prefix)
@@ -226,6 +261,7 @@ impl QueueStore {
     pub async fn validate(&self, token: Token, user: UserId) -> Result<Verdict, QueueError> {
         let (verdict, until, room): (String, i64, String) = self
             .run(
+                "validate",
                 self.scripts
                     .validate
                     .arg(&*self.prefix)
@@ -252,6 +288,7 @@ impl QueueStore {
     pub async fn release(&self, token: Token) -> Result<bool, QueueError> {
         let released: i64 = self
             .run(
+                "release",
                 self.scripts
                     .release
                     .arg(&*self.prefix)
@@ -267,6 +304,7 @@ impl QueueStore {
     pub async fn admit(&self, room: Room) -> Result<Admission, QueueError> {
         let (admitted, expired, dropped, waiting, active): (u64, u64, u64, u64, u64) = self
             .run(
+                "admit",
                 self.scripts
                     .admit
                     .arg(&*self.prefix)
@@ -325,6 +363,7 @@ impl QueueStore {
     pub async fn hold_lease(&self, holder: &str, lease: Duration) -> Result<bool, QueueError> {
         let held: i64 = self
             .run(
+                "lease",
                 self.scripts
                     .lease
                     .arg(&*self.prefix)
@@ -388,7 +427,7 @@ impl QueueStore {
         for room in rooms {
             invocation.arg(room_key(*room));
         }
-        let rows: Vec<Row> = self.run(&mut invocation).await?;
+        let rows: Vec<Row> = self.run("figures", &mut invocation).await?;
         Ok(rows
             .into_iter()
             .filter_map(|row| {
@@ -449,6 +488,7 @@ impl QueueStore {
             patch.applied_to(current.settings)?;
             let written: i64 = self
                 .run(
+                    "settings",
                     self.scripts
                         .settings
                         .arg(&*self.prefix)
@@ -630,6 +670,16 @@ fn room_from_key(key: &str) -> Option<Room> {
 
 fn stored_room(raw: &str) -> Result<Room, QueueError> {
     room_from_key(raw).ok_or_else(|| QueueError::Protocol(format!("stored room {raw:?}")))
+}
+
+/// A plain command's name as its latency's operation label (the commands this store sends).
+fn command_name(command: &redis::Cmd) -> &'static str {
+    match command.args_iter().next() {
+        Some(redis::Arg::Simple(b"SMEMBERS")) => "SMEMBERS",
+        Some(redis::Arg::Simple(b"SSCAN")) => "SSCAN",
+        Some(redis::Arg::Simple(b"LRANGE")) => "LRANGE",
+        _ => "command",
+    }
 }
 
 fn millis(duration: Duration) -> u64 {

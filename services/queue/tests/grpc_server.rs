@@ -35,6 +35,7 @@ async fn start_with(extra: &[&str]) -> Channel {
     let mut args = vec![
         "queue".to_owned(),
         "--listen-addr=127.0.0.1:0".to_owned(),
+        "--metrics-addr=127.0.0.1:0".to_owned(),
         format!("--key-prefix=test:{}", uuid::Uuid::new_v4().simple()),
     ];
     if !extra.iter().any(|arg| arg.starts_with("--redis-url=")) {
@@ -210,6 +211,7 @@ async fn start_on_manual_clock(
     let mut args = vec![
         "queue".to_owned(),
         "--listen-addr=127.0.0.1:0".to_owned(),
+        "--metrics-addr=127.0.0.1:0".to_owned(),
         format!("--redis-url={}", redis_url()),
         format!("--key-prefix={prefix}"),
     ];
