@@ -245,10 +245,13 @@ pub struct Page {
 struct LogEntry {
     level: String,
     message: String,
+    /// The page's path when the line was collected (collected before every navigation).
+    path: String,
 }
 
 impl Page {
     pub async fn goto(&self, url: &str) {
+        self.collect_console().await;
         within(&format!("{}: open {url}", self.name), self.client.goto(url)).await;
     }
 
@@ -455,11 +458,16 @@ impl Page {
             return;
         };
         let entries = entries.as_array().cloned().unwrap_or_default();
+        let path = match tokio::time::timeout(COMMAND_LIMIT, self.client.current_url()).await {
+            Ok(Ok(url)) => url.path().to_owned(),
+            _ => "?".to_owned(),
+        };
         let mut console = self.console.lock().expect("console lock");
         for entry in entries {
             console.push(LogEntry {
                 level: entry["level"].as_str().unwrap_or_default().to_owned(),
                 message: entry["message"].as_str().unwrap_or_default().to_owned(),
+                path: path.clone(),
             });
         }
     }
@@ -471,7 +479,7 @@ impl Page {
             .expect("console lock")
             .iter()
             .filter(|entry| entry.level == "SEVERE")
-            .map(|entry| entry.message.clone())
+            .map(|entry| format!("on {}: {}", entry.path, entry.message))
             .collect()
     }
 
@@ -649,9 +657,18 @@ impl Driver {
             "DELETE /session/{session} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
             self.port
         );
-        if stream.write_all(request.as_bytes()).is_ok() {
-            let mut answer = Vec::new();
-            let _ = stream.read_to_end(&mut answer);
+        if stream.write_all(request.as_bytes()).is_err() {
+            return;
+        }
+        // chromedriver answers once the browser is gone; the head of the answer is enough (it
+        // may keep the connection open, so reading to the end would wait for the timeout).
+        let mut answer = Vec::new();
+        let mut chunk = [0u8; 512];
+        while !answer.windows(4).any(|window| window == b"\r\n\r\n") {
+            match stream.read(&mut chunk) {
+                Ok(read) if read > 0 => answer.extend_from_slice(&chunk[..read]),
+                _ => return,
+            }
         }
     }
 }
