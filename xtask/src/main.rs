@@ -3,6 +3,7 @@
 
 mod bench;
 mod browser;
+mod fuzz;
 mod launch;
 mod process;
 mod stores;
@@ -40,6 +41,9 @@ enum Command {
     /// Print a bearer token for a user, signed with the development key that
     /// `cargo xtask up --auth jwt` created (only the token, on stdout).
     Token(token::TokenArgs),
+    /// Start the system on free private ports and fuzz its HTTP API from its own OpenAPI
+    /// document with Schemathesis (pinned, in target/fuzz-venv), in trusted and jwt mode.
+    Fuzz(fuzz::FuzzArgs),
     /// Find or start PostgreSQL and Redis and print their URLs (kept running until Ctrl-C
     /// when private instances had to be started).
     Stores(stores::StoreArgs),
@@ -53,6 +57,7 @@ async fn main() -> std::process::ExitCode {
         Command::Test { stores, cargo_args } => test(stores, cargo_args).await,
         Command::Stores(args) => print_stores(args).await,
         Command::Bench(args) => bench::bench(args).await,
+        Command::Fuzz(args) => fuzz::fuzz(args).await,
         Command::Token(args) => token::token(args),
         Command::ViewerCheck => viewer::check()
             .await
