@@ -59,6 +59,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .concurrency_limit(config.max_in_flight)
                 .timeout(config.request_timeout()),
         )
+        // Outermost: every answer counts, shed and timed-out ones included.
+        .layer(state.metrics.layer())
 }
 
 /// What every request passes before its handler: who calls, whether it is over its rate, and
@@ -132,7 +134,7 @@ async fn middleware_error(error: BoxError) -> Response {
         .into_response()
     } else if error.is::<tower::load_shed::error::Overloaded>() {
         // Shed cheaply and say when to come back, so clients spread their retries.
-        (
+        let mut response = (
             [(http::header::RETRY_AFTER, "1")],
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -140,7 +142,9 @@ async fn middleware_error(error: BoxError) -> Response {
                 "too many requests in flight; retry shortly",
             ),
         )
-            .into_response()
+            .into_response();
+        response.extensions_mut().insert(crate::metrics::Shed);
+        response
     } else {
         tracing::error!(%error, "middleware failure");
         ApiError::new(

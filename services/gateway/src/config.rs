@@ -25,6 +25,10 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
 
+    /// Where Prometheus scrapes `GET /metrics` (port 0 picks a free port).
+    #[arg(long, env = "GATEWAY_METRICS_ADDR", default_value = "127.0.0.1:9180")]
+    pub metrics_addr: SocketAddr,
+
     /// The queue service's gRPC URL.
     #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
     pub queue_url: String,

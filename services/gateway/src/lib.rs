@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod error;
 pub mod extract;
 pub mod identity;
+pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
 pub mod rooms;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub admin: identity::admin::AdminAccess,
     pub pages: routes::pages::Pages,
     pub dev_sign_in: routes::dev_sign_in::DevSignIn,
+    /// Prometheus metrics, and this replica's recent per-route view for the console.
+    pub metrics: metrics::GatewayMetrics,
 }
 
 /// Binds the HTTP server and returns its address and the future that serves until `shutdown`.
@@ -34,6 +37,15 @@ pub async fn build(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
+    let started = start(config, shutdown).await?;
+    Ok((started.addr, started.serve))
+}
+
+/// As [`build`], also saying where the metrics server listens.
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<kit::metrics::Started<impl Future<Output = anyhow::Result<()>>>> {
     config.validate().map_err(anyhow::Error::msg)?;
     let state = state(&config).await?;
     match config.identity.mode {
@@ -43,17 +55,26 @@ pub async fn build(
         identity::AuthMode::Jwt => tracing::info!("GATEWAY_AUTH=jwt: bearer tokens are verified"),
     }
     let housekeeping = tokio::spawn(state.rate_limits.clone().housekeeping());
+    let metrics_server = kit::metrics::serve(config.metrics_addr, state.metrics.registry()).await?;
+    let metrics_addr = metrics_server.addr();
+    let snapshots = tokio::spawn(state.metrics.clone().snapshot_every_period());
     let app = app::router(state, &config);
     let listener = server::bind(config.listen_addr)?;
     let addr = listener.local_addr()?;
     let limits = server::Limits::from_config(&config);
-    tracing::info!(%addr, "gateway listening");
+    tracing::info!(%addr, %metrics_addr, "gateway listening");
     let serve = async move {
         let served = server::serve(listener, app, limits, shutdown).await;
         housekeeping.abort();
+        snapshots.abort();
+        metrics_server.stop();
         served
     };
-    Ok((addr, serve))
+    Ok(kit::metrics::Started {
+        addr,
+        metrics_addr,
+        serve,
+    })
 }
 
 /// What the handlers reach, built from a validated `config` (tests build a router on it).
@@ -69,5 +90,6 @@ pub async fn state(config: &Config) -> anyhow::Result<AppState> {
         rate_limits: rate_limit::RateLimits::new(&config.rate_limit),
         rooms: rooms::Rooms::default(),
         admin: identity::admin::AdminAccess::from_config(&config.identity),
+        metrics: metrics::GatewayMetrics::new(),
     })
 }

@@ -186,7 +186,11 @@ async fn the_dev_sign_in_refuses_bad_bodies_with_their_codes() {
 }
 
 fn config(flags: &[String]) -> gateway::Config {
-    let mut args = vec!["gateway".to_owned(), "--listen-addr=127.0.0.1:0".to_owned()];
+    let mut args = vec![
+        "gateway".to_owned(),
+        "--listen-addr=127.0.0.1:0".to_owned(),
+        "--metrics-addr=127.0.0.1:0".to_owned(),
+    ];
     args.extend(flags.iter().cloned());
     gateway::Config::parse_from(args)
 }

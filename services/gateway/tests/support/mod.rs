@@ -78,6 +78,7 @@ pub async fn start_catalog_and_reservation_with(
     let mut args = vec![
         "reservation",
         "--listen-addr=127.0.0.1:0",
+        "--metrics-addr=127.0.0.1:0",
         database_flag.as_str(),
         catalog_flag.as_str(),
         "--db-pool-size=16",
@@ -250,6 +251,7 @@ pub async fn start_gateway(queue_url: &str, extra: &[&str]) -> SocketAddr {
     let mut args = vec![
         "gateway".to_owned(),
         "--listen-addr=127.0.0.1:0".to_owned(),
+        "--metrics-addr=127.0.0.1:0".to_owned(),
         format!("--queue-url={queue_url}"),
     ];
     for backend in ["--catalog-url", "--reservation-url"] {
