@@ -133,6 +133,12 @@ async fn run_one(
         queue_addr: free_addr()?,
         catalog_addr: free_addr()?,
         reservation_addr: free_addr()?,
+        metrics: launch::MetricsAddrs {
+            gateway: free_addr()?,
+            queue: free_addr()?,
+            catalog: free_addr()?,
+            reservation: free_addr()?,
+        },
         catalog_database: CATALOG_DB,
         reservation_database: RESERVATION_DB,
         // Admitted at once, so the token-taking routes are reached past their token checks.

@@ -51,6 +51,21 @@ pub struct UpArgs {
     )]
     reservation_addr: SocketAddr,
 
+    /// Where the services serve Prometheus text at /metrics: gateway, queue, catalog,
+    /// reservation.
+    #[arg(long, env = "GATEWAY_METRICS_ADDR", default_value = "127.0.0.1:9180")]
+    gateway_metrics_addr: SocketAddr,
+    #[arg(long, env = "QUEUE_METRICS_ADDR", default_value = "127.0.0.1:9181")]
+    queue_metrics_addr: SocketAddr,
+    #[arg(long, env = "CATALOG_METRICS_ADDR", default_value = "127.0.0.1:9182")]
+    catalog_metrics_addr: SocketAddr,
+    #[arg(
+        long,
+        env = "RESERVATION_METRICS_ADDR",
+        default_value = "127.0.0.1:9183"
+    )]
+    reservation_metrics_addr: SocketAddr,
+
     /// Concerts to seed (demo: 1 concert of 10 options × 50 seats, what the original load tests use).
     #[arg(long, default_value_t = 1)]
     seed_concerts: i64,
@@ -147,12 +162,36 @@ impl GatewayAuth {
     }
 }
 
+/// The metrics addresses of the four services.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricsAddrs {
+    pub gateway: SocketAddr,
+    pub queue: SocketAddr,
+    pub catalog: SocketAddr,
+    pub reservation: SocketAddr,
+}
+
+impl MetricsAddrs {
+    /// Four consecutive ports on 127.0.0.1 from `first`, in the order above.
+    pub fn from_port(first: u16) -> Self {
+        let at = |n: u16| SocketAddr::from(([127, 0, 0, 1], first + n));
+        Self {
+            gateway: at(0),
+            queue: at(1),
+            catalog: at(2),
+            reservation: at(3),
+        }
+    }
+}
+
 /// What to start: addresses, databases, admission and seed sizes.
 pub struct SystemSpec {
     pub gateway_addr: SocketAddr,
     pub queue_addr: SocketAddr,
     pub catalog_addr: SocketAddr,
     pub reservation_addr: SocketAddr,
+    /// Where each service serves /metrics.
+    pub metrics: MetricsAddrs,
     pub catalog_database: &'static str,
     pub reservation_database: &'static str,
     pub admission_rate: Option<f64>,
@@ -171,6 +210,12 @@ impl From<&UpArgs> for SystemSpec {
             queue_addr: args.queue_addr,
             catalog_addr: args.catalog_addr,
             reservation_addr: args.reservation_addr,
+            metrics: MetricsAddrs {
+                gateway: args.gateway_metrics_addr,
+                queue: args.queue_metrics_addr,
+                catalog: args.catalog_metrics_addr,
+                reservation: args.reservation_metrics_addr,
+            },
             catalog_database: "ticketing_catalog",
             reservation_database: "ticketing_reservation",
             admission_rate: args.admission_rate,
@@ -252,6 +297,11 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        let m = spec.metrics;
+        println!(
+            "  metrics   http://{}/metrics (gateway)  http://{}/metrics (queue)  http://{}/metrics (catalog)  http://{}/metrics (reservation)",
+            m.gateway, m.queue, m.catalog, m.reservation
+        );
         println!("  stop      Ctrl-C");
         println!();
         tokio::select! {
@@ -276,6 +326,10 @@ impl SystemSpec {
             self.queue_addr,
             self.catalog_addr,
             self.reservation_addr,
+            self.metrics.gateway,
+            self.metrics.queue,
+            self.metrics.catalog,
+            self.metrics.reservation,
         ] {
             if std::net::TcpListener::bind(addr).is_err() {
                 bail!(
@@ -302,6 +356,7 @@ pub async fn start_all(
     queue.envs(args.env.iter().map(|(k, v)| (*k, v.as_str())));
     queue
         .env("QUEUE_LISTEN_ADDR", args.queue_addr.to_string())
+        .env("QUEUE_METRICS_ADDR", args.metrics.queue.to_string())
         .env("REDIS_URL", &stores.redis_url);
     if let Some(rate) = args.admission_rate {
         queue.env("QUEUE_ADMISSION_RATE", rate.to_string());
@@ -326,6 +381,7 @@ pub async fn start_all(
     catalog.envs(args.env.iter().map(|(k, v)| (*k, v.as_str())));
     catalog
         .env("CATALOG_LISTEN_ADDR", args.catalog_addr.to_string())
+        .env("CATALOG_METRICS_ADDR", args.metrics.catalog.to_string())
         .env("CATALOG_DATABASE_URL", &catalog_db);
     running.push(("catalog", catalog.spawn().context("starting catalog")?));
 
@@ -333,6 +389,10 @@ pub async fn start_all(
     reservation.envs(args.env.iter().map(|(k, v)| (*k, v.as_str())));
     reservation
         .env("RESERVATION_LISTEN_ADDR", args.reservation_addr.to_string())
+        .env(
+            "RESERVATION_METRICS_ADDR",
+            args.metrics.reservation.to_string(),
+        )
         .env("RESERVATION_DATABASE_URL", &reservation_db)
         .env("CATALOG_URL", format!("http://{}", args.catalog_addr));
     running.push((
@@ -356,6 +416,7 @@ pub async fn start_all(
     gateway.envs(args.auth.env());
     gateway
         .env("GATEWAY_LISTEN_ADDR", args.gateway_addr.to_string())
+        .env("GATEWAY_METRICS_ADDR", args.metrics.gateway.to_string())
         .env("QUEUE_URL", format!("http://{}", args.queue_addr))
         .env("CATALOG_URL", format!("http://{}", args.catalog_addr))
         .env(

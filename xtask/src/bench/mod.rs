@@ -280,6 +280,7 @@ fn spec(system: System, name: &str, stamp: &str, auth: GatewayAuth) -> SystemSpe
         queue_addr: addr(18051),
         catalog_addr: addr(18052),
         reservation_addr: addr(18053),
+        metrics: launch::MetricsAddrs::from_port(19180),
         catalog_database: CATALOG_DB,
         reservation_database: RESERVATION_DB,
         admission_rate: system.admission_rate,
