@@ -252,7 +252,7 @@ fn deploy_file(path: &str) -> PathBuf {
 }
 
 /// The metric names a PromQL expression selects: every identifier directly followed by `{` or
-/// `[` (the dashboard writes every selector so; deploy/k8s/check_dashboard.py enforces it).
+/// `[` (the dashboard writes every selector so; deploy/monitoring/check.py enforces it).
 fn selected_metrics(expr: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let bytes = expr.as_bytes();
