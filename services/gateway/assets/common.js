@@ -27,7 +27,7 @@
   };
 
   const integers = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
-  const decimals = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
+  const decimals = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
   T.int = (n) => (Number.isFinite(n) ? integers.format(n) : "–");
   T.dec = (n) => (Number.isFinite(n) ? decimals.format(n) : "–");
 

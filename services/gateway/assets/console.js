@@ -17,6 +17,7 @@
   const timers = {};
   const roomHistory = {}; // room -> samples
   let routeHistory = {}; // route -> samples
+  let routeHistoryMissing = false; // an older gateway without GET /admin/routes/history
 
   const schedule = (name, fn, ms) => {
     clearTimeout(timers[name]);
@@ -160,12 +161,13 @@
     if (!live) return;
     const rooms = [...root.querySelectorAll("#rooms tr[data-room]")].map((row) => row.dataset.room);
     const replies = await Promise.all([
-      admin("GET", "/admin/routes/history"),
+      routeHistoryMissing ? { ok: false } : admin("GET", "/admin/routes/history"),
       ...rooms.map((room) => admin("GET", `/admin/rooms/${encodeURIComponent(room)}/history`)),
     ]);
     if (!live) return;
     const [routes, ...histories] = replies;
     if (routes.ok) routeHistory = Object.fromEntries(routes.json.routes.map((r) => [r.route, r.samples]));
+    if (routes.status === 404) routeHistoryMissing = true;
     histories.forEach((reply, i) => {
       if (reply.ok) roomHistory[rooms[i]] = reply.json.samples;
     });
@@ -235,7 +237,7 @@
 
   const buildDetail = (room) =>
     el("tr", { class: "detail", "data-detail-for": room.room },
-      el("td", { colspan: "8" },
+      el("td", { colspan: "8" }, el("div", { class: "room-detail" },
         el("div", { class: "charts" },
           el("figure", { class: "chart", "data-chart": "line" }, el("figcaption", { text: "Waiting and active, last 5 min" })),
           el("figure", { class: "chart", "data-chart": "flow" }, el("figcaption", { text: "Admitted and dropped per second" }))),
@@ -244,7 +246,7 @@
             el("caption", { class: "sr-only", text: `Seats per concert option in ${room.room}` }),
             el("thead", {}, el("tr", {},
               ...["Option", "Starts", "Venue", "Seats", "Free", "Held", "Sold"].map((h, i) => el("th", { scope: "col", class: i >= 3 ? "num" : null, text: h })))),
-            el("tbody")))));
+            el("tbody"))))));
 
   const updateRow = (row, room) => {
     const s = room.settings || {};
@@ -311,10 +313,8 @@
   };
 
   const replaceChart = (figure, svg) => {
-    const old = figure.querySelector("svg, .legend");
-    if (old) figure.querySelectorAll("svg, .legend").forEach((n) => n.remove());
-    figure.prepend(svg);
-    figure.append(svg.legend);
+    figure.querySelectorAll("svg, .legend").forEach((node) => node.remove());
+    figure.append(svg, svg.legend);
   };
 
   /**

@@ -33,7 +33,10 @@
     clearTimeout(timers[name]);
     timers[name] = setTimeout(fn, ms);
   };
-  const cancel = (...names) => names.forEach((name) => clearTimeout(timers[name]));
+  const cancel = (...names) => names.forEach((name) => {
+    clearTimeout(timers[name]);
+    delete timers[name];
+  });
 
   const recordKey = () => `ticketing.fan.v1.user.${me.userId}`;
   const save = () => me && local.set(recordKey(), record);
@@ -140,7 +143,7 @@
   const showSignedIn = () => {
     const badge = $("#signed-in-as");
     badge.hidden = !me;
-    badge.textContent = me ? `Signed in as user ${me.userId}` : "";
+    badge.textContent = !me ? "" : me.bearer ? `Signed in as user ${me.userId}` : `User ${me.userId}`;
   };
 
   const becomeUser = (userId, bearer) => {
@@ -194,7 +197,8 @@
 
   const join = async () => {
     if (config.auth === "trusted") {
-      const userId = Number($("#user-id").value);
+      const typed = $("#user-id").value.trim();
+      const userId = typed ? Number(typed) : me ? me.userId : NaN;
       if (!Number.isSafeInteger(userId) || userId < 1) {
         say("Enter your user number (a whole number from 1 up), then join.", "error");
         $("#user-id").focus();
@@ -229,12 +233,14 @@
         if (fan.dataset.state !== "held") showHeld();
       } else {
         record.hold = null;
-        if (!["admitted", "sold-out", "not-open"].includes(fan.dataset.state)) showAdmitted();
+        const shown = ["admitted", "sold-out", "not-open"].includes(fan.dataset.state);
+        if (!shown || !timers.browse) showAdmitted();
       }
       return;
     }
     save();
-    showWaiting(entry);
+    // Sold out or not open: the place is kept (polling goes on) but the page keeps saying why.
+    if (!["sold-out", "not-open"].includes(fan.dataset.state)) showWaiting(entry);
     const pace = Math.min(30, Math.max(1, entry.pollAfterSeconds || 2));
     schedule("poll", poll, pace * 1000);
   };
@@ -361,7 +367,10 @@
       if (state === "sold-out") {
         say("");
         if (record.lastStatus === "ACTIVE") showAdmitted();
-        else poll();
+        else {
+          setState("waiting");
+          poll();
+        }
       }
       if (!open && options.length && record.lastStatus === "ACTIVE") return notOpen();
       if (state === "not-open" && open) showAdmitted();
@@ -406,21 +415,32 @@
     return `${title ? `${title}, ` : ""}${T.when(o.startsAt)}, ${o.venue}`;
   };
 
+  /** One concert: its title goes in the heading and each date is just a date. */
+  const oneConcert = () => options.length > 0 && options.every((o) => o.concertId === options[0].concertId);
+
+  /** One button per option, updated in place (a keyboard user's focus stays put). */
   const renderOptions = () => {
     const box = $("#options");
-    box.replaceChildren(
-      ...options.map((o) => {
-        const open = isOpen(o);
-        const free = o.availableSeats;
-        const note = !open ? `sale opens ${T.when(o.saleOpensAt)}` : free === 0 ? "sold out" : `${T.int(free)} of ${T.int(o.totalSeats)} seats free`;
-        return el("button", {
-          type: "button", class: "option", "data-option-id": o.id,
-          "aria-pressed": current && current.id === o.id ? "true" : "false",
-          disabled: !open || free === 0,
-          onclick: () => openSeats(o.id),
-        }, el("span", { class: "option-when", text: optionLabel(o) }), el("span", { class: "option-free", text: note }));
-      }),
-    );
+    const ids = options.map((o) => o.id).join(",");
+    if (box.dataset.ids !== ids) {
+      box.dataset.ids = ids;
+      box.replaceChildren(...options.map((o) => el("button", {
+        type: "button", class: "option", "data-option-id": o.id, onclick: () => openSeats(o.id),
+      }, el("span", { class: "option-when" }), el("span", { class: "option-free" }))));
+    }
+    const single = oneConcert();
+    const title = single && record.titles && record.titles[options[0].concertId];
+    $("#options-title").textContent = title ? `Choose a date for ${title}` : "Choose a date";
+    for (const o of options) {
+      const button = box.querySelector(`button[data-option-id="${o.id}"]`);
+      const open = isOpen(o);
+      const free = o.availableSeats;
+      button.querySelector(".option-when").textContent = single ? T.when(o.startsAt) : optionLabel(o);
+      button.querySelector(".option-free").textContent = (single ? `${o.venue} · ` : "") + (!open ? `sale opens ${T.when(o.saleOpensAt)}`
+        : free === 0 ? "sold out" : `${T.int(free)} of ${T.int(o.totalSeats)} free`);
+      button.disabled = !open || free === 0;
+      button.setAttribute("aria-pressed", current && current.id === o.id ? "true" : "false");
+    }
   };
 
   const openSeats = async (optionId) => {
@@ -502,7 +522,7 @@
     if (reply.ok) {
       say("");
       record.hold = { ...reply.json, label: optionLabel(option) };
-      record.payKey = T.newKey();
+      record.payKey = null;
       save();
       cancel("seats");
       return showHeld();
@@ -564,7 +584,12 @@
     say("Paying…", "info");
     const h = record.hold;
     const body = { reservationId: h.reservationId, token: record.token, ...userPart() };
-    const reply = await persistent("POST", "/api/payments", body, { "idempotency-key": record.payKey || T.newKey() });
+    // One key while the outcome is unknown (a repeat then gets the first answer); a fresh one
+    // after a definite answer, so a payment refused for the balance can go through after a top-up.
+    record.payKey = record.payKey || T.newKey();
+    save();
+    const reply = await persistent("POST", "/api/payments", body, { "idempotency-key": record.payKey });
+    if (!T.transient(reply)) record.payKey = null;
     setBusy(false);
     if (reply.ok) {
       say("");
