@@ -144,6 +144,7 @@ impl System {
         let queue_config = queue::Config::parse_from([
             "queue",
             "--listen-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
             "--admitter=false",
             &format!("--redis-url={}", redis_url()),
             &format!("--key-prefix={prefix}"),
