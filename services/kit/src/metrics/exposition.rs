@@ -44,12 +44,9 @@ impl Exposition {
     ) -> impl Iterator<Item = &'a Sample> + 'a {
         self.samples.iter().filter(move |sample| {
             sample.name == name
-                && labels.iter().all(|(key, value)| {
-                    sample
-                        .labels
-                        .iter()
-                        .any(|(k, v)| k == key && v == value)
-                })
+                && labels
+                    .iter()
+                    .all(|(key, value)| sample.labels.iter().any(|(k, v)| k == key && v == value))
         })
     }
 
