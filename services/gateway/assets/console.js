@@ -227,12 +227,12 @@
       name,
       el("td", {}, el("span", { class: "pill", "data-field": "paused" })),
       ...fields.map((field) => el("td", { class: "num", "data-field": field })),
-      el("td", { class: "controls" },
+      el("td", {}, el("div", { class: "controls" },
         el("button", { type: "button", "data-action": "pause", onclick: () => change(room.room, { paused: true }) }, "Pause"),
         el("button", { type: "button", "data-action": "resume", onclick: () => change(room.room, { paused: false }) }, "Resume"),
         el("span", { class: "setting" }, el("label", { for: `rate-${id}`, text: "Rate /s" }), rate),
         el("span", { class: "setting" }, el("label", { for: `cap-${id}`, text: "Active cap" }), cap),
-        el("button", { type: "button", "data-action": "apply", onclick: () => apply(room.room) }, "Apply")));
+        el("button", { type: "button", "data-action": "apply", onclick: () => apply(room.room) }, "Apply"))));
   };
 
   const buildDetail = (room) =>
@@ -346,9 +346,11 @@
     return svg;
   };
 
+  /** The latest changes, newest first (the full log stays in GET /admin/changes). */
+  const SHOWN_CHANGES = 12;
   const renderChanges = (changes) => {
     const list = $("#changes");
-    list.replaceChildren(...changes.map((c) => {
+    list.replaceChildren(...changes.slice(0, SHOWN_CHANGES).map((c) => {
       const what = [];
       if (c.paused === true) what.push("paused admission");
       if (c.paused === false) what.push("resumed admission");
@@ -360,6 +362,7 @@
         " ", el("strong", { text: c.actor }), ` ${what.join(", ") || "changed nothing"} in `, el("code", { text: c.room }));
     }));
     if (!changes.length) list.append(el("li", { class: "hint", text: "No settings changed yet." }));
+    if (changes.length > SHOWN_CHANGES) list.append(el("li", { class: "hint older", text: `and ${T.int(changes.length - SHOWN_CHANGES)} older changes` }));
   };
 
   // ---- controls --------------------------------------------------------------------------------

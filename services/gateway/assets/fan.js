@@ -679,7 +679,12 @@
       if (acceptBearer(data.token)) resume();
     });
     if (window.parent !== window) {
-      for (const origin of allowed) window.parent.postMessage({ type: "ticketing-ready" }, origin);
+      // Tell the embedding site it may send the token, if it is one the gateway trusts.
+      let parent = location.ancestorOrigins && location.ancestorOrigins[0];
+      try {
+        parent = parent || new URL(document.referrer).origin;
+      } catch (_) { /* no referrer: nothing to tell */ }
+      if (allowed.includes(parent)) window.parent.postMessage({ type: "ticketing-ready" }, parent);
     }
   };
 
