@@ -48,7 +48,11 @@ async fn pages_and_assets_have_their_content_types_nosniff_and_an_etag() {
             "text/javascript; charset=utf-8",
             "Ticketing",
         ),
-        ("/assets/style.css", "text/css; charset=utf-8", "button.seat"),
+        (
+            "/assets/style.css",
+            "text/css; charset=utf-8",
+            "button.seat",
+        ),
         ("/assets/favicon.svg", "image/svg+xml", "<svg"),
     ] {
         let response = get(&client, path).await;
@@ -200,4 +204,56 @@ async fn app_config_tells_the_pages_the_identity_mode() {
     let config = response.json();
     assert_eq!(config["auth"], "trusted");
     assert_eq!(config["devSignIn"], false);
+}
+
+/// The ids the browser tests (and embedding sites' own tests) find elements by.
+#[tokio::test]
+async fn the_pages_carry_every_id_of_the_dom_contract() {
+    let client = gateway(&[]).await;
+    let fan = get(&client, "/").await.text().into_owned();
+    for id in [
+        "fan",
+        "user-id",
+        "join",
+        "signed-in-as",
+        "position",
+        "eta",
+        "progress",
+        "status",
+        "admitted-until",
+        "options",
+        "seat-map",
+        "legend",
+        "hold-countdown",
+        "balance",
+        "top-up",
+        "pay",
+        "confirmation",
+        "message",
+    ] {
+        assert!(
+            fan.contains(&format!("id=\"{id}\"")),
+            "the fan page lacks #{id}"
+        );
+    }
+    assert!(fan.contains(r#"<main id="fan" data-state="join""#));
+    assert!(fan.contains(r#"id="status" aria-live="polite""#));
+    assert!(fan.contains(r#"id="message" role="alert""#));
+    let console = get(&client, "/admin").await.text().into_owned();
+    for id in [
+        "console",
+        "admin-token",
+        "admin-sign-in",
+        "rooms",
+        "routes",
+        "changes",
+        "message",
+    ] {
+        assert!(
+            console.contains(&format!("id=\"{id}\"")),
+            "the console lacks #{id}"
+        );
+    }
+    assert!(console.contains(r#"<main id="console" data-state="sign-in""#));
+    assert!(console.contains(r#"id="admin-token" type="password""#));
 }
