@@ -31,21 +31,47 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                         ApiError::bad_request("INVALID_BODY", "could not read the request body")
                     }
                 })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|error| {
-                use serde_json::error::Category;
-                match error.classify() {
-                    Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
-                        "INVALID_JSON",
-                        format!("request body is not valid JSON: {error}"),
-                    ),
-                    Category::Data => ApiError::bad_request(
-                        "INVALID_BODY",
-                        format!("request body has the wrong shape: {error}"),
-                    ),
-                }
-            })
+        let mut value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|error| {
+            ApiError::bad_request(
+                "INVALID_JSON",
+                format!("request body is not valid JSON: {error}"),
+            )
+        })?;
+        // Every body is an object: serde would also read a struct from an array (`[7, null]`).
+        if !value.is_object() {
+            return Err(ApiError::bad_request(
+                "INVALID_BODY",
+                "request body must be a JSON object",
+            ));
+        }
+        integral_floats_as_integers(&mut value);
+        T::deserialize(value).map(JsonBody).map_err(|error| {
+            ApiError::bad_request(
+                "INVALID_BODY",
+                format!("request body has the wrong shape: {error}"),
+            )
+        })
+    }
+}
+
+/// Numbers with a zero fraction (`7.0`) become integers: JSON Schema counts them as integers
+/// (the OpenAPI document's `integer` fields allow them) and a JavaScript client cannot tell
+/// 7.0 from 7. Others stay as they are, and an integer field refuses them.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) if number.is_f64() => {
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && (-9_007_199_254_740_991.0..=9_007_199_254_740_991.0).contains(&float)
+            {
+                // Exact: within ±(2^53 - 1) every integral f64 is an i64.
+                *number = serde_json::Number::from(float as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 
@@ -70,11 +96,41 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|path| PathParams(path.0))
-            .map_err(|rejection| ApiError::bad_request("INVALID_PATH", rejection.body_text()))
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(path) => Ok(PathParams(path.0)),
+            Err(rejection) => integral_decimal_param(parts, state)
+                .await
+                .and_then(|value| T::deserialize(value).ok())
+                .map(PathParams)
+                .ok_or_else(|| ApiError::bad_request("INVALID_PATH", rejection.body_text())),
+        }
     }
+}
+
+/// A single path parameter written as an integral decimal (`/api/users/7.0/balance`) as the
+/// integer it is, like [`JsonBody`]'s numbers: the document's `integer` allows it.
+async fn integral_decimal_param<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Option<serde_json::Value> {
+    let raw = axum::extract::RawPathParams::from_request_parts(parts, state)
+        .await
+        .ok()?;
+    let mut params = raw.iter();
+    let (_, text) = params.next()?;
+    if params.next().is_some() {
+        return None;
+    }
+    let (whole, fraction) = text.split_once('.')?;
+    let digits = whole.strip_prefix('-').unwrap_or(whole);
+    if digits.is_empty()
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || fraction.is_empty()
+        || !fraction.bytes().all(|b| b == b'0')
+    {
+        return None;
+    }
+    whole.parse::<i64>().ok().map(serde_json::Value::from)
 }
 
 /// The optional `Idempotency-Key` header (its format is checked by the service that keeps it).
@@ -96,5 +152,22 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                     )
                 }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integral_floats_become_integers_and_fractions_do_not() {
+        let mut value =
+            serde_json::json!({"id": 7.0, "rate": 0.5, "nested": [{"seat": 2.0}], "big": 1e300});
+        integral_floats_as_integers(&mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({"id": 7, "rate": 0.5, "nested": [{"seat": 2}], "big": 1e300})
+        );
+        assert!(value["id"].is_i64() && value["big"].is_f64());
     }
 }

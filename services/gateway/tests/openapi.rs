@@ -92,7 +92,7 @@ fn undocumented(router: &Router, document: &Value) -> Vec<String> {
 }
 
 fn document() -> Value {
-    serde_json::to_value(gateway::openapi::document()).expect("the document serialises")
+    gateway::openapi::document(gateway::identity::AuthMode::Trusted)
 }
 
 /// The gateway's whole router, as `gateway::build` serves it (backends are never called).
@@ -267,12 +267,51 @@ async fn the_mutating_posts_document_their_idempotency_key_and_fans_their_bearer
                 .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
             "{path}: {parameters:?}"
         );
-        // Optional in trusted mode, a bearer JWT in jwt mode.
+        // No sign-in in trusted mode.
+        assert_eq!(operation["security"], serde_json::json!([{}]), "{path}");
+    }
+}
+
+#[test]
+fn the_document_of_each_mode_says_who_signs_in_and_whether_user_id_is_required() {
+    use gateway::identity::AuthMode;
+    let trusted = gateway::openapi::document(AuthMode::Trusted);
+    let jwt = gateway::openapi::document(AuthMode::Jwt);
+    let security = |document: &Value, path: &str, method: &str| {
+        document["paths"][path][method]["security"].clone()
+    };
+    use serde_json::json;
+    assert_eq!(security(&trusted, "/api/reserve", "post"), json!([{}]));
+    assert_eq!(
+        security(&jwt, "/api/reserve", "post"),
+        json!([{"bearerJwt": []}])
+    );
+    assert_eq!(
+        security(&trusted, "/admin/rooms", "get"),
+        json!([{"adminToken": []}])
+    );
+    assert_eq!(
+        security(&jwt, "/admin/rooms", "get"),
+        json!([{"bearerJwt": []}])
+    );
+    // Browsing needs no sign-in in either mode.
+    for document in [&trusted, &jwt] {
         assert_eq!(
-            operation["security"],
-            serde_json::json!([{}, {"bearerJwt": []}]),
-            "{path}"
+            security(document, "/api/concert/get-concerts", "get"),
+            json!([{}])
         );
+    }
+    for body in ["IssueTokenBody", "ReserveBody", "PayBody"] {
+        let required = |document: &Value| {
+            document["components"]["schemas"][body]["required"]
+                .as_array()
+                .is_some_and(|fields| fields.contains(&json!("userId")))
+        };
+        assert!(
+            required(&trusted),
+            "{body}: userId required in trusted mode"
+        );
+        assert!(!required(&jwt), "{body}: userId optional in jwt mode");
     }
 }
 

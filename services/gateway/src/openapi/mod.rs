@@ -12,12 +12,19 @@ use std::sync::LazyLock;
 
 use axum::{
     body::Bytes,
+    extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
+use serde_json::Value;
 use utoipa::{
     IntoParams, Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+
+use crate::{
+    AppState,
+    identity::{AuthMode, Identity},
 };
 
 /// Routes the router has and the document leaves out, each with the reason: they are pages and
@@ -120,21 +127,82 @@ pub struct IdempotencyKeyHeader {
     idempotency_key: Option<String>,
 }
 
-/// The document of every API route, as `GET /openapi.json` serves it.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let mut document = crate::routes::api().into_openapi();
-    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+/// The document of every API route as a gateway in `mode` serves it: the routes' own
+/// entries, made exact for the mode — who signs in (fans: nobody in `trusted` mode, a bearer
+/// JWT in `jwt` mode; operators: the admin token, or an admin's JWT) and whether a body's
+/// `userId` is required (`trusted`) or optional, the bearer's subject (`jwt`).
+pub fn document(mode: AuthMode) -> Value {
+    let mut base = crate::routes::api().into_openapi();
+    base.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    let mut document = serde_json::to_value(base).unwrap_or_default();
+    // At least one setting (the handler says 400 INVALID_BODY to `{}`). Set here: utoipa 5.5
+    // writes `#[schema(min_properties = 1)]` as `maxProperties`.
+    document["components"]["schemas"]["SettingsPatch"]["minProperties"] = Value::from(1);
+    for_mode(&mut document, mode);
     document
 }
 
-/// The document as JSON, built once (it depends on the code only, never on the configuration).
-static DOCUMENT_JSON: LazyLock<Bytes> = LazyLock::new(|| {
-    match serde_json::to_vec(&document()) {
+/// The bodies whose `userId` names the acting user.
+const ACTING_USER_BODIES: &[&str] = &["IssueTokenBody", "ReserveBody", "PayBody"];
+
+fn for_mode(document: &mut Value, mode: AuthMode) {
+    let (dropped_scheme, name) = match mode {
+        AuthMode::Trusted => (BEARER_JWT, "trusted"),
+        AuthMode::Jwt => (ADMIN_TOKEN, "jwt"),
+    };
+    if let Some(description) = document["info"]["description"].as_str() {
+        document["info"]["description"] = Value::from(format!(
+            "{description} This gateway runs with `GATEWAY_AUTH={name}`; the document says what \
+             that mode asks for."
+        ));
+    }
+    let operations = document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut());
+    for operation in operations {
+        let Some(security) = operation.get_mut("security").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        security.retain(|requirement| requirement.get(dropped_scheme).is_none());
+        let signed_in = security
+            .iter()
+            .any(|requirement| requirement.get(BEARER_JWT).is_some());
+        if mode == AuthMode::Jwt && signed_in {
+            // Fans' routes: the bearer token is no longer optional.
+            security.retain(|requirement| requirement.as_object().is_some_and(|r| !r.is_empty()));
+        }
+        if security.is_empty() {
+            security.push(Value::Object(Default::default()));
+        }
+    }
+    if mode == AuthMode::Jwt {
+        for body in ACTING_USER_BODIES {
+            let schema = &mut document["components"]["schemas"][*body];
+            if let Some(required) = schema["required"].as_array_mut() {
+                required.retain(|field| field != "userId");
+            }
+            let user_id = &mut schema["properties"]["userId"];
+            if user_id.is_object() {
+                user_id["type"] = serde_json::json!(["integer", "null"]);
+            }
+        }
+    }
+}
+
+/// The document of each mode as JSON, built once: it depends on the code and the mode only.
+static TRUSTED_JSON: LazyLock<Bytes> = LazyLock::new(|| json_of(AuthMode::Trusted));
+static JWT_JSON: LazyLock<Bytes> = LazyLock::new(|| json_of(AuthMode::Jwt));
+
+fn json_of(mode: AuthMode) -> Bytes {
+    match serde_json::to_vec(&document(mode)) {
         Ok(json) => Bytes::from(json),
         // A derived document always serialises; this only keeps the request path panic-free.
         Err(_) => Bytes::from_static(b"{}"),
     }
-});
+}
 
 /// This document: OpenAPI 3.1, generated from the handlers' types.
 #[utoipa::path(
@@ -148,7 +216,11 @@ static DOCUMENT_JSON: LazyLock<Bytes> = LazyLock::new(|| {
         errors::Local,
     )
 )]
-pub async fn openapi_json() -> Response {
+pub async fn openapi_json(State(state): State<AppState>) -> Response {
+    let json = match state.identity {
+        Identity::Trusted => TRUSTED_JSON.clone(),
+        Identity::Jwt(_) => JWT_JSON.clone(),
+    };
     (
         [
             (
@@ -157,7 +229,7 @@ pub async fn openapi_json() -> Response {
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
-        DOCUMENT_JSON.clone(),
+        json,
     )
         .into_response()
 }

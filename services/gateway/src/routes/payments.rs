@@ -26,9 +26,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub struct PayBody {
     #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     reservation_id: i64,
-    /// Required in `trusted` mode; in `jwt` mode optional and, if there, the caller's.
+    /// Required in `trusted` mode (as the original clients send it; the document of a `jwt`
+    /// gateway makes it optional); in `jwt` mode, if there, the caller's (else 403 `USER_MISMATCH`).
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
+    #[schema(
+        required = true,
+        nullable = false,
+        minimum = 1,
+        maximum = 9_007_199_254_740_991_i64
+    )]
     user_id: Option<i64>,
     /// The ACTIVE queue token the seat was held with (released once paid).
     #[serde(default)]

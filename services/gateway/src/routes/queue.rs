@@ -26,9 +26,15 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssueTokenBody {
-    /// Required in `trusted` mode; in `jwt` mode optional and, if there, the caller's.
+    /// Required in `trusted` mode (as the original clients send it; the document of a `jwt`
+    /// gateway makes it optional); in `jwt` mode, if there, the caller's (else 403 `USER_MISMATCH`).
     #[serde(default)]
-    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
+    #[schema(
+        required = true,
+        nullable = false,
+        minimum = 1,
+        maximum = 9_007_199_254_740_991_i64
+    )]
     user_id: Option<i64>,
     /// The concert whose waiting room to join; without it, the shared default room.
     #[serde(default)]
@@ -121,7 +127,13 @@ crate::errors!(IssueTokenErrors {
     request_body = IssueTokenBody,
     security((), ("bearerJwt" = [])),
     responses(
-        (status = 200, description = "The new token's queue entry", body = QueueEntryView),
+        (status = 200, description = "The new token's queue entry", body = QueueEntryView,
+            links(("checkQueue" = (
+                operation_id = "checkQueue",
+                parameters(("token" = "$response.body#/token")),
+                description = "Poll the new token's place"
+            )))
+        ),
         IssueTokenErrors,
     )
 )]

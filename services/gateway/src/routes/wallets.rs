@@ -21,8 +21,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct ChargeBody {
-    /// What to add, in the currency's minor unit (more than 0).
-    #[schema(minimum = 1)]
+    /// What to add, in the currency's minor unit: more than 0, at most
+    /// `RESERVATION_MAX_CHARGE_MINOR` (default 100000000, above it 400 `AMOUNT_TOO_LARGE`).
+    #[schema(minimum = 1, maximum = 100_000_000)]
     amount: i64,
 }
 

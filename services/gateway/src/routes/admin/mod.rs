@@ -20,7 +20,8 @@ use crate::{
     identity::admin::Admin,
 };
 use views::{
-    ChangesView, OptionSalesView, RoomHistoryView, RoomName, RoomView, RoomsView, SettingsPatch,
+    ChangesView, OptionSalesView, RoomHistoryView, RoomName, RoomView, RoomsView,
+    RoutesHistoryView, SettingsPatch,
 };
 
 /// Catalog calls in flight at once while gathering every concert's options.
@@ -37,6 +38,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(update_room))
         .routes(routes!(room_history))
         .routes(routes!(list_changes))
+        .routes(routes!(routes_history))
 }
 
 /// Who may not use the operator's API, on each of its routes.
@@ -50,6 +52,7 @@ crate::errors!(ListRoomsErrors + ADMIN_AUTH {});
 crate::errors!(UpdateRoomErrors + ADMIN_AUTH {
     400 => ["INVALID_PATH", "INVALID_ROOM", "INVALID_JSON", "INVALID_BODY", "INVALID_ROOM_SETTINGS"],
     404 => ["ROOM_NOT_FOUND"],
+    409 => ["INVALID_ROOM_SETTINGS"],
 });
 
 crate::errors!(RoomHistoryErrors + ADMIN_AUTH {
@@ -79,8 +82,26 @@ async fn list_rooms(
 ) -> Result<Json<RoomsView>, ApiError> {
     Ok(Json(RoomsView {
         rooms: rooms(&state).await?,
-        routes: Vec::new(),
+        routes: state.metrics.recent().into_iter().map(Into::into).collect(),
     }))
+}
+
+crate::errors!(RoutesHistoryErrors + ADMIN_AUTH {});
+
+/// This replica's routes, one sample per 5 s over the last five minutes.
+#[utoipa::path(
+    get,
+    path = "/admin/routes/history",
+    tag = "admin",
+    operation_id = "getRoutesHistory",
+    security(("adminToken" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "Each route's samples, oldest first", body = RoutesHistoryView),
+        RoutesHistoryErrors,
+    )
+)]
+async fn routes_history(State(state): State<AppState>, _admin: Admin) -> Json<RoutesHistoryView> {
+    Json(state.metrics.history().into())
 }
 
 /// Changes a room's settings; answers the room as the list shows it.
@@ -89,7 +110,7 @@ async fn list_rooms(
     path = "/admin/rooms/{room}",
     tag = "admin",
     operation_id = "updateRoom",
-    params(("room" = String, Path, description = "`default`, or `concert-{id}` for a concert's own room", pattern = "^(default|concert-[1-9][0-9]*)$")),
+    params(("room" = String, Path, description = "`default`, or `concert-{id}` for a concert's own room", pattern = "^(default|concert-[1-9][0-9]{0,14})$")),
     request_body = SettingsPatch,
     security(("adminToken" = []), ("bearerJwt" = [])),
     responses(
@@ -105,7 +126,11 @@ async fn update_room(
 ) -> Result<Json<RoomView>, ApiError> {
     let room = existing_room(&state, &room).await?;
     let request = patch.into_request(room, admin.actor)?;
-    state.backends.update_room_settings(request).await?;
+    state
+        .backends
+        .update_room_settings(request)
+        .await
+        .map_err(settings_conflict)?;
     rooms(&state)
         .await?
         .into_iter()
@@ -120,7 +145,7 @@ async fn update_room(
     path = "/admin/rooms/{room}/history",
     tag = "admin",
     operation_id = "getRoomHistory",
-    params(("room" = String, Path, description = "`default`, or `concert-{id}` for a concert's own room", pattern = "^(default|concert-[1-9][0-9]*)$")),
+    params(("room" = String, Path, description = "`default`, or `concert-{id}` for a concert's own room", pattern = "^(default|concert-[1-9][0-9]{0,14})$")),
     security(("adminToken" = []), ("bearerJwt" = [])),
     responses(
         (status = 200, description = "The room's samples, oldest first", body = RoomHistoryView),
@@ -202,6 +227,21 @@ async fn existing_room(state: &AppState, room: &str) -> Result<RoomName, ApiErro
         )),
         Err(status) if status.code() == tonic::Code::NotFound => Err(room_not_found(room)),
         Err(status) => Err(status.into()),
+    }
+}
+
+/// The patch alone passed its checks, so a rule the queue still finds broken is broken by the
+/// patch together with the room's other settings (a rate of 0 while the cap is 0): a
+/// conflict with the room's state, 409, not a malformed request.
+fn settings_conflict(status: tonic::Status) -> ApiError {
+    let error = ApiError::from(status);
+    if error.code == "INVALID_ROOM_SETTINGS" {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            ..error
+        }
+    } else {
+        error
     }
 }
 

@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use crate::{
     error::ApiError,
+    metrics,
     routes::{rfc3339, valid_id},
 };
 
@@ -89,7 +90,7 @@ impl OptionSalesView {
 #[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomView {
-    #[schema(value_type = String, pattern = "^(default|concert-[1-9][0-9]*)$", example = "default")]
+    #[schema(value_type = String, pattern = "^(default|concert-[1-9][0-9]{0,14})$", example = "default")]
     pub room: RoomName,
     pub concert_id: Option<i64>,
     /// The concert's title, for a concert's own room.
@@ -135,10 +136,68 @@ impl RoomView {
 #[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RouteView {
+    /// `METHOD /template`, e.g. `POST /queue/issue-token`.
     pub route: String,
     pub requests_per_second: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
+    /// `null` without requests in the last 10 s.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+impl From<metrics::RouteRecent> for RouteView {
+    fn from(recent: metrics::RouteRecent) -> Self {
+        Self {
+            route: recent.route,
+            requests_per_second: recent.requests_per_second,
+            p50_ms: recent.p50_ms,
+            p99_ms: recent.p99_ms,
+        }
+    }
+}
+
+/// One 5-second step of one route (this replica).
+#[derive(Serialize, Debug, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteSampleView {
+    /// The end of the step.
+    pub at: Option<String>,
+    pub requests_per_second: f64,
+    /// `null` without requests in the step.
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Serialize, Debug, ToSchema)]
+pub struct RouteHistoryView {
+    pub route: String,
+    pub samples: Vec<RouteSampleView>,
+}
+
+#[derive(Serialize, Debug, ToSchema)]
+pub struct RoutesHistoryView {
+    pub routes: Vec<RouteHistoryView>,
+}
+
+impl From<Vec<metrics::RouteHistory>> for RoutesHistoryView {
+    fn from(history: Vec<metrics::RouteHistory>) -> Self {
+        let routes = history
+            .into_iter()
+            .map(|route| RouteHistoryView {
+                route: route.route,
+                samples: route
+                    .samples
+                    .into_iter()
+                    .map(|sample| RouteSampleView {
+                        at: rfc3339(sample.at_unix_ms),
+                        requests_per_second: sample.requests_per_second,
+                        p50_ms: sample.p50_ms,
+                        p99_ms: sample.p99_ms,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Self { routes }
+    }
 }
 
 #[derive(Serialize, Debug, ToSchema)]
@@ -159,7 +218,7 @@ pub struct RoomSampleView {
 
 #[derive(Serialize, Debug, ToSchema)]
 pub struct RoomHistoryView {
-    #[schema(value_type = String, pattern = "^(default|concert-[1-9][0-9]*)$", example = "default")]
+    #[schema(value_type = String, pattern = "^(default|concert-[1-9][0-9]{0,14})$", example = "default")]
     pub room: RoomName,
     pub samples: Vec<RoomSampleView>,
 }
@@ -197,19 +256,24 @@ impl From<queue::RoomHistory> for RoomHistoryView {
     }
 }
 
+/// The queue's highest admission rate (queue::settings::MAX_ADMISSION_RATE), checked here so
+/// that what the queue still refuses is a conflict with the room's other settings.
+const MAX_ADMISSION_RATE: f64 = 100_000.0;
+
 /// What `PATCH /admin/rooms/{room}` may change; fields left out stay as they are.
 #[derive(Deserialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsPatch {
     #[serde(default)]
+    #[schema(nullable = false)]
     pub paused: Option<bool>,
     /// Waiters admitted per second (0: no rate limit, the cap only).
     #[serde(default)]
-    #[schema(minimum = 0)]
+    #[schema(nullable = false, minimum = 0, maximum = 100_000)]
     pub admission_rate: Option<f64>,
     /// Most users active at once in the room.
     #[serde(default)]
-    #[schema(minimum = 0, maximum = 4_294_967_295_i64)]
+    #[schema(nullable = false, minimum = 0, maximum = 4_294_967_295_i64)]
     pub active_cap: Option<i64>,
 }
 
@@ -229,11 +293,17 @@ impl SettingsPatch {
         }
         if self
             .admission_rate
-            .is_some_and(|rate| !rate.is_finite() || rate < 0.0)
+            .is_some_and(|rate| !rate.is_finite() || !(0.0..=MAX_ADMISSION_RATE).contains(&rate))
         {
             return Err(ApiError::bad_request(
                 "INVALID_ROOM_SETTINGS",
-                "admissionRate must be a number >= 0 (0: no rate limit, the cap only)",
+                "admissionRate must be a number from 0 to 100000 (0: no rate limit, the cap only)",
+            ));
+        }
+        if self.admission_rate == Some(0.0) && self.active_cap == Some(0) {
+            return Err(ApiError::bad_request(
+                "INVALID_ROOM_SETTINGS",
+                "admissionRate 0 and activeCap 0 together would admit everyone at once",
             ));
         }
         let active_cap = self
@@ -262,7 +332,7 @@ impl SettingsPatch {
 pub struct ChangeView {
     pub at: Option<String>,
     pub actor: String,
-    #[schema(value_type = String, pattern = "^(default|concert-[1-9][0-9]*)$", example = "default")]
+    #[schema(value_type = String, pattern = "^(default|concert-[1-9][0-9]{0,14})$", example = "default")]
     pub room: RoomName,
     pub paused: Option<bool>,
     pub admission_rate: Option<f64>,
