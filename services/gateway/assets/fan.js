@@ -502,7 +502,7 @@
       button.setAttribute("aria-label", `Seat ${n}, ${info[0]}${info[1] !== null ? `, ${T.int(info[1])}` : ""}${taken ? ", taken" : ""}`);
     }
     $("#seat-help").textContent = freeIds.size
-      ? `${T.int(freeIds.size)} seats free on ${optionLabel(option)}. Choose one to hold it while you pay.`
+      ? `${T.int(freeIds.size)} seats free on ${optionLabel(option)}. Choose one to hold it while you pay (arrow keys move between free seats).`
       : `No seat is free on ${optionLabel(option)} right now. Choose another date, or wait: unpaid holds return.`;
   };
 
@@ -724,6 +724,18 @@
       if (acceptBearer(signIn.json.token)) resume();
     });
     setInterval(tick, 1000);
+    // Arrow keys, Home and End move between the free seats (Tab still goes through each).
+    $("#seat-map").addEventListener("keydown", (event) => {
+      const steps = { ArrowRight: 1, ArrowDown: 1, ArrowLeft: -1, ArrowUp: -1 };
+      if (!(event.key in steps) && event.key !== "Home" && event.key !== "End") return;
+      const seats = [...fan.querySelectorAll("#seat-map button.seat:not(:disabled)")];
+      const at = seats.indexOf(document.activeElement);
+      if (at < 0 || !seats.length) return;
+      event.preventDefault();
+      const next = event.key === "Home" ? 0 : event.key === "End" ? seats.length - 1
+        : Math.min(seats.length - 1, Math.max(0, at + steps[event.key]));
+      seats[next].focus();
+    });
 
     if (config.auth === "jwt") {
       listenForEmbedder();
