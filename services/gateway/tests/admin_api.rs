@@ -441,3 +441,40 @@ async fn a_rooms_history_gives_the_line_and_its_rates_second_by_second() {
     assert_eq!(last["admittedPerSecond"], 10.0, "{}", history.json);
     assert_eq!(last["waiting"], 0, "{}", history.json);
 }
+
+#[tokio::test]
+async fn the_room_list_shows_this_gateways_routes_by_template_with_their_rate_and_latency() {
+    let system = system_with_secret().await;
+    for user in 1..=5 {
+        join(&system, 300 + user).await;
+    }
+    let rooms = as_operator(&system.http, "GET", "/admin/rooms", None).await;
+    assert_eq!(rooms.status, 200, "{}", rooms.json);
+    let routes = rooms.json["routes"].as_array().unwrap();
+    let issue = routes
+        .iter()
+        .find(|route| route["route"] == "POST /queue/issue-token")
+        .unwrap_or_else(|| panic!("no issue-token route in {}", rooms.json));
+    // Five requests over the (at most 10 s) window since this gateway started.
+    assert!(
+        issue["requestsPerSecond"].as_f64().unwrap() >= 0.5,
+        "{issue}"
+    );
+    assert!(issue["p50Ms"].as_f64().unwrap() > 0.0, "{issue}");
+    assert!(
+        issue["p99Ms"].as_f64().unwrap() >= issue["p50Ms"].as_f64().unwrap(),
+        "{issue}"
+    );
+    assert!(
+        routes
+            .iter()
+            .all(|route| !route["route"].as_str().unwrap().contains("token=")),
+        "templates, never raw paths: {}",
+        rooms.json
+    );
+    let history = as_operator(&system.http, "GET", "/admin/routes/history", None).await;
+    assert_eq!(history.status, 200, "{}", history.json);
+    assert!(history.json["routes"].is_array(), "{}", history.json);
+    let refused = system.http.get("/admin/routes/history").await;
+    assert_error(&refused, 401, "AUTH_REQUIRED");
+}

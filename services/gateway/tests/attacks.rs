@@ -531,30 +531,7 @@ mod late_queue {
             tokio::time::sleep(Duration::from_secs(30)).await;
             Err(Status::internal("too late"))
         }
-        async fn list_rooms(
-            &self,
-            _: Request<pb::ListRoomsRequest>,
-        ) -> Result<Response<pb::ListRoomsResponse>, Status> {
-            Err(Status::unimplemented("late queue"))
-        }
-        async fn get_room_history(
-            &self,
-            _: Request<pb::GetRoomHistoryRequest>,
-        ) -> Result<Response<pb::RoomHistory>, Status> {
-            Err(Status::unimplemented("late queue"))
-        }
-        async fn update_room_settings(
-            &self,
-            _: Request<pb::UpdateRoomSettingsRequest>,
-        ) -> Result<Response<pb::RoomFigures>, Status> {
-            Err(Status::unimplemented("late queue"))
-        }
-        async fn list_setting_changes(
-            &self,
-            _: Request<pb::ListSettingChangesRequest>,
-        ) -> Result<Response<pb::ListSettingChangesResponse>, Status> {
-            Err(Status::unimplemented("late queue"))
-        }
+        crate::support::no_operator_rpcs!();
     }
 }
 

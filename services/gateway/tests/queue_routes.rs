@@ -238,6 +238,7 @@ mod slow_queue {
         ) -> Result<Response<pb::ReleaseTokenResponse>, Status> {
             Err(Status::unimplemented("slow queue"))
         }
+        crate::support::no_operator_rpcs!();
     }
 }
 

@@ -389,3 +389,45 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) {
         reply.content_type
     );
 }
+
+/// The operator's RPCs of a stand-in queue service that does not serve them (tests that fake
+/// the queue to make it slow or late): `support::no_operator_rpcs!();` inside the
+/// `#[tonic::async_trait]` impl. Spelled as the boxed futures `async_trait` makes, because the
+/// attribute runs before this macro is expanded.
+#[allow(unused_macros)]
+macro_rules! no_operator_rpcs {
+    () => {
+        crate::support::no_operator_rpcs! {
+            list_rooms(ListRoomsRequest) -> ListRoomsResponse;
+            get_room_history(GetRoomHistoryRequest) -> RoomHistory;
+            update_room_settings(UpdateRoomSettingsRequest) -> RoomFigures;
+            list_setting_changes(ListSettingChangesRequest) -> ListSettingChangesResponse;
+        }
+    };
+    ($($method:ident($request:ident) -> $reply:ident;)+) => {
+        $(
+            fn $method<'life0, 'async_trait>(
+                &'life0 self,
+                _: tonic::Request<ticketing_proto::queue::v1::$request>,
+            ) -> std::pin::Pin<
+                Box<
+                    dyn std::future::Future<
+                            Output = Result<
+                                tonic::Response<ticketing_proto::queue::v1::$reply>,
+                                tonic::Status,
+                            >,
+                        > + Send
+                        + 'async_trait,
+                >,
+            >
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                Box::pin(async { Err(tonic::Status::unimplemented("a stand-in queue")) })
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use no_operator_rpcs;

@@ -264,15 +264,15 @@ const MAX_ADMISSION_RATE: f64 = 100_000.0;
 #[derive(Deserialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsPatch {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     #[schema(nullable = false)]
     pub paused: Option<bool>,
     /// Waiters admitted per second (0: no rate limit, the cap only).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     #[schema(nullable = false, minimum = 0, maximum = 100_000)]
     pub admission_rate: Option<f64>,
     /// Most users active at once in the room.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::not_null")]
     #[schema(nullable = false, minimum = 0, maximum = 4_294_967_295_i64)]
     pub active_cap: Option<i64>,
 }
