@@ -75,6 +75,16 @@ fn integral_floats_as_integers(value: &mut serde_json::Value) {
     }
 }
 
+/// For `#[serde(default, deserialize_with = "not_null")]` on an optional field: absent is
+/// `None`, present must be a value (`null` is refused, as the document says).
+pub fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// Query parameters.
 pub struct QueryParams<T>(pub T);
 

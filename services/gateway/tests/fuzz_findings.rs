@@ -87,4 +87,10 @@ async fn a_rate_of_zero_while_the_room_has_no_cap_is_a_conflict_not_a_bad_reques
         400,
         "INVALID_ROOM_SETTINGS",
     );
+    // A setting is a value: null is not "leave it as it is" (that is leaving it out).
+    assert_error(
+        &patch(r#"{"admissionRate": null, "paused": false}"#).await,
+        400,
+        "INVALID_BODY",
+    );
 }

@@ -192,6 +192,9 @@ async fn openapi_json_is_an_openapi_3_1_document_of_every_operation() {
     assert_eq!(schemes["bearerJwt"]["scheme"], "bearer");
     assert_eq!(schemes["adminToken"]["scheme"], "bearer");
     assert!(document["components"]["schemas"]["Error"].is_object());
+    let link =
+        &document["paths"]["/queue/issue-token"]["post"]["responses"]["200"]["links"]["checkQueue"];
+    assert_eq!(link["operationId"], "checkQueue", "{link}");
 
     let operations = documented_operations(&document);
     for route in [

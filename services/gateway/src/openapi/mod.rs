@@ -137,9 +137,47 @@ pub fn document(mode: AuthMode) -> Value {
     let mut document = serde_json::to_value(base).unwrap_or_default();
     // At least one setting (the handler says 400 INVALID_BODY to `{}`). Set here: utoipa 5.5
     // writes `#[schema(min_properties = 1)]` as `maxProperties`.
-    document["components"]["schemas"]["SettingsPatch"]["minProperties"] = Value::from(1);
+    let patch = &mut document["components"]["schemas"]["SettingsPatch"];
+    patch["minProperties"] = Value::from(1);
+    // Nor a rate of 0 with a cap of 0: nobody would ever wait (400 INVALID_ROOM_SETTINGS).
+    patch["not"] = serde_json::json!({
+        "required": ["admissionRate", "activeCap"],
+        "properties": {"admissionRate": {"const": 0}, "activeCap": {"const": 0}},
+    });
+    camel_case_links(&mut document);
     for_mode(&mut document, mode);
     document
+}
+
+/// utoipa 5.5 writes a Link's fields in snake case (`operation_id`); OpenAPI says `operationId`.
+fn camel_case_links(document: &mut Value) {
+    let responses = document["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|item| item.values_mut())
+        .filter_map(|operation| operation.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let links = response
+            .get_mut("links")
+            .and_then(Value::as_object_mut)
+            .into_iter()
+            .flat_map(|links| links.values_mut())
+            .filter_map(Value::as_object_mut);
+        for link in links {
+            for (snake, camel) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(value) = link.remove(snake) {
+                    link.insert(camel.to_owned(), value);
+                }
+            }
+        }
+    }
 }
 
 /// The bodies whose `userId` names the acting user.
