@@ -39,6 +39,13 @@ pub struct Started<F> {
     pub serve: F,
 }
 
+impl<F> Started<F> {
+    /// The service's address and its serve future: what each service's `build` answers.
+    pub fn into_parts(self) -> (std::net::SocketAddr, F) {
+        (self.addr, self.serve)
+    }
+}
+
 /// Time spent in one store's operations: `store_operation_duration_seconds{store, operation}`.
 /// Clones share the histograms.
 #[derive(Clone, Debug)]

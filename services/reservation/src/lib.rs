@@ -26,8 +26,7 @@ pub async fn build(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
-    let started = start(config, shutdown).await?;
-    Ok((started.addr, started.serve))
+    Ok(start(config, shutdown).await?.into_parts())
 }
 
 /// As [`build`], also saying where the metrics server listens.
