@@ -14,16 +14,16 @@ use axum::{
 use tower::ServiceBuilder;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
-use crate::{AppState, config::Config, error::ApiError, routes};
+use crate::{AppState, config::Config, error::ApiError, openapi};
 
 pub fn router(state: AppState, config: &Config) -> Router {
     let trusted_tracers: Arc<[ipnet::IpNet]> = config.tracing.trace_trusted_networks.clone().into();
     let request_timeout = config.request_timeout();
-    // The API's routes are registered with their document entries (routes::api); the
+    // The API's routes are registered with their document entries (openapi::api); the
     // interactive reference is outside the document (openapi::UNDOCUMENTED).
     Router::new()
-        .merge(routes::api())
-        .merge(crate::openapi::docs::routes())
+        .merge(openapi::api())
+        .merge(openapi::docs::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

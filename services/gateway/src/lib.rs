@@ -13,6 +13,7 @@ pub mod rate_limit;
 pub mod rooms;
 pub mod routes;
 pub mod server;
+pub mod wire;
 
 use std::{future::Future, net::SocketAddr};
 

@@ -11,7 +11,7 @@ use super::{
     IdentityConfig, User,
     jwks::{Jwks, JwksSource},
 };
-use crate::routes::MAX_ID;
+use crate::wire::MAX_ID;
 
 pub struct Verifier {
     jwks: Jwks,

@@ -14,7 +14,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{error::ApiError, routes::valid_id};
+use crate::{error::ApiError, wire::valid_id};
 
 /// How the gateway knows who calls. There is no default: a deployment says which.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 
 pub mod docs;
 pub mod errors;
+pub mod parameters;
 
 use std::sync::LazyLock;
 
@@ -18,13 +19,14 @@ use axum::{
 };
 use serde_json::Value;
 use utoipa::{
-    IntoParams, Modify, OpenApi,
+    Modify, OpenApi,
     openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
 };
 
 use crate::{
     AppState,
     identity::{AuthMode, Identity},
+    routes,
 };
 
 /// Routes the router has and the document leaves out, each with the reason: they are pages and
@@ -111,20 +113,20 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The optional `Idempotency-Key` of the mutating POSTs: a retry with the same key gets the
-/// first answer; the same key with other parameters is 409 `IDEMPOTENCY_KEY_REUSED`.
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)] // read by extract::IdempotencyKey; here for the document only
-pub struct IdempotencyKeyHeader {
-    /// 1 to 200 visible ASCII characters, e.g. a UUID per logical attempt.
-    #[param(
-        rename = "Idempotency-Key",
-        min_length = 1,
-        max_length = 200,
-        pattern = "^[!-~]+$"
-    )]
-    idempotency_key: Option<String>,
+/// Every route of the JSON API, each registered with its entry in the OpenAPI document
+/// (`utoipa_axum::routes!`): what [`document`] describes and the router serves.
+pub fn api() -> utoipa_axum::router::OpenApiRouter<crate::AppState> {
+    utoipa_axum::router::OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(utoipa_axum::routes!(openapi_json))
+        .merge(routes::queue::routes())
+        .merge(routes::concerts::routes())
+        .merge(routes::reservations::routes())
+        .merge(routes::payments::routes())
+        .merge(routes::wallets::routes())
+        .merge(routes::health::routes())
+        .merge(routes::admin::routes())
+        .merge(routes::dev_sign_in::routes())
+        .merge(routes::pages::routes())
 }
 
 /// The document of every API route as a gateway in `mode` serves it: the routes' own
@@ -132,7 +134,7 @@ pub struct IdempotencyKeyHeader {
 /// JWT in `jwt` mode; operators: the admin token, or an admin's JWT) and whether a body's
 /// `userId` is required (`trusted`) or optional, the bearer's subject (`jwt`).
 pub fn document(mode: AuthMode) -> Value {
-    let mut base = crate::routes::api().into_openapi();
+    let mut base = api().into_openapi();
     base.info.version = env!("CARGO_PKG_VERSION").to_owned();
     let mut document = serde_json::to_value(base).unwrap_or_default();
     // At least one setting (the handler says 400 INVALID_BODY to `{}`). Set here: utoipa 5.5

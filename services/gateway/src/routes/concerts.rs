@@ -12,7 +12,7 @@ use crate::{
     AppState,
     error::ApiError,
     extract::PathParams,
-    routes::{rfc3339, valid_id},
+    wire::{rfc3339, valid_id},
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -25,7 +25,7 @@ use crate::{
     error::ApiError,
     extract::JsonBody,
     identity::{AuthMode, Identity, User},
-    routes::valid_id,
+    wire::valid_id,
 };
 
 /// How long a development token is valid: a working session.

@@ -12,9 +12,8 @@ use crate::{
     error::ApiError,
     extract::{IdempotencyKey, JsonBody},
     identity::Caller,
-    routes::{
-        admission::require_active_token, reservations::reservation_not_found, rfc3339, valid_id,
-    },
+    routes::{admission::require_active_token, reservations::reservation_not_found},
+    wire::{rfc3339, valid_id},
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -83,7 +82,7 @@ crate::errors!(PayErrors {
     tag = "payments",
     operation_id = "pay",
     request_body = PayBody,
-    params(crate::openapi::IdempotencyKeyHeader),
+    params(crate::openapi::parameters::IdempotencyKeyHeader),
     security((), ("bearerJwt" = [])),
     responses(
         (status = 200, description = "Paid: the seat is the user's", body = PaymentView),

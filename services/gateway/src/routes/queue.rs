@@ -11,10 +11,8 @@ use crate::{
     error::ApiError,
     extract::{JsonBody, QueryParams},
     identity::Caller,
-    routes::{
-        admission::{queue_token, token_not_found},
-        rfc3339, valid_id,
-    },
+    routes::admission::{queue_token, token_not_found},
+    wire::{rfc3339, valid_id},
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -17,7 +17,8 @@ use crate::{
     error::ApiError,
     extract::{IdempotencyKey, JsonBody, PathParams},
     identity::Caller,
-    routes::{admission::require_active_token, rfc3339, valid_id, valid_seat},
+    routes::admission::require_active_token,
+    wire::{rfc3339, valid_id, valid_seat},
 };
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -124,7 +125,7 @@ crate::errors!(ReserveErrors {
     tag = "reservations",
     operation_id = "reserve",
     request_body = ReserveBody,
-    params(crate::openapi::IdempotencyKeyHeader),
+    params(crate::openapi::parameters::IdempotencyKeyHeader),
     security((), ("bearerJwt" = [])),
     responses(
         (status = 303, description = "The seat is held: the reservation (no Location header)", body = ReservationView),

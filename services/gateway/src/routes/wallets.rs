@@ -92,7 +92,7 @@ async fn balance(
     operation_id = "chargeBalance",
     params(
         ("user_id" = i64, Path, description = "The wallet's owner", minimum = 1, maximum = 9_007_199_254_740_991_i64),
-        crate::openapi::IdempotencyKeyHeader,
+        crate::openapi::parameters::IdempotencyKeyHeader,
     ),
     request_body = ChargeBody,
     security((), ("bearerJwt" = [])),

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::{
     error::ApiError,
     metrics,
-    routes::{rfc3339, valid_id},
+    wire::{rfc3339, valid_id},
 };
 
 /// A room's name in paths and bodies: `default`, or `concert-{id}` for a concert's own room.
