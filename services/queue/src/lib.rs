@@ -67,7 +67,9 @@ pub async fn build_with_store(
     store: QueueStore,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<(SocketAddr, impl Future<Output = anyhow::Result<()>>)> {
-    Ok(start_with_store(config, store, shutdown).await?.into_parts())
+    Ok(start_with_store(config, store, shutdown)
+        .await?
+        .into_parts())
 }
 
 /// As [`build_with_store`], also saying where the metrics server listens.
