@@ -120,7 +120,7 @@ async fn run_one(
     let bearer = match &auth {
         GatewayAuth::Trusted => {
             // A private secret for this run only (the admin API is closed without one).
-            let token = format!("fuzz-admin-{stamp}-{}", std::process::id());
+            let token = crate::launch::fresh_admin_token()?;
             env.push(("GATEWAY_ADMIN_TOKEN", token.clone()));
             token
         }

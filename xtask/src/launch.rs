@@ -446,17 +446,19 @@ fn console_access(spec: &mut SystemSpec) -> anyhow::Result<String> {
         GatewayAuth::Trusted => match std::env::var("GATEWAY_ADMIN_TOKEN") {
             Ok(_) => Ok("admin token: the GATEWAY_ADMIN_TOKEN you set".into()),
             Err(_) => {
-                use std::io::Read;
-                let mut bytes = [0u8; 16];
-                std::fs::File::open("/dev/urandom")
-                    .and_then(|mut random| random.read_exact(&mut bytes))
-                    .context("reading /dev/urandom for an admin token")?;
-                let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                let token = fresh_admin_token()?;
                 spec.env.push(("GATEWAY_ADMIN_TOKEN", token.clone()));
                 Ok(format!("admin token for this run: {token}"))
             }
         },
     }
+}
+
+/// A new operator's secret for one run: 128 random bits as 32 hex digits.
+pub fn fresh_admin_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|error| anyhow::anyhow!("no randomness: {error}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// A command for a built service binary, logging at info unless RUST_LOG says otherwise.
