@@ -3,37 +3,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+mod support;
+
+use std::time::Duration;
 
 use futures::StreamExt;
 use queue::{
-    Clock, Policy, QueueStore,
+    Policy,
     admitter::{Admitter, Limits, TickReport},
-    domain::{QueueEntry, Room, UserId, Verdict},
+    domain::{QueueEntry, Room, Verdict},
 };
+use support::{Rooms, redis_url};
 
-const START_MS: i64 = 1_800_000_000_000;
 const TICK: Duration = Duration::from_millis(100);
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 /// Admission by the cap only: every waiter the cap allows is admitted in one step, so a room
 /// with a waiter admits it the first time it is stepped.
 fn cap_only(cap: u32) -> Policy {
-    Policy {
-        admission_rate: 0.0,
-        active_cap: cap,
-        active_ttl: Duration::from_secs(600),
-        waiting_grace: Duration::from_secs(60),
-    }
+    support::policy(0.0, cap)
 }
 
 /// Generous enough that a slow machine never runs a test's tick out of time by accident.
@@ -45,35 +32,11 @@ fn limits(rooms_per_tick: usize, concurrency: usize) -> Limits {
     }
 }
 
-struct Rooms {
-    store: QueueStore,
-    now: Arc<AtomicI64>,
-    prefix: String,
-}
-
+/// What the admitter's tests add to the shared rooms: an admitter, many arrivals, and Redis
+/// itself.
 impl Rooms {
-    fn new(policy: Policy) -> Self {
-        let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-        let (clock, now) = Clock::manual(START_MS);
-        let store = QueueStore::connect(&redis_url(), 16, &prefix, policy, Duration::from_secs(5))
-            .expect("store")
-            .with_clock(clock);
-        Self { store, now, prefix }
-    }
-
     fn admitter(&self, limits: Limits) -> Admitter {
         Admitter::new(self.store.clone(), TICK, limits)
-    }
-
-    fn advance(&self, ms: i64) {
-        self.now.fetch_add(ms, Ordering::SeqCst);
-    }
-
-    async fn issue(&self, user: i64, room: Room) -> QueueEntry {
-        self.store
-            .issue(UserId::new(user).expect("user"), room)
-            .await
-            .expect("issue")
     }
 
     /// Issues tokens for `users` in `room`, 64 at a time.
@@ -90,13 +53,7 @@ impl Rooms {
     }
 
     async fn is_active(&self, entry: &QueueEntry) -> bool {
-        matches!(
-            self.store
-                .validate(entry.token, entry.user)
-                .await
-                .expect("validate"),
-            Verdict::Valid { .. }
-        )
+        matches!(self.validate(entry).await, Verdict::Valid { .. })
     }
 
     async fn count_active(&self, entries: &[QueueEntry]) -> usize {
@@ -238,14 +195,7 @@ async fn a_backlog_of_five_thousand_silent_waiters_is_dropped_in_one_tick_and_no
     assert_eq!(rooms.count_active(&live).await, 3);
     assert_eq!(rooms.count_active(&silent).await, 0);
     for entry in silent.iter().step_by(500) {
-        assert_eq!(
-            rooms
-                .store
-                .validate(entry.token, entry.user)
-                .await
-                .expect("validate"),
-            Verdict::NotFound
-        );
+        assert_eq!(rooms.validate(entry).await, Verdict::NotFound);
     }
 }
 

@@ -3,17 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+mod support;
+
+use std::time::Duration;
 
 use clap::Parser;
 use kit::grpc::TracedChannel as Channel;
-use queue::{Clock, Policy, QueueStore, domain::Room};
+use queue::{Policy, QueueStore, domain::Room};
+use support::{Rooms, START_MS, policy, redis_url};
 use ticketing_proto::queue::v1::{self as pb, queue_service_client::QueueServiceClient};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -25,10 +22,6 @@ use tonic_reflection::pb::v1::{
 
 async fn start() -> Channel {
     start_with(&[]).await
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 async fn start_with(extra: &[&str]) -> Channel {
@@ -195,38 +188,49 @@ async fn the_edge_rejects_bad_input_with_stable_codes_and_answers_unknown_tokens
     assert!(!released.released);
 }
 
-const START_MS: i64 = 1_800_000_000_000;
-
 /// A queue server on a store with its own key prefix, `policy` and a manual clock, with extra
 /// flags; returns the channel, the store (to step or inspect) and the clock's handle.
-async fn start_on_manual_clock(
-    policy: Policy,
-    extra: &[&str],
-) -> (Channel, QueueStore, Arc<AtomicI64>) {
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let (clock, now) = Clock::manual(START_MS);
-    let store = QueueStore::connect(&redis_url(), 16, &prefix, policy, Duration::from_secs(5))
-        .expect("store")
-        .with_clock(clock);
+async fn start_on_manual_clock(policy: Policy, extra: &[&str]) -> (Channel, Rooms) {
+    let rooms = Rooms::new(policy);
     let mut args = vec![
         "queue".to_owned(),
         "--listen-addr=127.0.0.1:0".to_owned(),
         "--metrics-addr=127.0.0.1:0".to_owned(),
         format!("--redis-url={}", redis_url()),
-        format!("--key-prefix={prefix}"),
+        format!("--key-prefix={}", rooms.prefix),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let config = queue::Config::parse_from(args);
-    let (addr, serve) = queue::build_with_store(config, store.clone(), std::future::pending())
-        .await
-        .expect("queue starts");
+    let (addr, serve) =
+        queue::build_with_store(config, rooms.store.clone(), std::future::pending())
+            .await
+            .expect("queue starts");
     tokio::spawn(serve);
     let channel = kit::grpc::channel(
         &format!("http://{addr}"),
         kit::grpc::ChannelTimeouts::default(),
     )
     .expect("channel");
-    (channel, store, now)
+    (channel, rooms)
+}
+
+/// A server without its own admitter (the test steps the store) for up to 10 active, on a
+/// manual clock, where user 5 has just been issued a token for `concert_id`; returns the
+/// client, the store and the issued entry.
+async fn user_5_waiting_in(
+    concert_id: i64,
+) -> (QueueServiceClient<Channel>, QueueStore, pb::QueueEntry) {
+    let (channel, rooms) = start_on_manual_clock(policy(0.0, 10), &["--admitter=false"]).await;
+    let mut client = QueueServiceClient::new(channel);
+    let issued = client
+        .issue_token(pb::IssueTokenRequest {
+            user_id: 5,
+            concert_id: Some(concert_id),
+        })
+        .await
+        .expect("issue")
+        .into_inner();
+    (client, rooms.store, issued)
 }
 
 async fn entry(client: &mut QueueServiceClient<Channel>, token: &str) -> pb::QueueEntry {
@@ -248,16 +252,9 @@ async fn the_background_admitter_admits_in_arrival_order_at_the_configured_rate(
     const STEP_MS: i64 = 500;
     const STEPS: u64 = 6;
     let per_step = RATE * STEP_MS as u64 / 1_000;
-    let (channel, store, now) = start_on_manual_clock(
-        Policy {
-            admission_rate: RATE as f64,
-            active_cap: 0,
-            active_ttl: Duration::from_secs(600),
-            waiting_grace: Duration::from_secs(60),
-        },
-        &["--admission-tick-ms=10"],
-    )
-    .await;
+    let (channel, rooms) =
+        start_on_manual_clock(policy(RATE as f64, 0), &["--admission-tick-ms=10"]).await;
+    let store = &rooms.store;
     let mut client = QueueServiceClient::new(channel);
     let room = Room::Concert(9);
     let mut tokens = Vec::new();
@@ -280,7 +277,7 @@ async fn the_background_admitter_admits_in_arrival_order_at_the_configured_rate(
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for step in 1..=STEPS {
-        now.fetch_add(STEP_MS, Ordering::SeqCst);
+        rooms.advance(STEP_MS);
         let admitted = (per_step * step) as usize;
         // The condition: the last of this step's admissions is ACTIVE (bounded, no sleeping).
         while entry(&mut client, &tokens[admitted - 1]).await.status() != pb::TokenStatus::Active {
@@ -324,25 +321,7 @@ async fn the_background_admitter_admits_in_arrival_order_at_the_configured_rate(
 
 #[tokio::test]
 async fn an_admitted_token_is_valid_over_grpc_for_its_user_only_with_its_concert_and_expiry() {
-    let (channel, store, _now) = start_on_manual_clock(
-        Policy {
-            admission_rate: 0.0,
-            active_cap: 10,
-            active_ttl: Duration::from_secs(600),
-            waiting_grace: Duration::from_secs(60),
-        },
-        &["--admitter=false"],
-    )
-    .await;
-    let mut client = QueueServiceClient::new(channel);
-    let issued = client
-        .issue_token(pb::IssueTokenRequest {
-            user_id: 5,
-            concert_id: Some(9),
-        })
-        .await
-        .expect("issue")
-        .into_inner();
+    let (mut client, store, issued) = user_5_waiting_in(9).await;
     assert_eq!(
         (issued.status(), issued.position, issued.concert_id),
         (pb::TokenStatus::Waiting, 1, Some(9))
@@ -506,25 +485,7 @@ async fn bad_room_settings_are_refused_with_invalid_argument_and_a_stable_code_a
 #[tokio::test]
 async fn an_operator_pauses_a_room_over_grpc_and_the_rooms_the_log_the_waiters_and_the_history_show_it()
  {
-    let (channel, store, _now) = start_on_manual_clock(
-        Policy {
-            admission_rate: 0.0,
-            active_cap: 10,
-            active_ttl: Duration::from_secs(600),
-            waiting_grace: Duration::from_secs(60),
-        },
-        &["--admitter=false"],
-    )
-    .await;
-    let mut client = QueueServiceClient::new(channel);
-    let issued = client
-        .issue_token(pb::IssueTokenRequest {
-            user_id: 5,
-            concert_id: Some(7),
-        })
-        .await
-        .expect("issue")
-        .into_inner();
+    let (mut client, store, issued) = user_5_waiting_in(7).await;
     assert!(!issued.paused);
 
     let figures = client

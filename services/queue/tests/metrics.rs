@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -10,7 +12,7 @@ use ticketing_proto::queue::v1::{self as pb, queue_service_client::QueueServiceC
 
 #[tokio::test]
 async fn calls_latency_and_the_admitters_admissions_and_drops_show_per_room() {
-    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis = support::redis_url();
     // Three may be active at once; a fourth waits, never polls, and is dropped after 1 s.
     let config = queue::Config::parse_from([
         "queue",

@@ -3,94 +3,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+mod support;
 
 use queue::{
-    Clock, Policy, QueueStore,
-    admission::Admission,
-    domain::{QueueEntry, Room, TokenStatus, UserId, Verdict},
+    QueueStore,
+    domain::{QueueEntry, Room, TokenStatus, Verdict},
     error::QueueError,
     settings::{Actor, CHANGES_KEPT, HISTORY_SAMPLES, RoomFigures, RoomSettings, SettingsPatch},
 };
+use support::{Rooms, START_MS, policy};
 
-const START_MS: i64 = 1_800_000_000_000;
 const CONCERT: Room = Room::Concert(7);
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn policy(admission_rate: f64, active_cap: u32) -> Policy {
-    Policy {
-        admission_rate,
-        active_cap,
-        active_ttl: Duration::from_secs(600),
-        waiting_grace: Duration::from_secs(60),
-    }
-}
-
-/// Stores with their own key prefix, sharing one manual clock.
-struct Rooms {
-    store: QueueStore,
-    now: Arc<AtomicI64>,
-    prefix: String,
-}
-
+/// What the operator's tests add to the shared rooms: arrivals at once, settings, figures.
 impl Rooms {
-    fn new(policy: Policy) -> Self {
-        let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-        let (clock, now) = Clock::manual(START_MS);
-        let store = QueueStore::connect(&redis_url(), 16, &prefix, policy, Duration::from_secs(5))
-            .expect("store")
-            .with_clock(clock);
-        Self { store, now, prefix }
-    }
-
-    /// Another store on the same keys and clock: another replica, or (made later) the same
-    /// service after a restart.
-    fn another_store(&self) -> QueueStore {
-        QueueStore::connect(
-            &redis_url(),
-            4,
-            &self.prefix,
-            self.store.policy().clone(),
-            Duration::from_secs(5),
-        )
-        .expect("store")
-        .with_clock(Clock::Manual(self.now.clone()))
-    }
-
-    fn advance(&self, ms: i64) {
-        self.now.fetch_add(ms, Ordering::SeqCst);
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.now.load(Ordering::SeqCst)
-    }
-
-    async fn issue(&self, user: i64, room: Room) -> QueueEntry {
-        self.store
-            .issue(UserId::new(user).expect("user"), room)
-            .await
-            .expect("issue")
-    }
-
     async fn issue_many(
         &self,
         users: std::ops::RangeInclusive<i64>,
         room: Room,
     ) -> Vec<QueueEntry> {
         futures::future::join_all(users.map(|user| self.issue(user, room))).await
-    }
-
-    async fn admit(&self, room: Room) -> Admission {
-        self.store.admit(room).await.expect("admit")
     }
 
     async fn set(&self, room: Room, patch: SettingsPatch) -> RoomFigures {
@@ -198,14 +130,7 @@ async fn a_paused_room_still_expires_active_tokens_and_drops_silent_waiters() {
         "{step:?}"
     );
     for entry in admitted.iter().chain(&silent) {
-        assert_eq!(
-            rooms
-                .store
-                .validate(entry.token, entry.user)
-                .await
-                .expect("validate"),
-            Verdict::NotFound
-        );
+        assert_eq!(rooms.validate(entry).await, Verdict::NotFound);
     }
     assert_eq!(waiting(&rooms.store, &live).await.0, 1);
 }

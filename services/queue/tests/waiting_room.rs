@@ -3,91 +3,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
-use std::{
-    collections::HashSet,
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
-    time::Duration,
-};
+mod support;
+
+use std::{collections::HashSet, time::Duration};
 
 use futures::StreamExt;
 use queue::{
-    Clock, Policy, QueueStore,
+    Policy, QueueStore,
+    admission::Admission,
     domain::{QueueEntry, Room, TokenStatus, UserId, Verdict},
     error::QueueError,
 };
+use support::{Rooms, START_MS, policy};
 
-const START_MS: i64 = 1_800_000_000_000;
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A store with its own key prefix and a manual clock; most tests use its default room.
-struct TestRoom {
-    store: QueueStore,
-    now: Arc<AtomicI64>,
-    prefix: String,
-}
-
-impl TestRoom {
-    fn new(policy: Policy) -> Self {
-        let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-        Self::on_prefix(policy, prefix)
+/// Most tests here use the default room only.
+impl Rooms {
+    async fn issue_default(&self, user: i64) -> QueueEntry {
+        self.issue(user, Room::Default).await
     }
 
-    fn on_prefix(policy: Policy, prefix: String) -> Self {
-        let (clock, now) = Clock::manual(START_MS);
-        let store = QueueStore::connect(&redis_url(), 16, &prefix, policy, Duration::from_secs(5))
-            .expect("store")
-            .with_clock(clock);
-        Self { store, now, prefix }
-    }
-
-    /// A second store (another replica) on the same keys and the same clock.
-    fn replica(&self) -> QueueStore {
-        QueueStore::connect(
-            &redis_url(),
-            4,
-            &self.prefix,
-            self.store.policy().clone(),
-            Duration::from_secs(5),
-        )
-        .expect("store")
-        .with_clock(Clock::Manual(self.now.clone()))
-    }
-
-    fn advance(&self, ms: i64) {
-        self.now.fetch_add(ms, Ordering::SeqCst);
-    }
-
-    async fn issue(&self, user: i64) -> QueueEntry {
-        self.store
-            .issue(UserId::new(user).expect("user"), Room::Default)
-            .await
-            .expect("issue")
-    }
-
-    async fn validate(&self, entry: &QueueEntry) -> Verdict {
-        self.store
-            .validate(entry.token, entry.user)
-            .await
-            .expect("validate")
-    }
-
-    async fn admit(&self) -> queue::admission::Admission {
-        self.store.admit(Room::Default).await.expect("admit")
-    }
-}
-
-fn policy(rate: f64, cap: u32) -> Policy {
-    Policy {
-        admission_rate: rate,
-        active_cap: cap,
-        active_ttl: Duration::from_secs(600),
-        waiting_grace: Duration::from_secs(60),
+    async fn admit_default(&self) -> Admission {
+        self.admit(Room::Default).await
     }
 }
 
@@ -100,10 +36,10 @@ fn position(entry: &QueueEntry) -> u64 {
 
 #[tokio::test]
 async fn a_second_issue_returns_the_same_token_even_concurrently_and_another_room_another() {
-    let room = TestRoom::new(policy(1.0, 0));
-    let first = room.issue(7).await;
+    let room = Rooms::new(policy(1.0, 0));
+    let first = room.issue_default(7).await;
     assert_eq!(position(&first), 1);
-    let again = futures::future::join_all((0..50).map(|_| room.issue(7))).await;
+    let again = futures::future::join_all((0..50).map(|_| room.issue_default(7))).await;
     assert!(
         again
             .iter()
@@ -121,15 +57,15 @@ async fn a_second_issue_returns_the_same_token_even_concurrently_and_another_roo
 
 #[tokio::test]
 async fn concurrent_arrivals_get_distinct_fifo_positions_and_are_admitted_in_that_order() {
-    let room = TestRoom::new(policy(1000.0, 0));
-    let entries = futures::future::join_all((1..=200).map(|user| room.issue(user))).await;
+    let room = Rooms::new(policy(1000.0, 0));
+    let entries = futures::future::join_all((1..=200).map(|user| room.issue_default(user))).await;
     let positions: HashSet<u64> = entries.iter().map(position).collect();
     assert_eq!(positions, (1..=200).collect::<HashSet<u64>>());
 
     // 1000/s with a one-second burst: after 50 ms, 50 may enter — exactly the first 50 in line.
-    room.admit().await; // starts the bucket
+    room.admit_default().await; // starts the bucket
     room.advance(50);
-    assert_eq!(room.admit().await.admitted, 50);
+    assert_eq!(room.admit_default().await.admitted, 50);
     for entry in &entries {
         let verdict = room.validate(entry).await;
         if position(entry) <= 50 {
@@ -150,21 +86,29 @@ async fn concurrent_arrivals_get_distinct_fifo_positions_and_are_admitted_in_tha
 
 #[tokio::test]
 async fn admission_follows_the_configured_rate_in_whole_tokens_from_an_empty_bucket() {
-    let room = TestRoom::new(policy(5.0, 0));
+    let room = Rooms::new(policy(5.0, 0));
     for user in 1..=40 {
-        room.issue(user).await;
+        room.issue_default(user).await;
     }
-    assert_eq!(room.admit().await.admitted, 0, "the bucket starts empty");
+    assert_eq!(
+        room.admit_default().await.admitted,
+        0,
+        "the bucket starts empty"
+    );
     room.advance(1_000);
-    assert_eq!(room.admit().await.admitted, 5, "one second at 5/s");
+    assert_eq!(room.admit_default().await.admitted, 5, "one second at 5/s");
     room.advance(200);
-    assert_eq!(room.admit().await.admitted, 1, "a fifth of a second at 5/s");
+    assert_eq!(
+        room.admit_default().await.admitted,
+        1,
+        "a fifth of a second at 5/s"
+    );
     // Four more seconds in steps of 100 ms: half a token per step, so one admission every
     // second step, 5/s throughout (well inside the waiters' grace, so nobody needs to poll).
     let mut steps = Vec::new();
     for _ in 0..40 {
         room.advance(100);
-        steps.push(room.admit().await.admitted);
+        steps.push(room.admit_default().await.admitted);
     }
     assert_eq!(steps.iter().sum::<u64>(), 20, "4 s at 5/s: {steps:?}");
     assert!(steps.iter().all(|n| *n <= 1), "never a burst: {steps:?}");
@@ -172,27 +116,31 @@ async fn admission_follows_the_configured_rate_in_whole_tokens_from_an_empty_buc
 
 #[tokio::test]
 async fn paused_admission_accumulates_at_most_one_second_of_rate() {
-    let room = TestRoom::new(policy(5.0, 0));
-    let entries: Vec<_> = futures::future::join_all((1..=40).map(|u| room.issue(u))).await;
-    assert_eq!(room.admit().await.admitted, 0, "the bucket starts empty");
+    let room = Rooms::new(policy(5.0, 0));
+    let entries: Vec<_> = futures::future::join_all((1..=40).map(|u| room.issue_default(u))).await;
+    assert_eq!(
+        room.admit_default().await.admitted,
+        0,
+        "the bucket starts empty"
+    );
     // 30 s without a step, the waiters polling throughout: one second's worth, not 150.
     room.advance(30_000);
     for entry in &entries {
         room.store.status(entry.token).await.expect("poll");
     }
-    assert_eq!(room.admit().await.admitted, 5);
+    assert_eq!(room.admit_default().await.admitted, 5);
 }
 
 #[tokio::test]
 async fn the_active_cap_holds_and_a_release_frees_a_slot_at_once() {
-    let room = TestRoom::new(policy(0.0, 3));
-    let entries: Vec<_> = futures::future::join_all((1..=5).map(|u| room.issue(u))).await;
-    let admission = room.admit().await;
+    let room = Rooms::new(policy(0.0, 3));
+    let entries: Vec<_> = futures::future::join_all((1..=5).map(|u| room.issue_default(u))).await;
+    let admission = room.admit_default().await;
     assert_eq!(
         (admission.admitted, admission.active, admission.waiting),
         (3, 3, 2)
     );
-    assert_eq!(room.admit().await.admitted, 0, "cap reached");
+    assert_eq!(room.admit_default().await.admitted, 0, "cap reached");
 
     let first = entries.iter().find(|e| position(e) == 1).expect("first");
     assert!(room.store.release(first.token).await.expect("release"));
@@ -205,7 +153,7 @@ async fn the_active_cap_holds_and_a_release_frees_a_slot_at_once() {
     );
     assert_eq!(room.validate(first).await, Verdict::NotFound);
 
-    assert_eq!(room.admit().await.admitted, 1);
+    assert_eq!(room.admit_default().await.admitted, 1);
     let fourth = entries.iter().find(|e| position(e) == 4).expect("fourth");
     assert!(matches!(room.validate(fourth).await, Verdict::Valid { .. }));
     let fifth = entries.iter().find(|e| position(e) == 5).expect("fifth");
@@ -214,16 +162,16 @@ async fn the_active_cap_holds_and_a_release_frees_a_slot_at_once() {
 
 #[tokio::test]
 async fn waiters_who_stop_polling_are_dropped_and_stop_counting() {
-    let room = TestRoom::new(policy(1.0, 0));
-    let a = room.issue(1).await;
-    let b = room.issue(2).await;
-    let c = room.issue(3).await;
+    let room = Rooms::new(policy(1.0, 0));
+    let a = room.issue_default(1).await;
+    let b = room.issue_default(2).await;
+    let c = room.issue_default(3).await;
     assert_eq!(position(&c), 3);
     room.advance(30_000);
     room.store.status(c.token).await.expect("c polls");
     room.advance(31_000);
     // a and b last polled 61 s ago: past the 60 s grace.
-    let admission = room.admit().await;
+    let admission = room.admit_default().await;
     assert_eq!(admission.dropped, 2);
     let c_now = room.store.status(c.token).await.expect("c polls again");
     assert_eq!(position(&c_now), 1);
@@ -232,27 +180,27 @@ async fn waiters_who_stop_polling_are_dropped_and_stop_counting() {
         Err(QueueError::TokenNotFound)
     ));
     // b asks for a token again: it is new and at the back.
-    let b_again = room.issue(2).await;
+    let b_again = room.issue_default(2).await;
     assert_ne!(b_again.token, b.token);
     assert_eq!(position(&b_again), 2);
 }
 
 #[tokio::test]
 async fn while_a_drop_batch_comes_back_full_nobody_is_admitted_so_silent_waiters_never_are() {
-    let room = TestRoom::new(policy(0.0, 10));
+    let room = Rooms::new(policy(0.0, 10));
     // 1,500 silent waiters at the head (more than one batch of 1,000), one live one behind.
     futures::stream::iter(1..=1_500)
-        .map(|user| room.issue(user))
+        .map(|user| room.issue_default(user))
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await;
     room.advance(61_000);
-    let live = room.issue(1_501).await;
+    let live = room.issue_default(1_501).await;
 
-    let first = room.admit().await;
+    let first = room.admit_default().await;
     assert_eq!((first.dropped, first.admitted), (1_000, 0), "{first:?}");
     assert!(first.batch_full());
-    let second = room.admit().await;
+    let second = room.admit_default().await;
     assert_eq!((second.dropped, second.admitted), (500, 1), "{second:?}");
     assert!(!second.batch_full());
     assert!(matches!(room.validate(&live).await, Verdict::Valid { .. }));
@@ -260,8 +208,8 @@ async fn while_a_drop_batch_comes_back_full_nobody_is_admitted_so_silent_waiters
 
 #[tokio::test]
 async fn a_late_poll_is_refused_even_before_the_sweeper_runs() {
-    let room = TestRoom::new(policy(1.0, 0));
-    let a = room.issue(1).await;
+    let room = Rooms::new(policy(1.0, 0));
+    let a = room.issue_default(1).await;
     room.advance(60_001);
     assert!(matches!(
         room.store.status(a.token).await,
@@ -271,9 +219,9 @@ async fn a_late_poll_is_refused_even_before_the_sweeper_runs() {
 
 #[tokio::test]
 async fn active_tokens_expire_after_their_ttl() {
-    let room = TestRoom::new(policy(0.0, 10));
-    let a = room.issue(1).await;
-    assert_eq!(room.admit().await.admitted, 1);
+    let room = Rooms::new(policy(0.0, 10));
+    let a = room.issue_default(1).await;
+    assert_eq!(room.admit_default().await.admitted, 1);
     let active = room.store.status(a.token).await.expect("status");
     assert_eq!(
         active.status,
@@ -282,12 +230,12 @@ async fn active_tokens_expire_after_their_ttl() {
         }
     );
     // Issuing again while active returns the active token.
-    assert_eq!(room.issue(1).await.token, a.token);
+    assert_eq!(room.issue_default(1).await.token, a.token);
 
     room.advance(600_000);
     assert_eq!(room.validate(&a).await, Verdict::Expired);
     assert!(room.store.status(a.token).await.is_err());
-    let again = room.issue(1).await;
+    let again = room.issue_default(1).await;
     assert_ne!(again.token, a.token);
     assert!(matches!(
         again.status,
@@ -297,16 +245,16 @@ async fn active_tokens_expire_after_their_ttl() {
 
 #[tokio::test]
 async fn expired_active_tokens_free_their_slots_for_the_next_waiters() {
-    let room = TestRoom::new(policy(0.0, 1));
-    let a = room.issue(1).await;
-    let b = room.issue(2).await;
-    assert_eq!(room.admit().await.admitted, 1);
+    let room = Rooms::new(policy(0.0, 1));
+    let a = room.issue_default(1).await;
+    let b = room.issue_default(2).await;
+    assert_eq!(room.admit_default().await.admitted, 1);
     // b keeps polling every 30 s while a's 600 s run out.
     for _ in 0..20 {
         room.advance(30_000);
         room.store.status(b.token).await.expect("b polls");
     }
-    let admission = room.admit().await;
+    let admission = room.admit_default().await;
     assert_eq!((admission.expired, admission.admitted), (1, 1));
     assert_eq!(room.validate(&a).await, Verdict::NotFound);
     assert!(matches!(room.validate(&b).await, Verdict::Valid { .. }));
@@ -314,10 +262,10 @@ async fn expired_active_tokens_free_their_slots_for_the_next_waiters() {
 
 #[tokio::test]
 async fn validation_tells_valid_wrong_user_not_admitted_and_unknown_tokens_apart() {
-    let room = TestRoom::new(policy(0.0, 1));
-    let a = room.issue(1).await;
-    let b = room.issue(2).await;
-    room.admit().await;
+    let room = Rooms::new(policy(0.0, 1));
+    let a = room.issue_default(1).await;
+    let b = room.issue_default(2).await;
+    room.admit_default().await;
     assert!(matches!(room.validate(&a).await, Verdict::Valid { .. }));
     assert_eq!(
         room.store
@@ -342,13 +290,13 @@ async fn validation_tells_valid_wrong_user_not_admitted_and_unknown_tokens_apart
 #[tokio::test]
 async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
     // Rate 10/s but a cap of 2 active users who each stay 1 s: the real outflow is ~2/s.
-    let room = TestRoom::new(Policy {
+    let room = Rooms::new(Policy {
         admission_rate: 10.0,
         active_cap: 2,
         active_ttl: Duration::from_secs(1),
         waiting_grace: Duration::from_secs(60),
     });
-    let entries: Vec<_> = futures::future::join_all((1..=100).map(|u| room.issue(u))).await;
+    let entries: Vec<_> = futures::future::join_all((1..=100).map(|u| room.issue_default(u))).await;
     let last = entries.iter().find(|e| position(e) == 100).expect("last");
     assert_eq!(
         last.status,
@@ -359,10 +307,10 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
         }
     );
 
-    room.admit().await;
+    room.admit_default().await;
     for _ in 0..300 {
         room.advance(100);
-        room.admit().await;
+        room.admit_default().await;
     }
     let now = room.store.status(last.token).await.expect("status");
     let TokenStatus::Waiting {
@@ -383,8 +331,8 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
 
 #[tokio::test]
 async fn only_one_replica_holds_the_admission_lease_and_the_rate_is_shared() {
-    let room = TestRoom::new(policy(4.0, 0));
-    let replica = room.replica();
+    let room = Rooms::new(policy(4.0, 0));
+    let replica = room.another_store();
     let lease = Duration::from_secs(2);
     let (a, b) = tokio::join!(
         room.store.hold_lease("a", lease),
@@ -397,8 +345,12 @@ async fn only_one_replica_holds_the_admission_lease_and_the_rate_is_shared() {
 
     // Even if both replicas step (a lease hand-over overlap), the bucket in Redis keeps the
     // total at the configured rate: 10 s at 4/s.
-    futures::future::join_all((1..=200).map(|u| room.issue(u))).await;
-    assert_eq!(room.admit().await.admitted, 0, "the bucket starts empty");
+    futures::future::join_all((1..=200).map(|u| room.issue_default(u))).await;
+    assert_eq!(
+        room.admit_default().await.admitted,
+        0,
+        "the bucket starts empty"
+    );
     let mut admitted = 0;
     // 10 simulated seconds: within the waiters' grace, so nobody needs to poll.
     for _ in 0..100 {
@@ -414,8 +366,8 @@ async fn only_one_replica_holds_the_admission_lease_and_the_rate_is_shared() {
 
 #[tokio::test]
 async fn the_room_set_lists_rooms_with_waiters_or_active_tokens_and_forgets_emptied_ones() {
-    let room = TestRoom::new(policy(0.0, 10));
-    let in_default = room.issue(1).await;
+    let room = Rooms::new(policy(0.0, 10));
+    let in_default = room.issue_default(1).await;
     let in_concert = room
         .store
         .issue(UserId::new(2).expect("user"), Room::Concert(3))
@@ -427,7 +379,7 @@ async fn the_room_set_lists_rooms_with_waiters_or_active_tokens_and_forgets_empt
         HashSet::from([Room::Default, Room::Concert(3)])
     );
     // Admitted, the default room's only token is active: the room stays listed.
-    assert_eq!(room.admit().await.admitted, 1);
+    assert_eq!(room.admit_default().await.admitted, 1);
     assert!(matches!(
         room.validate(&in_default).await,
         Verdict::Valid { .. }
