@@ -404,6 +404,20 @@
     }
   };
 
+  const revoke = async () => {
+    const input = $("#revoke-token");
+    const token = input.value.trim();
+    if (!token) return say("Paste the queue token to revoke first.", "error");
+    const reply = await admin("DELETE", `/admin/tokens/${encodeURIComponent(token)}`);
+    if (!reply.ok) {
+      if (reply.code === "INVALID_TOKEN") return say("That is not a queue token: tokens look like 3f2b1c9e-0d4a-4c1e-9a7b-2f6d8e1a5c3b.", "error");
+      if (!handleRefusal(reply)) say(refusal(reply), "error");
+      return;
+    }
+    input.value = "";
+    say(reply.json.revoked ? "Revoked: that token's next call is refused." : "That token was already gone (released, expired, dropped or revoked).", "info");
+  };
+
   // ---- start ---------------------------------------------------------------------------------
 
   const start = async () => {
@@ -416,6 +430,7 @@
     if (reply.ok) config = reply.json;
     $("#sign-in-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("#admin-token").value); });
     $("#sign-out").addEventListener("click", () => { signOut(); say("Signed out.", "info"); });
+    $("#revoke-form").addEventListener("submit", (event) => { event.preventDefault(); revoke(); });
     $("#retry").addEventListener("click", () => { say(""); if (credential) signIn(credential); else showSignIn(); });
     $("#dev-sign-in").addEventListener("submit", async (event) => {
       event.preventDefault();

@@ -478,3 +478,58 @@ async fn the_room_list_shows_this_gateways_routes_by_template_with_their_rate_an
     let refused = system.http.get("/admin/routes/history").await;
     assert_error(&refused, 401, "AUTH_REQUIRED");
 }
+
+#[tokio::test]
+async fn a_revoked_token_is_refused_on_its_next_call_and_only_an_operator_can_revoke() {
+    let system = system_with_secret().await;
+    let tokens = system.active_tokens([61, 62]).await;
+    let (abuser, token) = (&tokens[0].0, tokens[0].1.clone());
+    let path = format!("/admin/tokens/{token}");
+
+    // A fan cannot revoke someone's token, not even with a made-up bearer.
+    assert_error(
+        &system
+            .http
+            .send_with("DELETE", &path, None, None, &[])
+            .await,
+        401,
+        "AUTH_REQUIRED",
+    );
+    assert_error(
+        &with_auth(
+            &system.http,
+            "DELETE",
+            &path,
+            None,
+            "Bearer not-the-secret-at-all-000000",
+        )
+        .await,
+        401,
+        "AUTH_INVALID",
+    );
+    assert_eq!(entry(&system, &token).await["status"], "ACTIVE");
+
+    let revoked = as_operator(&system.http, "DELETE", &path, None).await;
+    assert_eq!(revoked.status, 200, "{}", revoked.json);
+    assert_eq!(revoked.json, json!({"token": token, "revoked": true}));
+    let check = system
+        .http
+        .get(&format!("/queue/check-queue?token={token}"))
+        .await;
+    assert_error(&check, 401, "TOKEN_NOT_FOUND");
+    let hold = json!({"token": token, "userId": abuser, "concertOptionId": 1, "seatId": 1});
+    assert_error(
+        &system.http.post("/api/reserve", &hold.to_string()).await,
+        401,
+        "TOKEN_NOT_FOUND",
+    );
+    // The other fan is untouched, and revoking again is harmless.
+    assert_eq!(entry(&system, &tokens[1].1).await["status"], "ACTIVE");
+    let again = as_operator(&system.http, "DELETE", &path, None).await;
+    assert_eq!(again.json["revoked"], false, "{}", again.json);
+    assert_error(
+        &as_operator(&system.http, "DELETE", "/admin/tokens/not-a-token", None).await,
+        400,
+        "INVALID_TOKEN",
+    );
+}

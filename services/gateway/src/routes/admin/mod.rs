@@ -20,7 +20,7 @@ use crate::{
     identity::admin::Admin,
 };
 use views::{
-    ChangesView, OptionSalesView, RoomHistoryView, RoomName, RoomView, RoomsView,
+    ChangesView, OptionSalesView, RevokedView, RoomHistoryView, RoomName, RoomView, RoomsView,
     RoutesHistoryView, SettingsPatch,
 };
 
@@ -39,6 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(room_history))
         .routes(routes!(list_changes))
         .routes(routes!(routes_history))
+        .routes(routes!(revoke_token))
 }
 
 /// Who may not use the operator's API, on each of its routes.
@@ -206,6 +207,44 @@ async fn list_changes(
     Ok(Json(ChangesView {
         changes: changes.into_iter().map(Into::into).collect(),
     }))
+}
+
+crate::errors!(RevokeTokenErrors + ADMIN_AUTH {
+    400 => ["INVALID_PATH", "INVALID_TOKEN"],
+});
+
+/// Revokes a queue token (abuse): its place in line or its admission ends at once, and its next
+/// call is answered like any unknown token's (401 `TOKEN_NOT_FOUND`). Revoking a token that is
+/// already gone answers `revoked: false`, so a retry is harmless.
+#[utoipa::path(
+    delete,
+    path = "/admin/tokens/{token}",
+    tag = "admin",
+    operation_id = "revokeToken",
+    params(("token" = String, Path, description = "The queue token to revoke", format = "uuid")),
+    security(("adminToken" = []), ("bearerJwt" = [])),
+    responses(
+        (status = 200, description = "Whether the token was live until now", body = RevokedView),
+        RevokeTokenErrors,
+    )
+)]
+async fn revoke_token(
+    State(state): State<AppState>,
+    admin: Admin,
+    PathParams(token): PathParams<String>,
+) -> Result<Json<RevokedView>, ApiError> {
+    let token = uuid::Uuid::parse_str(&token)
+        .map_err(|_| ApiError::bad_request("INVALID_TOKEN", "a queue token is a UUID"))?
+        .to_string();
+    let revoked = state
+        .backends
+        .release_token(queue::ReleaseTokenRequest {
+            token: token.clone(),
+        })
+        .await?
+        .released;
+    tracing::info!(actor = %admin.actor, %token, revoked, "queue token revoked by an operator");
+    Ok(Json(RevokedView { token, revoked }))
 }
 
 /// `room` parsed, and known: the default room, or the own room of a concert that has one.

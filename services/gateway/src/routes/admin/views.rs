@@ -357,6 +357,15 @@ pub struct ChangesView {
     pub changes: Vec<ChangeView>,
 }
 
+/// What revoking a queue token did.
+#[derive(Serialize, Debug, ToSchema)]
+pub struct RevokedView {
+    #[schema(format = "uuid")]
+    pub token: String,
+    /// False when the token was already gone (released, expired, dropped or revoked).
+    pub revoked: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
