@@ -252,6 +252,7 @@ async fn a_rate_set_by_the_operator_is_the_rate_of_the_next_steps() {
     assert_eq!(set.status, 200, "{}", set.json);
     assert_eq!(set.json["settings"]["admissionRate"], 3.0);
     assert_eq!(set.json["settings"]["activeCap"], 5);
+    assert_eq!(set.json["options"].as_array().unwrap().len(), 10, "{}", set.json);
     assert_eq!(step(&system).await, 3, "three a second");
     assert_eq!(step(&system).await, 2, "then the cap of five");
     assert_eq!(step(&system).await, 0);
@@ -339,6 +340,9 @@ async fn a_concerts_own_room_is_listed_and_steered_apart_from_the_default_room()
     )
     .await;
     assert_eq!(paused.status, 200, "{}", paused.json);
+    // The answer is the room as the list shows it: its title and its own concert's options.
+    assert_eq!(paused.json["title"], "Concert 1", "{}", paused.json);
+    assert_eq!(paused.json["options"].as_array().unwrap().len(), 10);
     let rooms = as_operator(&system.http, "GET", "/admin/rooms", None).await;
     assert_eq!(room(&rooms, "concert-1")["settings"]["paused"], true);
     assert_eq!(room(&rooms, "default")["settings"]["paused"], false);

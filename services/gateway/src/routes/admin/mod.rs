@@ -125,19 +125,30 @@ async fn update_room(
     PathParams(room): PathParams<String>,
     JsonBody(patch): JsonBody<SettingsPatch>,
 ) -> Result<Json<RoomView>, ApiError> {
-    let room = existing_room(&state, &room).await?;
+    let (room, own_concert) = existing_room(&state, &room).await?;
     let request = patch.into_request(room, admin.actor)?;
-    state
+    let figures = state
         .backends
         .update_room_settings(request)
         .await
         .map_err(settings_conflict)?;
-    rooms(&state)
-        .await?
-        .into_iter()
-        .find(|view| view.room == room)
-        .map(Json)
-        .ok_or_else(|| room_not_found(room))
+    // The queue answered the room's figures; only its own concerts' sales are left to count.
+    let title = own_concert.as_ref().map(|concert| concert.title.clone());
+    let concerts = match own_concert {
+        Some(concert) => vec![concert],
+        None => {
+            let mut all = state
+                .backends
+                .list_concerts(catalog::ListConcertsRequest {})
+                .await?
+                .concerts;
+            all.retain(|concert| concert.shared_room);
+            all
+        }
+    };
+    let mut view = RoomView::new(figures, title);
+    view.options = option_sales(&state, &concerts).await?;
+    Ok(Json(view))
 }
 
 /// A room's samples of the last minutes, with rates between consecutive samples.
@@ -158,7 +169,7 @@ async fn room_history(
     _admin: Admin,
     PathParams(room): PathParams<String>,
 ) -> Result<Json<RoomHistoryView>, ApiError> {
-    let room = existing_room(&state, &room).await?;
+    let (room, _) = existing_room(&state, &room).await?;
     let history = state
         .backends
         .get_room_history(queue::GetRoomHistoryRequest { concert_id: room.0 })
@@ -248,17 +259,21 @@ async fn revoke_token(
 }
 
 /// `room` parsed, and known: the default room, or the own room of a concert that has one.
-async fn existing_room(state: &AppState, room: &str) -> Result<RoomName, ApiError> {
+/// With a concert's own room, that concert.
+async fn existing_room(
+    state: &AppState,
+    room: &str,
+) -> Result<(RoomName, Option<catalog::Concert>), ApiError> {
     let room = RoomName::parse(room)?;
     let Some(concert_id) = room.0 else {
-        return Ok(room);
+        return Ok((room, None));
     };
     match state
         .backends
         .get_concert(catalog::GetConcertRequest { concert_id })
         .await
     {
-        Ok(concert) if !concert.shared_room => Ok(room),
+        Ok(concert) if !concert.shared_room => Ok((room, Some(concert))),
         Ok(_) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "ROOM_NOT_FOUND",
