@@ -252,7 +252,12 @@ async fn a_rate_set_by_the_operator_is_the_rate_of_the_next_steps() {
     assert_eq!(set.status, 200, "{}", set.json);
     assert_eq!(set.json["settings"]["admissionRate"], 3.0);
     assert_eq!(set.json["settings"]["activeCap"], 5);
-    assert_eq!(set.json["options"].as_array().unwrap().len(), 10, "{}", set.json);
+    assert_eq!(
+        set.json["options"].as_array().unwrap().len(),
+        10,
+        "{}",
+        set.json
+    );
     assert_eq!(step(&system).await, 3, "three a second");
     assert_eq!(step(&system).await, 2, "then the cap of five");
     assert_eq!(step(&system).await, 0);
