@@ -173,6 +173,7 @@ impl From<AdvisedEntry> for pb::QueueEntry {
             concert_id: entry.room.concert_id(),
             poll_after_ms: u64::try_from(poll_after.as_millis()).unwrap_or(u64::MAX),
             paused,
+            ..Default::default()
         }
     }
 }
@@ -183,6 +184,7 @@ impl From<RoomSettings> for pb::RoomSettings {
             paused: settings.paused,
             admission_rate: settings.admission_rate,
             active_cap: settings.active_cap,
+            ..Default::default()
         }
     }
 }
@@ -200,6 +202,7 @@ impl From<RoomFigures> for pb::RoomFigures {
             admitted_total: figures.admitted_total,
             dropped_total: figures.dropped_total,
             settings_overridden: figures.overridden,
+            ..Default::default()
         }
     }
 }
@@ -225,6 +228,7 @@ impl From<SettingChange> for pb::SettingChange {
             paused: change.patch.paused(),
             admission_rate: change.patch.admission_rate(),
             active_cap: change.patch.active_cap(),
+            ..Default::default()
         }
     }
 }

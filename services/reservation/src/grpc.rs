@@ -210,6 +210,13 @@ impl ReservationService for ReservationGrpc {
         };
         Ok(Response::new(wallet.into()))
     }
+
+    async fn get_outlook(
+        &self,
+        _request: Request<pb::GetOutlookRequest>,
+    ) -> Result<Response<pb::Outlook>, Status> {
+        Err(Status::unimplemented("GetOutlook is not built yet"))
+    }
 }
 
 /// The options of a count request: at most [`MAX_OPTIONS_PER_COUNT`], each a positive id.
