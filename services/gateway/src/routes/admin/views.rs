@@ -323,6 +323,7 @@ impl SettingsPatch {
             admission_rate: self.admission_rate,
             active_cap,
             actor,
+            ..Default::default()
         })
     }
 }
@@ -456,6 +457,7 @@ mod tests {
                 admission_rate: Some(2.5),
                 active_cap: Some(40),
                 actor: "user:1".into(),
+                ..Default::default()
             })
         );
     }
