@@ -382,6 +382,7 @@ fn settings_request(
         admission_rate,
         active_cap,
         actor: "user:42".into(),
+        ..Default::default()
     }
 }
 
@@ -477,7 +478,8 @@ async fn bad_room_settings_are_refused_with_invalid_argument_and_a_stable_code_a
         Some(pb::RoomSettings {
             paused: false,
             admission_rate: 5.0,
-            active_cap: 0
+            active_cap: 0,
+            ..Default::default()
         })
     );
 }
@@ -500,7 +502,8 @@ async fn an_operator_pauses_a_room_over_grpc_and_the_rooms_the_log_the_waiters_a
         Some(pb::RoomSettings {
             paused: true,
             admission_rate: 0.0,
-            active_cap: 10
+            active_cap: 10,
+            ..Default::default()
         })
     );
     assert_eq!((figures.waiting, figures.active), (1, 0));
@@ -543,6 +546,7 @@ async fn an_operator_pauses_a_room_over_grpc_and_the_rooms_the_log_the_waiters_a
             paused: Some(true),
             admission_rate: None,
             active_cap: None,
+            ..Default::default()
         }]
     );
 
