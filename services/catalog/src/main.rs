@@ -18,7 +18,7 @@ enum Command {
     /// Serve gRPC (the default).
     Serve,
     /// Migrate, insert demo or benchmark data, and exit.
-    Seed(catalog::seed::SeedArgs),
+    Seed(catalog::seed::SeedCommand),
 }
 
 #[tokio::main]
@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Seed(args)) => {
             let pool = catalog::prepare_database(&cli.config).await?;
-            catalog::seed::seed(&pool, args).await?;
+            catalog::seed::seed_with_presale(&pool, args.data, args.presale).await?;
             tracing::info!(?args, "seeded");
             Ok(())
         }

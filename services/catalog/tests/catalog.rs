@@ -307,6 +307,127 @@ async fn seeding_again_puts_the_seeded_concerts_back_in_the_shared_room() {
     assert_eq!((options, seats), (10, 500));
 }
 
+#[test]
+fn by_default_the_seed_command_is_the_demo_data_without_presale_concerts() {
+    #[derive(Parser)]
+    struct Seed {
+        #[command(flatten)]
+        seed: catalog::seed::SeedCommand,
+    }
+    let seed = Seed::parse_from(["seed"]).seed;
+    assert_eq!(
+        (
+            seed.data.concerts,
+            seed.data.options_per_concert,
+            seed.data.seats_per_option
+        ),
+        (1, 10, 50)
+    );
+    assert_eq!(seed.presale.presale_concerts, 0);
+    assert!(seed.presale.concert_ids(&seed.data).is_empty());
+    let asked =
+        Seed::parse_from(["seed", "--presale-concerts", "2", "--presale-seats", "300"]).seed;
+    assert_eq!(asked.presale.concert_ids(&asked.data), 2..=3);
+    assert_eq!(asked.presale.presale_seats, 300);
+}
+
+#[tokio::test]
+async fn presale_concerts_come_after_the_shared_ones_in_their_own_rooms_on_sale() {
+    let (mut client, pool) = start_with_pool(demo()).await;
+    let presale = catalog::seed::PresaleArgs {
+        presale_concerts: 2,
+        presale_seats: 30,
+    };
+    // Twice: the second adds nothing.
+    for _ in 0..2 {
+        catalog::seed::seed_with_presale(&pool, demo(), presale)
+            .await
+            .expect("seed with presale");
+    }
+    let concerts = client
+        .list_concerts(pb::ListConcertsRequest {})
+        .await
+        .expect("concerts")
+        .into_inner()
+        .concerts;
+    assert_eq!(
+        concerts
+            .iter()
+            .map(|c| (c.id, c.shared_room))
+            .collect::<Vec<_>>(),
+        vec![(1, true), (2, false), (3, false)]
+    );
+    // One option each, after the shared concert's options 1..=10.
+    for (concert_id, option_id) in [(2, 11), (3, 12)] {
+        let options = client
+            .list_options(pb::ListOptionsRequest { concert_id })
+            .await
+            .expect("options")
+            .into_inner()
+            .options;
+        assert_eq!(options.len(), 1, "concert {concert_id}");
+        assert_eq!((options[0].id, options[0].seat_count), (option_id, 30));
+        let map = client
+            .get_seat_map(pb::GetSeatMapRequest {
+                concert_option_id: option_id,
+            })
+            .await
+            .expect("seat map")
+            .into_inner();
+        assert_eq!(
+            map.seats.iter().map(|s| s.seat_no).collect::<Vec<_>>(),
+            (1..=30).collect::<Vec<_>>()
+        );
+        assert_eq!((map.concert_id, map.shared_room), (concert_id, false));
+        // On sale already.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!(map.sale_opens_at_unix_ms < now_ms);
+    }
+    // The demo data is as it was; the presale seats are added once.
+    let (options, seats): (i64, i64) = sqlx::query_as(
+        "select (select count(*) from concert_options), (select count(*) from seats)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("counts");
+    assert_eq!((options, seats), (12, 500 + 60));
+    // A concert added later gets the next id.
+    let (added,): (i64,) = sqlx::query_as(
+        "insert into concerts (title, artist) values ('Added', 'Someone') returning id",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("insert concert");
+    assert_eq!(added, 4);
+}
+
+#[tokio::test]
+async fn seeding_again_puts_a_presale_concert_back_in_its_own_room() {
+    let (_client, pool) = start_with_pool(demo()).await;
+    let presale = catalog::seed::PresaleArgs {
+        presale_concerts: 1,
+        presale_seats: 10,
+    };
+    catalog::seed::seed_with_presale(&pool, demo(), presale)
+        .await
+        .expect("seed");
+    sqlx::query("update concerts set shared_room = true where id = 2")
+        .execute(&pool)
+        .await
+        .expect("shared room");
+    catalog::seed::seed_with_presale(&pool, demo(), presale)
+        .await
+        .expect("seed again");
+    let (shared,): (bool,) = sqlx::query_as("select shared_room from concerts where id = 2")
+        .fetch_one(&pool)
+        .await
+        .expect("concert 2");
+    assert!(!shared);
+}
+
 /// The gRPC code and stable error code of a call that must fail.
 fn failure<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> (tonic::Code, String) {
     let status = result.expect_err("the call must fail");
