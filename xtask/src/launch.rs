@@ -78,6 +78,15 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 50)]
     seed_seats: i32,
 
+    /// Seed one presale concert (its own waiting room, after the seeded ones) and schedule
+    /// its opening once the system answers: the pre-queue opens now, the sale SECS later.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    presale: Option<u64>,
+
+    /// Seats of the presale concert (one option).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(i32).range(1..))]
+    presale_seats: i32,
+
     /// Use the binaries already built instead of building first.
     #[arg(long)]
     no_build: bool,
@@ -228,6 +237,21 @@ impl From<&UpArgs> for SystemSpec {
     }
 }
 
+/// Concerts with their own waiting room to seed besides `SystemSpec::seed` (`catalog seed
+/// --presale-concerts`); ids after the seeded concerts.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PresaleSeed {
+    pub concerts: i64,
+    pub seats: i32,
+}
+
+impl PresaleSeed {
+    /// The first presale concert's id, after the `seed` ones.
+    pub fn first_concert(spec: &SystemSpec) -> i64 {
+        spec.seed.0 + 1
+    }
+}
+
 /// The services, in start order.
 const SERVICES: &[&str] = &["queue", "catalog", "reservation", "gateway"];
 
@@ -259,7 +283,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         stores.redis_url, stores.database_url
     );
 
-    let result = start_all(&spec, &stores, &mut running).await;
+    let presale = PresaleSeed {
+        concerts: i64::from(args.presale.is_some()),
+        seats: args.presale_seats,
+    };
+    let mut result = start_all_with(&spec, presale, &stores, &mut running).await;
+    let mut scheduled = None;
+    if let (Ok(()), Some(seconds)) = (&result, args.presale) {
+        match schedule_presale(&spec, PresaleSeed::first_concert(&spec), seconds).await {
+            Ok(opening) => scheduled = Some(opening),
+            Err(error) => result = Err(error),
+        }
+    }
     if let Err(error) = &result {
         eprintln!("xtask: {error:#}");
     } else {
@@ -296,6 +331,21 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
                     args.gateway_addr
                 );
             }
+        }
+        if let Some(opening) = &scheduled {
+            println!(
+                "  presale   concert {} ({} seats, its own room): pre-queue open since {}, the sale opens at {} (in {} s); {} of its seats free",
+                opening.concert_id,
+                opening.seats,
+                opening.prequeue_opens_at,
+                opening.opens_at,
+                opening.seconds,
+                opening.free
+            );
+            println!(
+                "  fan page  http://{}/?concert={}",
+                args.gateway_addr, opening.concert_id
+            );
         }
         let m = spec.metrics;
         println!(
@@ -346,6 +396,16 @@ pub async fn start_all(
     stores: &stores::Stores,
     running: &mut Vec<(&'static str, Child)>,
 ) -> anyhow::Result<()> {
+    start_all_with(args, PresaleSeed::default(), stores, running).await
+}
+
+/// [`start_all`], with presale concerts seeded besides the shared data set.
+pub async fn start_all_with(
+    args: &SystemSpec,
+    presale: PresaleSeed,
+    stores: &stores::Stores,
+    running: &mut Vec<(&'static str, Child)>,
+) -> anyhow::Result<()> {
     let catalog_db = kit::postgres::with_database(&stores.database_url, args.catalog_database)
         .map_err(anyhow::Error::msg)?;
     let reservation_db =
@@ -357,7 +417,12 @@ pub async fn start_all(
     queue
         .env("QUEUE_LISTEN_ADDR", args.queue_addr.to_string())
         .env("QUEUE_METRICS_ADDR", args.metrics.queue.to_string())
-        .env("REDIS_URL", &stores.redis_url);
+        .env("REDIS_URL", &stores.redis_url)
+        // Seats left per concert and the holds' load: sold-out rooms and adaptive outflow.
+        .env(
+            "QUEUE_RESERVATION_URL",
+            format!("http://{}", args.reservation_addr),
+        );
     if let Some(rate) = args.admission_rate {
         queue.env("QUEUE_ADMISSION_RATE", rate.to_string());
     }
@@ -372,6 +437,8 @@ pub async fn start_all(
         .args(["seed", "--concerts", &args.seed.0.to_string()])
         .args(["--options-per-concert", &args.seed.1.to_string()])
         .args(["--seats-per-option", &args.seed.2.to_string()])
+        .args(["--presale-concerts", &presale.concerts.to_string()])
+        .args(["--presale-seats", &presale.seats.to_string()])
         .status()
         .await?;
     if !seeded.success() {
@@ -498,4 +565,82 @@ async fn answers_200(client: &HttpClient, path: &str) -> bool {
         .send()
         .await;
     reply.is_ok_and(|reply| reply.status == 200)
+}
+
+/// A presale room's opening as scheduled.
+pub struct Opening {
+    pub concert_id: i64,
+    pub seconds: u64,
+    pub prequeue_opens_at: String,
+    pub opens_at: String,
+    /// Seats of the concert, and how many are free (a rerun on the same database may find
+    /// them sold already).
+    pub seats: u64,
+    pub free: u64,
+}
+
+/// Schedules the concert's own room through the operator's API: the pre-queue opens now, the
+/// sale `seconds` later.
+async fn schedule_presale(
+    spec: &SystemSpec,
+    concert_id: i64,
+    seconds: u64,
+) -> anyhow::Result<Opening> {
+    let bearer = admin_bearer(spec)?;
+    let now = time::OffsetDateTime::now_utc();
+    let at = |t: time::OffsetDateTime| -> anyhow::Result<String> {
+        Ok(t.format(&time::format_description::well_known::Rfc3339)?)
+    };
+    let prequeue_opens_at = at(now)?;
+    let opens_at = at(now + Duration::from_secs(seconds))?;
+    let body = serde_json::json!({"prequeueOpensAt": prequeue_opens_at, "opensAt": opens_at});
+    let reply = HttpClient::for_addr(spec.gateway_addr)
+        .patch(&format!("/admin/rooms/concert-{concert_id}"))
+        .header("authorization", format!("Bearer {bearer}"))
+        .json(body.to_string())
+        .deadline(Duration::from_secs(10))
+        .send()
+        .await
+        .context("scheduling the presale room")?;
+    if reply.status != 200 {
+        bail!(
+            "scheduling the presale room of concert {concert_id}: {} {}",
+            reply.status,
+            reply.text()
+        );
+    }
+    let room = reply.json();
+    let sum = |field: &str| -> u64 {
+        room["options"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|option| option[field].as_u64())
+            .sum()
+    };
+    Ok(Opening {
+        concert_id,
+        seconds,
+        prequeue_opens_at,
+        opens_at,
+        seats: sum("seats"),
+        free: sum("free"),
+    })
+}
+
+/// An operator's bearer for the admin API: the admin token the gateway was given (trusted),
+/// or a short-lived admin token from the development key (jwt).
+fn admin_bearer(spec: &SystemSpec) -> anyhow::Result<String> {
+    match &spec.auth {
+        GatewayAuth::Jwt { key_dir } => {
+            crate::token::mint(key_dir, 1, true, Duration::from_secs(600))
+        }
+        GatewayAuth::Trusted => spec
+            .env
+            .iter()
+            .find(|(name, _)| *name == "GATEWAY_ADMIN_TOKEN")
+            .map(|(_, token)| token.clone())
+            .or_else(|| std::env::var("GATEWAY_ADMIN_TOKEN").ok())
+            .context("no GATEWAY_ADMIN_TOKEN for the admin API"),
+    }
 }
