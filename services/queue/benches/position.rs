@@ -36,6 +36,7 @@ async fn main() {
         active_cap: 0,
         active_ttl: Duration::from_secs(600),
         waiting_grace: Duration::from_secs(3600),
+        admitted_idle: Duration::ZERO,
     };
     let store = QueueStore::connect(
         &redis_url,

@@ -1,24 +1,65 @@
 -- One admission step for one room. ARGV: P, room id, now, configured rate/s (0 = no rate
 -- limit), configured cap (0 = no cap), grace ms, active ttl ms, max batch, tau ms, history
--- samples kept.
--- Expires active tokens, drops waiters who stopped polling, then moves waiters from the head
--- to ACTIVE as the token bucket and the active cap allow; each of the three handles at most
--- max batch tokens. The room's settings are read here at every step (an operator's rate, cap
+-- samples kept, share of the ceiling (the admitter's pace, in (0, 1]), the pace's limit code
+-- and detail, the concert's free, held and sold seats ('' when not known this step: the last
+-- known stand), idle limit ms (0: none).
+-- Expires active tokens and no-shows (admitted, no reservation call within the idle limit),
+-- drops waiters who stopped polling, then moves waiters from the head to ACTIVE as the token
+-- bucket and the active cap allow; each of these handles at most max batch tokens. Nobody is
+-- admitted while the room is paused, before its scheduled opening, or with no seat free; and
+-- never more at once than there are free seats that admitted users are not already choosing
+-- (those who have not made a reservation call yet). The room's settings are read here at every step (an operator's rate, cap
 -- or pause override the configured ones), and the bucket lives here, in Redis, so the total
 -- rate is the one in effect however many admitters run and whichever holds the lease.
 -- Counts the admissions and drops, and samples the room once a second for its history.
 -- Returns {admitted, expired, dropped, waiting, active}.
 local q = ARGV[2]
 local now = clock(ARGV[3])
-local paused, rate, cap = settings(q, tonumber(ARGV[4]), tonumber(ARGV[5]))
+local paused, rate, cap, _, prequeue_at, opens_at = settings(q, tonumber(ARGV[4]), tonumber(ARGV[5]))
 local grace, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local max_batch, tau = tonumber(ARGV[8]), tonumber(ARGV[9])
 local history_len = tonumber(ARGV[10])
+local share, limit, detail = tonumber(ARGV[11]), ARGV[12], ARGV[13]
+local idle_ms = tonumber(ARGV[17])
 local wait, seen, active = qkey(q, 'wait'), qkey(q, 'seen'), qkey(q, 'active')
+local idle, outlook = qkey(q, 'idle'), qkey(q, 'outlook')
 local totals = qkey(q, 'totals')
 
 local expired = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, max_batch)
 for _, t in ipairs(expired) do drop(q, t) end
+
+local no_shows = {}
+if idle_ms > 0 then
+  no_shows = redis.call('ZRANGEBYSCORE', idle, '-inf', now - idle_ms, 'LIMIT', 0, max_batch)
+  for _, t in ipairs(no_shows) do drop(q, t) end
+  if #no_shows > 0 then redis.call('HINCRBY', totals, 'idled', #no_shows) end
+end
+
+if ARGV[14] ~= '' then
+  redis.call('HSET', outlook, 'free', ARGV[14], 'held', ARGV[15], 'sold', ARGV[16])
+end
+local free, held = seats(q)
+local sold_out = free and free <= 0
+local room_phase = phase(now, prequeue_at, opens_at)
+
+-- The pace: a share of the rate, or with a cap only, of the cap.
+local rate_in_effect, cap_in_effect = rate, cap
+if rate > 0 then
+  rate_in_effect = rate * share
+elseif cap > 0 then
+  cap_in_effect = math.max(1, math.floor(cap * share))
+end
+if paused then
+  limit, detail = 'paused', ''
+elseif room_phase ~= 'open' then
+  limit, detail = 'not-open', ''
+elseif sold_out then
+  limit, detail = 'sold-out', string.format('no seat is free: %d held, %d sold', held or 0,
+    tonumber(redis.call('HGET', outlook, 'sold')) or 0)
+end
+redis.call('HSET', outlook, 'share', string.format('%.17g', share), 'limit', limit, 'detail',
+  detail)
+local stopped = paused or room_phase ~= 'open' or sold_out
 
 local stale = redis.call('ZRANGEBYSCORE', seen, '-inf', '(' .. (now - grace), 'LIMIT', 0, max_batch)
 for _, t in ipairs(stale) do drop(q, t) end
@@ -31,19 +72,21 @@ end
 -- nobody until the sweep is complete, so a silent waiter is never admitted. (The admitter runs
 -- this step again at once when a batch comes back full.) A paused room admits nobody.
 local n = 0
-if not paused and #stale < max_batch then
+if not stopped and #stale < max_batch then
   n = math.min(redis.call('ZCARD', wait), max_batch)
-  if cap > 0 then n = math.min(n, cap - redis.call('ZCARD', active)) end
+  if cap_in_effect > 0 then n = math.min(n, cap_in_effect - redis.call('ZCARD', active)) end
+  if free then n = math.min(n, free - redis.call('ZCARD', idle)) end
 end
-if rate > 0 then
+if rate_in_effect > 0 then
   local bucket = qkey(q, 'bucket')
   local b = redis.call('HMGET', bucket, 'tokens', 'ts')
   local tokens = tonumber(b[1]) or 0
   local ts = tonumber(b[2]) or now
-  -- At most one second's worth accumulates while nobody waits; none while paused, so a
+  -- At most one second's worth accumulates while nobody waits; none while stopped, so a
   -- resume starts from an empty bucket rather than with a burst.
-  tokens = math.min(math.max(1, rate), tokens + math.max(0, now - ts) * rate / 1000)
-  if paused then tokens = 0 end
+  tokens = math.min(math.max(1, rate_in_effect),
+    tokens + math.max(0, now - ts) * rate_in_effect / 1000)
+  if stopped then tokens = 0 end
   n = math.min(n, math.floor(tokens))
   if n < 0 then n = 0 end
   redis.call('HSET', bucket, 'tokens', tokens - n, 'ts', now)
@@ -62,14 +105,15 @@ if n > 0 then
     local user = redis.call('HGET', tk, 'user')
     if user then redis.call('PEXPIRE', ukey(q, user), ttl) end
     redis.call('ZADD', active, active_until, t)
+    redis.call('ZADD', idle, now, t)
   end
   redis.call('HINCRBY', totals, 'admitted', n)
 end
 
 local waiting = redis.call('ZCARD', wait)
 local flow = qkey(q, 'flow')
-if paused then
-  -- Paused time is no admission time: the measurement stays as it stood (both its instants
+if stopped then
+  -- Stopped time is no admission time: the measurement stays as it stood (both its instants
   -- move on), so ETAs assume the room resumes at the pace it had.
   local f = redis.call('HMGET', flow, 't', 't0')
   local t, t0 = tonumber(f[1]), tonumber(f[2])
@@ -101,4 +145,4 @@ end
 if waiting == 0 and active_count == 0 then
   redis.call('SREM', P .. ':queues', q)
 end
-return {n, #expired, #stale, waiting, active_count}
+return {n, #expired, #stale, waiting, active_count, #no_shows}

@@ -8,19 +8,31 @@
 --   P:q:Q:wait            zset    waiting tokens by arrival sequence (FIFO; ZRANK is O(log n))
 --   P:q:Q:seen            zset    waiting tokens by last poll (ms): the heartbeat
 --   P:q:Q:active          zset    active tokens by expiry (ms)
---   P:q:Q:seq             counter arrival sequence
+--   P:q:Q:idle            zset    active tokens that have made no reservation call yet, by
+--                                 admission (ms): no-shows give their slot back after the idle
+--                                 limit
+--   P:q:Q:seq             counter arrival sequence (a pre-queue joiner's score is the counter
+--                                 as it stood plus a random fraction: the draw, see issue.lua)
+--   P:q:Q:outlook         hash    what the admitter applied at the room's last step: free,
+--                                 held, sold (the concert's seats as last seen), share (of the
+--                                 rate, or with a cap only of the cap, in effect), limit (what
+--                                 holds the outflow below the ceiling), detail
 --   P:q:Q:bucket          hash    admission token bucket (tokens, ts)
 --   P:q:Q:flow            hash    decayed admission count (s, t, t0) for the measured outflow
 --   P:q:Q:drops           hash    decayed count (s, t, t0) of waiters dropped for not polling
---   P:q:Q:totals          hash    admitted, dropped: counts since the room's counters began
+--   P:q:Q:totals          hash    admitted, dropped, idled: counts since the room's counters
+--                                 began
 --   P:q:Q:history         list    one sample a second, newest first, the last five minutes:
 --                                 "at waiting active admitted_total dropped_total"
---   P:q:Q:settings        hash    an operator's settings: paused (0|1), rate, cap; an absent
---                                 field means the configured one; v counts writes
+--   P:q:Q:settings        hash    an operator's settings: paused (0|1), rate, cap, prequeue_at,
+--                                 opens_at (ms: the scheduled opening); an absent field means
+--                                 the configured one (no schedule); v counts writes
 --   P:settings            set     ids of the rooms that have operator settings
 --   P:changes             list    settings changes, newest first, the last 1,000:
---                                 "at<TAB>room<TAB>paused<TAB>rate<TAB>cap<TAB>actor"
---                                 ('-' for a field the change left alone)
+--                                 "at<TAB>room<TAB>paused<TAB>rate<TAB>cap<TAB>prequeue_at<TAB>
+--                                 opens_at<TAB>actor" ('-' for a field the change left alone,
+--                                 '0' for an instant it cleared; entries written before the
+--                                 schedule existed lack the two instants)
 -- User ids stay strings here: Lua numbers are doubles and would round large ids.
 local P = ARGV[1]
 
@@ -53,17 +65,44 @@ local function drop(q, t)
   redis.call('ZREM', qkey(q, 'wait'), t)
   redis.call('ZREM', qkey(q, 'seen'), t)
   redis.call('ZREM', qkey(q, 'active'), t)
+  redis.call('ZREM', qkey(q, 'idle'), t)
   forget(t)
 end
 
 -- The room's settings in effect: the operator's where set, else the configured ones.
--- Returns paused, rate/s, cap, and whether an operator has set any of them.
+-- Returns paused, rate/s, cap, whether an operator has set any of them, and the scheduled
+-- instants (ms; nil when unset).
 local function settings(q, configured_rate, configured_cap)
-  local s = redis.call('HMGET', qkey(q, 'settings'), 'paused', 'rate', 'cap')
+  local s = redis.call('HMGET', qkey(q, 'settings'), 'paused', 'rate', 'cap', 'prequeue_at',
+    'opens_at')
   local rate = tonumber(s[2]) or configured_rate
   local cap = tonumber(s[3]) or configured_cap
-  local overridden = (s[1] or s[2] or s[3]) and true or false
-  return s[1] == '1', rate, cap, overridden
+  local overridden = (s[1] or s[2] or s[3] or s[4] or s[5]) and true or false
+  return s[1] == '1', rate, cap, overridden, tonumber(s[4]), tonumber(s[5])
+end
+
+-- The room's phase at `now`: 'open' (no schedule, or past the opening), 'not-open' (before
+-- the pre-queue opens: joining is refused) or 'prequeue' (joiners wait for the draw).
+local function phase(now, prequeue_at, opens_at)
+  if opens_at and now < opens_at then
+    if prequeue_at and now < prequeue_at then return 'not-open' end
+    return 'prequeue'
+  end
+  return 'open'
+end
+
+-- The concert's seats as the admitter last saw them: free and held (nil when never seen, as
+-- for the default room). No free seat means sold out; held ones may come back.
+local function seats(q)
+  local s = redis.call('HMGET', qkey(q, 'outlook'), 'free', 'held')
+  return tonumber(s[1]), tonumber(s[2])
+end
+
+-- Whether an active token has outlived the idle limit without a reservation call (a no-show).
+local function idled(q, t, now, idle_ms)
+  if idle_ms <= 0 then return false end
+  local since = redis.call('ZSCORE', qkey(q, 'idle'), t)
+  return since and tonumber(since) <= now - idle_ms or false
 end
 
 -- The rate (per second) an ETA assumes before any outflow has been measured: the admission

@@ -1,20 +1,45 @@
 -- IssueToken. ARGV: P, room id, user, new token, now, grace ms, waiting key ttl ms,
--- configured rate/s, configured cap, active ttl ms, tau ms.
+-- configured rate/s, configured cap, active ttl ms, tau ms, draw fraction (uniform in [0, 1),
+-- from the new token's random bits).
 -- Returns {token, state, position, eta seconds, active until ms, paused (1 while waiting in a
--- paused room)}.
+-- paused room), opens at ms, opens in ms, seats may return (0|1)}; state is W (waiting), A
+-- (active), P (pre-queue: no position until the draw), S (sold out: the place is kept) or N
+-- (not open: nothing written; opens at is when the pre-queue opens).
+--
+-- The draw: a pre-queue joiner's score is the arrival counter as it stood (nobody advances it
+-- before the opening) plus a uniformly random fraction, and later joiners take the counter's
+-- next values. So at the opening the pre-queue already stands in uniformly random order, after
+-- whoever waited before the schedule was set and ahead of everyone who joins later; nothing has
+-- to be moved at that instant, and arriving earlier within the pre-queue gives no advantage.
+-- The fraction stays in Redis: nobody learns their place before the opening, and asking again
+-- returns the same token, so a place cannot be re-rolled.
 local q, user, fresh = ARGV[2], ARGV[3], ARGV[4]
 local now = clock(ARGV[5])
 local grace, waiting_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
-local paused, rate, cap = settings(q, tonumber(ARGV[8]), tonumber(ARGV[9]))
+local paused, rate, cap, _, prequeue_at, opens_at = settings(q, tonumber(ARGV[8]), tonumber(ARGV[9]))
 local fallback_rate, tau = assumed_rate(rate, cap, tonumber(ARGV[10])), tonumber(ARGV[11])
+local fraction = tonumber(ARGV[12])
 local paused_flag = paused and 1 or 0
 local wait, seen = qkey(q, 'wait'), qkey(q, 'seen')
+local room_phase = phase(now, prequeue_at, opens_at)
+
+-- A waiting token's answer: the pre-queue's, the sold-out one, or its place and wait.
+local function waiting_answer(t, rank)
+  if room_phase == 'prequeue' then
+    return {t, 'P', 0, 0, 0, 0, opens_at, opens_at - now, 0}
+  end
+  local free, held = seats(q)
+  if free and free <= 0 then
+    return {t, 'S', rank + 1, 0, 0, 0, 0, 0, (held or 0) > 0 and 1 or 0}
+  end
+  return {t, 'W', rank + 1, eta(q, rank + 1, now, fallback_rate, tau), 0, paused_flag, 0, 0, 0}
+end
 
 local existing = redis.call('GET', ukey(q, user))
 if existing then
   local h = redis.call('HMGET', tkey(existing), 'state', 'until')
   if h[1] == 'A' and tonumber(h[2]) > now then
-    return {existing, 'A', 0, 0, tonumber(h[2]), 0}
+    return {existing, 'A', 0, 0, tonumber(h[2]), 0, 0, 0, 0}
   end
   if h[1] == 'W' then
     local last = redis.call('ZSCORE', seen, existing)
@@ -23,19 +48,28 @@ if existing then
       -- Asking again is a poll: it keeps the place in line.
       redis.call('ZADD', seen, now, existing)
       touch_waiting(q, existing, user, waiting_ttl)
-      return {existing, 'W', rank + 1, eta(q, rank + 1, now, fallback_rate, tau), 0, paused_flag}
+      return waiting_answer(existing, rank)
     end
   end
   -- Expired or dropped: the user starts again at the back.
   drop(q, existing)
 end
 
-local seq = redis.call('INCR', qkey(q, 'seq'))
+if room_phase == 'not-open' then
+  return {'', 'N', 0, 0, 0, 0, prequeue_at, prequeue_at - now, 0}
+end
+
+local score
+if room_phase == 'prequeue' then
+  score = (tonumber(redis.call('GET', qkey(q, 'seq'))) or 0) + fraction
+else
+  score = redis.call('INCR', qkey(q, 'seq'))
+end
 redis.call('HSET', tkey(fresh), 'user', user, 'queue', q, 'state', 'W')
-redis.call('ZADD', wait, seq, fresh)
+redis.call('ZADD', wait, score, fresh)
 redis.call('ZADD', seen, now, fresh)
 redis.call('SET', ukey(q, user), fresh)
 touch_waiting(q, fresh, user, waiting_ttl)
 redis.call('SADD', P .. ':queues', q)
-local position = redis.call('ZRANK', wait, fresh) + 1
-return {fresh, 'W', position, eta(q, position, now, fallback_rate, tau), 0, paused_flag}
+if room_phase == 'prequeue' then return waiting_answer(fresh, 0) end
+return waiting_answer(fresh, redis.call('ZRANK', wait, fresh))

@@ -1,6 +1,7 @@
 //! One admission step of one room: how much it may do at most, and what it did.
 
-/// Most tokens one admission step expires, drops or admits, each (bounds a script's run time).
+/// Most tokens one admission step expires, idles out, drops or admits, each (bounds a script's
+/// run time).
 pub const MAX_BATCH: u64 = 1_000;
 
 /// One admission step's outcome for one room.
@@ -9,6 +10,8 @@ pub struct Admission {
     pub admitted: u64,
     pub expired: u64,
     pub dropped: u64,
+    /// Admitted users who gave their slot back by making no reservation call in time.
+    pub idled: u64,
     /// Tokens still waiting after the step.
     pub waiting: u64,
     /// Tokens active after the step.
@@ -19,7 +22,10 @@ impl Admission {
     /// Whether one of the step's batches came back full, so the same room may have more to do
     /// at once (more to expire or drop, or more to admit than one batch).
     pub fn batch_full(&self) -> bool {
-        self.admitted >= MAX_BATCH || self.expired >= MAX_BATCH || self.dropped >= MAX_BATCH
+        self.admitted >= MAX_BATCH
+            || self.expired >= MAX_BATCH
+            || self.dropped >= MAX_BATCH
+            || self.idled >= MAX_BATCH
     }
 
     /// The same room's next step after this one: counts add up; waiting and active become
@@ -29,6 +35,7 @@ impl Admission {
             admitted: self.admitted + next.admitted,
             expired: self.expired + next.expired,
             dropped: self.dropped + next.dropped,
+            idled: self.idled + next.idled,
             waiting: next.waiting,
             active: next.active,
         }
@@ -40,6 +47,7 @@ impl Admission {
             admitted: self.admitted + other.admitted,
             expired: self.expired + other.expired,
             dropped: self.dropped + other.dropped,
+            idled: self.idled + other.idled,
             waiting: self.waiting + other.waiting,
             active: self.active + other.active,
         }
@@ -51,12 +59,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_is_full_when_any_of_its_three_counts_reaches_the_bound() {
+    fn a_batch_is_full_when_any_of_its_four_counts_reaches_the_bound() {
         assert!(!Admission::default().batch_full());
         let under = Admission {
             admitted: MAX_BATCH - 1,
             expired: MAX_BATCH - 1,
             dropped: MAX_BATCH - 1,
+            idled: MAX_BATCH - 1,
             waiting: 10 * MAX_BATCH,
             active: 10 * MAX_BATCH,
         };
@@ -74,6 +83,10 @@ mod tests {
                 dropped: MAX_BATCH,
                 ..Admission::default()
             },
+            Admission {
+                idled: MAX_BATCH,
+                ..Admission::default()
+            },
         ] {
             assert!(full.batch_full(), "{full:?}");
         }
@@ -85,6 +98,7 @@ mod tests {
             admitted: 1,
             expired: 2,
             dropped: 3,
+            idled: 6,
             waiting: 40,
             active: 50,
         };
@@ -92,6 +106,7 @@ mod tests {
             admitted: 10,
             expired: 20,
             dropped: 30,
+            idled: 60,
             waiting: 4,
             active: 5,
         };
@@ -101,6 +116,7 @@ mod tests {
                 admitted: 11,
                 expired: 22,
                 dropped: 33,
+                idled: 66,
                 waiting: 4,
                 active: 5
             }
@@ -111,6 +127,7 @@ mod tests {
                 admitted: 11,
                 expired: 22,
                 dropped: 33,
+                idled: 66,
                 waiting: 44,
                 active: 55
             }

@@ -8,16 +8,27 @@
 //! once [`Limits::budget`] has passed. A room whose step fails is logged and skipped; the
 //! others go on. A room whose batch came back full (a backlog of silent waiters or of expired
 //! tokens) is stepped again at once, within the budget.
+//!
+//! With a reservation service to ask, each tick first asks it, in one call, for the seats left
+//! in the concerts of the rooms it is about to step and for its hold load: the seats stop a
+//! sold-out room within the tick, the load sets the pace (`outflow`) of every room.
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     time::Duration,
 };
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
-use crate::{admission::Admission, domain::Room, error::QueueError, store::QueueStore};
+use crate::{
+    admission::Admission,
+    domain::{Room, RoomSeats},
+    error::QueueError,
+    outflow::{Outflow, Pace, Targets},
+    reservation::Reservation,
+    store::QueueStore,
+};
 
 /// Most `SSCAN` pages one tick reads while gathering its rooms (a sparse set can answer with
 /// empty pages).
@@ -39,8 +50,10 @@ pub struct Limits {
 }
 
 /// What one tick did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TickReport {
+    /// The pace this tick applied (none when not leading).
+    pub pace: Option<Pace>,
     /// Whether this admitter held the lease (nothing else happens without it).
     pub leading: bool,
     /// Rooms stepped, successfully or not.
@@ -70,6 +83,15 @@ pub struct Admitter {
     leading: bool,
     warnings: RoomWarnings,
     metrics: Option<crate::metrics::RoomMetrics>,
+    reservation: Option<Paced>,
+}
+
+/// The reservation service to ask, the pace it sets, and when it was last asked.
+struct Paced {
+    reservation: Reservation,
+    outflow: Outflow,
+    asked: Option<Instant>,
+    warnings: RoomWarnings,
 }
 
 impl Admitter {
@@ -95,7 +117,20 @@ impl Admitter {
             leading: false,
             warnings: RoomWarnings::default(),
             metrics: None,
+            reservation: None,
         }
+    }
+
+    /// The same admitter asking `reservation` each tick for seats and hold load, slowing down
+    /// past `targets`.
+    pub fn with_reservation(mut self, reservation: Reservation, targets: Targets) -> Self {
+        self.reservation = Some(Paced {
+            reservation,
+            outflow: Outflow::new(targets),
+            asked: None,
+            warnings: RoomWarnings::default(),
+        });
+        self
     }
 
     /// The same admitter recording each room's step into `metrics`.
@@ -126,11 +161,15 @@ impl Admitter {
         for room in &rooms {
             self.in_pending.remove(room);
         }
+        let (pace, seats) = self.observe(&rooms).await;
         let mut report = TickReport {
             leading: true,
+            pace: Some(pace.clone()),
             ..TickReport::default()
         };
         let store = &self.store;
+        let pace = &pace;
+        let seats = &seats;
         let mut in_flight = FuturesUnordered::new();
         loop {
             while in_flight.len() < self.limits.concurrency
@@ -140,7 +179,8 @@ impl Admitter {
                     break;
                 };
                 report.rooms += 1;
-                in_flight.push(step_room(store, room, deadline));
+                let room_seats = room.concert_id().and_then(|id| seats.get(&id).copied());
+                in_flight.push(step_room(store, room, deadline, pace, room_seats));
             }
             let Some(outcome) = in_flight.next().await else {
                 break;
@@ -175,6 +215,31 @@ impl Admitter {
         Ok(report)
     }
 
+    /// Asks the reservation service about the concerts of `rooms`: the pace for this tick and
+    /// the seats by concert (none known when there is no service to ask or it did not answer:
+    /// the rooms keep the last known stand, and the pace drops).
+    async fn observe(&mut self, rooms: &VecDeque<Room>) -> (Pace, HashMap<i64, RoomSeats>) {
+        let Some(paced) = &mut self.reservation else {
+            return (Pace::ceiling(), HashMap::new());
+        };
+        let concerts: Vec<i64> = rooms.iter().filter_map(|room| room.concert_id()).collect();
+        let now = Instant::now();
+        let elapsed = paced
+            .asked
+            .map_or(Duration::ZERO, |asked| now.duration_since(asked));
+        paced.asked = Some(now);
+        match paced.reservation.outlook(concerts).await {
+            Ok(outlook) => (
+                paced.outflow.observe(Some(&outlook.holds), elapsed),
+                outlook.seats,
+            ),
+            Err(status) => {
+                paced.warnings.reservation_failed(&status);
+                (paced.outflow.observe(None, elapsed), HashMap::new())
+            }
+        }
+    }
+
     /// Reads pages of the room set from the cursor until a tick's worth of rooms is pending
     /// or the pass is complete (the next gathering starts the next pass).
     async fn gather(&mut self) -> Result<(), QueueError> {
@@ -204,8 +269,12 @@ pub async fn run(
     tick: Duration,
     limits: Limits,
     metrics: crate::metrics::RoomMetrics,
+    reservation: Option<(Reservation, Targets)>,
 ) {
     let mut admitter = Admitter::new(store, tick, limits).with_metrics(metrics);
+    if let Some((reservation, targets)) = reservation {
+        admitter = admitter.with_reservation(reservation, targets);
+    }
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -224,7 +293,13 @@ struct RoomOutcome {
 }
 
 /// Steps one room, again at once while its batches come back full and the budget lasts.
-async fn step_room(store: &QueueStore, room: Room, deadline: Instant) -> RoomOutcome {
+async fn step_room(
+    store: &QueueStore,
+    room: Room,
+    deadline: Instant,
+    pace: &Pace,
+    seats: Option<RoomSeats>,
+) -> RoomOutcome {
     let mut outcome = RoomOutcome {
         room,
         scripts: 0,
@@ -233,7 +308,7 @@ async fn step_room(store: &QueueStore, room: Room, deadline: Instant) -> RoomOut
     };
     loop {
         outcome.scripts += 1;
-        match store.admit(room).await {
+        match store.admit_with(room, pace, seats).await {
             Ok(step) => {
                 outcome.admission = outcome.admission.followed_by(step);
                 if !step.batch_full() || Instant::now() >= deadline {
@@ -258,6 +333,25 @@ struct RoomWarnings {
 }
 
 impl RoomWarnings {
+    fn reservation_failed(&mut self, status: &tonic::Status) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= ROOM_WARNING_INTERVAL)
+        {
+            tracing::warn!(
+                code = ?status.code(),
+                message = status.message(),
+                suppressed = self.suppressed,
+                "the reservation service did not say how it copes; admitting slower"
+            );
+            self.last = Some(now);
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+    }
+
     fn room_failed(&mut self, room: Room, error: &QueueError) {
         let now = Instant::now();
         if self

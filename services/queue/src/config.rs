@@ -38,6 +38,33 @@ pub struct Config {
     #[arg(long, env = "QUEUE_WAITING_GRACE_SECS", default_value_t = 60)]
     pub waiting_grace_secs: u64,
 
+    /// An admitted user who makes no reservation call (a hold or a payment) within this many
+    /// seconds of admission gives the slot back to the line (0 = never).
+    #[arg(long, env = "QUEUE_ADMITTED_IDLE_SECS", default_value_t = 120)]
+    pub admitted_idle_secs: u64,
+
+    /// The reservation service's gRPC URL: the admitter asks it each tick for the seats left
+    /// (a sold-out room stops admitting) and how its holds fare (the admission rate drops
+    /// while they are slow). Empty: neither, the configured rate always.
+    #[arg(
+        long,
+        env = "QUEUE_RESERVATION_URL",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub reservation_url: String,
+
+    /// Deadline of the admitter's call to the reservation service, in milliseconds.
+    #[arg(long, env = "QUEUE_RESERVATION_TIMEOUT_MS", default_value_t = 250)]
+    pub reservation_timeout_ms: u64,
+
+    /// Holds slower than this on average (ms) lower the admission rate.
+    #[arg(long, env = "QUEUE_HOLD_LATENCY_TARGET_MS", default_value_t = 250)]
+    pub hold_latency_target_ms: u64,
+
+    /// More holds than this in flight at the reservation service lower the admission rate.
+    #[arg(long, env = "QUEUE_HOLDS_IN_FLIGHT_TARGET", default_value_t = 128)]
+    pub holds_in_flight_target: u32,
+
     /// Admission tick, in milliseconds.
     #[arg(long, env = "QUEUE_ADMISSION_TICK_MS", default_value_t = 100)]
     pub admission_tick_ms: u64,
@@ -85,6 +112,19 @@ impl Config {
                 "QUEUE_ADMITTER_CONCURRENCY must be > 0 and at most QUEUE_REDIS_POOL_SIZE".into(),
             );
         }
+        if !self.reservation_url.is_empty() {
+            if !(self.reservation_url.starts_with("http://")
+                || self.reservation_url.starts_with("https://"))
+            {
+                return Err("QUEUE_RESERVATION_URL must be an http(s) URL, or empty".into());
+            }
+            if self.reservation_timeout_ms == 0
+                || self.hold_latency_target_ms == 0
+                || self.holds_in_flight_target == 0
+            {
+                return Err("the reservation timeout and the hold targets must be > 0".into());
+            }
+        }
         if self.key_prefix.is_empty() || self.key_prefix.contains(char::is_whitespace) {
             return Err("QUEUE_KEY_PREFIX must be non-empty without spaces".into());
         }
@@ -114,7 +154,20 @@ impl Config {
             active_cap: self.active_cap,
             active_ttl: self.active_ttl(),
             waiting_grace: self.waiting_grace(),
+            admitted_idle: Duration::from_secs(self.admitted_idle_secs),
         }
+    }
+
+    /// What counts as a struggling reservation service.
+    pub fn targets(&self) -> crate::outflow::Targets {
+        crate::outflow::Targets {
+            hold_latency: Duration::from_millis(self.hold_latency_target_ms),
+            holds_in_flight: self.holds_in_flight_target,
+        }
+    }
+
+    pub fn reservation_timeout(&self) -> Duration {
+        Duration::from_millis(self.reservation_timeout_ms)
     }
 
     /// How much work one admission tick may do: the configured rooms and concurrency, and no
@@ -173,6 +226,17 @@ mod tests {
         assert_eq!(policy.active_cap, 7);
         assert_eq!(policy.active_ttl, Duration::from_secs(30));
         assert_eq!(policy.waiting_grace, Duration::from_secs(9));
+    }
+
+    #[test]
+    fn rejects_a_reservation_url_that_is_not_http_and_zero_targets() {
+        assert!(parse(&["--reservation-url=redis://x"]).validate().is_err());
+        assert!(parse(&["--hold-latency-target-ms=0"]).validate().is_err());
+        assert_eq!(
+            parse(&["--reservation-url=", "--hold-latency-target-ms=0"]).validate(),
+            Ok(()),
+            "without a reservation service the targets do not matter"
+        );
     }
 
     #[test]

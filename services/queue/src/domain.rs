@@ -70,6 +70,21 @@ impl Token {
             .map(Self)
             .map_err(|_| QueueError::invalid("INVALID_TOKEN", "token must be a UUID"))
     }
+
+    /// A uniform fraction in [0, 1) from the token's random bits: its place in a pre-queue's
+    /// draw. The low 62 bits of a v4 UUID are random (the variant takes the two above), and
+    /// 53 of them fill a double's mantissa exactly.
+    pub fn draw_fraction(&self) -> f64 {
+        let bits = self.0.as_u128() & ((1 << 53) - 1);
+        // Exact: both are below 2^53.
+        bits as f64 / (1u64 << 53) as f64
+    }
+
+    /// A duration in [0, `over`) from the token's random bits (other bits than the draw's).
+    pub fn spread(&self, over: Duration) -> Duration {
+        let bits = (self.0.as_u128() >> 80) & 0xFFFF;
+        over.mul_f64(bits as f64 / 65_536.0)
+    }
 }
 
 impl fmt::Display for Token {
@@ -90,6 +105,29 @@ pub enum TokenStatus {
     },
     /// Admitted until this instant (unix ms).
     Active { until_unix_ms: i64 },
+    /// In the pre-queue of a scheduled room: the order is drawn at the opening, so there is no
+    /// position yet.
+    Prequeue {
+        opens_at_unix_ms: i64,
+        /// Milliseconds from now until the opening.
+        opens_in_ms: u64,
+    },
+    /// In line (the place is kept), but no seat of the concert is free: nobody is admitted
+    /// until one comes back. `seats_may_return` while some seats are only held.
+    SoldOut {
+        position: u64,
+        seats_may_return: bool,
+    },
+}
+
+/// A concert's seats: the admitter's view of what is left to sell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoomSeats {
+    /// Neither held nor sold.
+    pub free: u32,
+    /// Held by someone who has not paid (yet); back to free when the hold runs out.
+    pub held: u32,
+    pub sold: u32,
 }
 
 /// A token's place in its room: whose it is, which room, and its status there.
@@ -150,6 +188,18 @@ mod tests {
         assert!(Room::new(Some(-1)).is_err());
         assert_eq!(Room::Concert(42).concert_id(), Some(42));
         assert_eq!(Room::Default.concert_id(), None);
+    }
+
+    #[test]
+    fn a_tokens_draw_fraction_and_spread_stay_in_range() {
+        for _ in 0..1_000 {
+            let token = Token::random();
+            let fraction = token.draw_fraction();
+            assert!((0.0..1.0).contains(&fraction), "{fraction}");
+            assert!(token.spread(Duration::from_secs(3)) < Duration::from_secs(3));
+        }
+        let top = Token::parse("ffffffff-ffff-4fff-bfff-ffffffffffff").unwrap();
+        assert!(top.draw_fraction() < 1.0);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum QueueError {
     Timeout,
     #[error("the room's settings kept changing under this change; try again")]
     SettingsContended,
+    #[error("this waiting room opens at {}; join from then on", describe_instant(*.opens_at_unix_ms))]
+    RoomNotOpen { opens_at_unix_ms: i64 },
     #[error("redis returned an unexpected reply: {0}")]
     Protocol(String),
 }
@@ -41,6 +43,7 @@ impl From<QueueError> for Status {
                 (Code::Unavailable, "QUEUE_STORE_UNAVAILABLE")
             }
             QueueError::SettingsContended => (Code::Aborted, "ROOM_SETTINGS_CONTENDED"),
+            QueueError::RoomNotOpen { .. } => (Code::FailedPrecondition, "ROOM_NOT_OPEN"),
             QueueError::Protocol(_) => (Code::Internal, "INTERNAL"),
         };
         if code == Code::Unavailable || code == Code::Internal {
@@ -48,4 +51,15 @@ impl From<QueueError> for Status {
         }
         kit::error_code::status(code, error_code, error.to_string())
     }
+}
+
+/// An instant in RFC 3339 (UTC), or as unix ms when out of range.
+fn describe_instant(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ms) * 1_000_000)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("unix ms {unix_ms}"))
 }

@@ -7,9 +7,10 @@ use tonic::{Request, Response, Status};
 use crate::{
     domain::{AdvisedEntry, IssueToken, Room, Token, TokenStatus, UserId, ValidateToken, Verdict},
     error::QueueError,
+    outflow::OutflowLimit,
     settings::{
-        Actor, RoomFigures, RoomSample, RoomSettings, SettingChange, SettingsPatch,
-        UpdateRoomSettings, changes_page,
+        Actor, RoomFigures, RoomPhase, RoomSample, RoomSettings, SchedulePatch, SettingChange,
+        SettingsPatch, UpdateRoomSettings, changes_page,
     },
     store::QueueStore,
 };
@@ -139,42 +140,62 @@ impl TryFrom<pb::UpdateRoomSettingsRequest> for UpdateRoomSettings {
     fn try_from(request: pb::UpdateRoomSettingsRequest) -> Result<Self, Self::Error> {
         Ok(Self {
             room: Room::new(request.concert_id)?,
-            patch: SettingsPatch::new(request.paused, request.admission_rate, request.active_cap)?,
+            patch: SettingsPatch::with_schedule(
+                request.paused,
+                request.admission_rate,
+                request.active_cap,
+                SchedulePatch {
+                    prequeue_opens_at_ms: request.prequeue_opens_at_unix_ms.map(set_or_clear),
+                    opens_at_ms: request.opens_at_unix_ms.map(set_or_clear),
+                },
+            )?,
             actor: Actor::new(request.actor)?,
         })
     }
 }
 
+/// A scheduled instant on the wire: 0 clears it.
+fn set_or_clear(unix_ms: i64) -> Option<i64> {
+    (unix_ms != 0).then_some(unix_ms)
+}
+
 impl From<AdvisedEntry> for pb::QueueEntry {
     fn from(AdvisedEntry { entry, poll_after }: AdvisedEntry) -> Self {
-        let (status, position, eta_seconds, active_until_unix_ms, paused) = match entry.status {
+        let mut wire = Self {
+            token: entry.token.to_string(),
+            user_id: entry.user.get(),
+            concert_id: entry.room.concert_id(),
+            poll_after_ms: u64::try_from(poll_after.as_millis()).unwrap_or(u64::MAX),
+            ..Self::default()
+        };
+        match entry.status {
             TokenStatus::Waiting {
                 position,
                 eta_seconds,
                 paused,
-            } => (
-                pb::TokenStatus::Waiting,
-                position,
-                eta_seconds,
-                None,
-                paused,
-            ),
-            TokenStatus::Active { until_unix_ms } => {
-                (pb::TokenStatus::Active, 0, 0, Some(until_unix_ms), false)
+            } => {
+                wire.set_status(pb::TokenStatus::Waiting);
+                (wire.position, wire.eta_seconds, wire.paused) = (position, eta_seconds, paused);
             }
-        };
-        Self {
-            token: entry.token.to_string(),
-            status: status.into(),
-            position,
-            eta_seconds,
-            active_until_unix_ms,
-            user_id: entry.user.get(),
-            concert_id: entry.room.concert_id(),
-            poll_after_ms: u64::try_from(poll_after.as_millis()).unwrap_or(u64::MAX),
-            paused,
-            ..Default::default()
+            TokenStatus::Active { until_unix_ms } => {
+                wire.set_status(pb::TokenStatus::Active);
+                wire.active_until_unix_ms = Some(until_unix_ms);
+            }
+            TokenStatus::Prequeue {
+                opens_at_unix_ms, ..
+            } => {
+                wire.set_status(pb::TokenStatus::Prequeue);
+                wire.opens_at_unix_ms = Some(opens_at_unix_ms);
+            }
+            TokenStatus::SoldOut {
+                position,
+                seats_may_return,
+            } => {
+                wire.set_status(pb::TokenStatus::SoldOut);
+                (wire.position, wire.seats_may_return) = (position, seats_may_return);
+            }
         }
+        wire
     }
 }
 
@@ -184,7 +205,33 @@ impl From<RoomSettings> for pb::RoomSettings {
             paused: settings.paused,
             admission_rate: settings.admission_rate,
             active_cap: settings.active_cap,
-            ..Default::default()
+            prequeue_opens_at_unix_ms: settings.schedule.prequeue_opens_at_ms,
+            opens_at_unix_ms: settings.schedule.opens_at_ms,
+        }
+    }
+}
+
+impl From<RoomPhase> for pb::RoomPhase {
+    fn from(phase: RoomPhase) -> Self {
+        match phase {
+            RoomPhase::Open => Self::Open,
+            RoomPhase::NotOpen => Self::NotOpen,
+            RoomPhase::Prequeue => Self::Prequeue,
+        }
+    }
+}
+
+impl From<OutflowLimit> for pb::OutflowLimit {
+    fn from(limit: OutflowLimit) -> Self {
+        match limit {
+            OutflowLimit::None => Self::None,
+            OutflowLimit::Paused => Self::Paused,
+            OutflowLimit::NotOpen => Self::NotOpen,
+            OutflowLimit::SoldOut => Self::SoldOut,
+            OutflowLimit::HoldLatency => Self::HoldLatency,
+            OutflowLimit::HoldsInFlight => Self::HoldsInFlight,
+            OutflowLimit::ReservationUnreachable => Self::ReservationUnreachable,
+            OutflowLimit::Recovering => Self::Recovering,
         }
     }
 }
@@ -202,7 +249,17 @@ impl From<RoomFigures> for pb::RoomFigures {
             admitted_total: figures.admitted_total,
             dropped_total: figures.dropped_total,
             settings_overridden: figures.overridden,
-            ..Default::default()
+            phase: pb::RoomPhase::from(figures.phase).into(),
+            admission_rate_in_effect: figures.in_effect.admission_rate,
+            active_cap_in_effect: figures.in_effect.active_cap,
+            outflow_limit: pb::OutflowLimit::from(figures.in_effect.limit).into(),
+            outflow_detail: figures.in_effect.detail,
+            seats: figures.seats.map(|seats| pb::RoomSeats {
+                free: seats.free,
+                held: seats.held,
+                sold: seats.sold,
+            }),
+            idled_total: figures.idled_total,
         }
     }
 }
@@ -228,7 +285,16 @@ impl From<SettingChange> for pb::SettingChange {
             paused: change.patch.paused(),
             admission_rate: change.patch.admission_rate(),
             active_cap: change.patch.active_cap(),
-            ..Default::default()
+            prequeue_opens_at_unix_ms: change
+                .patch
+                .schedule()
+                .prequeue_opens_at_ms
+                .map(|ms| ms.unwrap_or(0)),
+            opens_at_unix_ms: change
+                .patch
+                .schedule()
+                .opens_at_ms
+                .map(|ms| ms.unwrap_or(0)),
         }
     }
 }

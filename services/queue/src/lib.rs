@@ -5,8 +5,10 @@
 //! - `clock`: where "now" comes from (Redis, or a manual clock in tests)
 //! - `settings`: the operator's side of a room: settings, changes, figures, history
 //! - `admission`: one admission step's bound and outcome
+//! - `reservation`: what the admitter asks the reservation service (seats left, hold load)
 //! - `store`: the Redis adapter (one Lua script per queue step)
 //! - `admitter`: the admission ticker
+//! - `outflow`: the admission pace below the configured ceiling, and why
 //! - `grpc`: the gRPC edge and the conversions between wire and domain types
 //! - `config`, `error`: settings, and errors with their gRPC statuses
 
@@ -18,7 +20,9 @@ pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
+pub mod outflow;
 pub mod policy;
+pub mod reservation;
 pub mod settings;
 pub mod store;
 
@@ -95,12 +99,25 @@ pub async fn start_with_store(
         )
         .await
     };
+    let reservation = if config.reservation_url.is_empty() {
+        tracing::warn!(
+            "no QUEUE_RESERVATION_URL: rooms never sell out and admit at the configured rate"
+        );
+        None
+    } else {
+        let client = reservation::Reservation::connect(
+            &config.reservation_url,
+            config.reservation_timeout(),
+        )?;
+        Some((client, config.targets()))
+    };
     let admitter = config.admitter.then(|| {
         tokio::spawn(admitter::run(
             store.clone(),
             config.admission_tick(),
             config.admitter_limits(),
             metrics.rooms.clone(),
+            reservation,
         ))
     });
     let router = kit::grpc::server(kit::grpc::ServerLimits::default())

@@ -155,6 +155,7 @@ mod tests {
             admitted,
             expired: 0,
             dropped: 1,
+            idled: 0,
             waiting,
             active: admitted,
         }

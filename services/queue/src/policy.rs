@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::domain::{AdvisedEntry, QueueEntry, TokenStatus};
 
+/// Over how long the pre-queue's first polls after the opening are spread.
+pub const OPENING_SPREAD: Duration = Duration::from_secs(3);
+
 #[derive(Clone, Debug)]
 pub struct Policy {
     /// Admissions per second per room; 0 = unlimited (cap only). At most one second's worth
@@ -17,6 +20,9 @@ pub struct Policy {
     pub active_ttl: Duration,
     /// A waiter who has not polled for this long loses their place.
     pub waiting_grace: Duration,
+    /// An admitted user who makes no reservation call within this long of admission gives
+    /// the slot back (a no-show); zero: never.
+    pub admitted_idle: Duration,
 }
 
 impl Policy {
@@ -24,20 +30,30 @@ impl Policy {
     /// never more than a third of the grace (polling is the heartbeat: two lost polls in a row
     /// still keep the place). The back of a long line polls rarely, so 50,000 waiters cost
     /// thousands of requests per second rather than tens of thousands.
-    pub fn poll_after(&self, status: &TokenStatus) -> Duration {
+    ///
+    /// In the pre-queue: at the opening (spread over a few seconds by `spread`, so a line that
+    /// joined early does not poll in the same instant; the order is drawn already, so polling
+    /// first gains nothing), or sooner to keep the heartbeat. Sold out: as rarely as the
+    /// heartbeat allows.
+    pub fn poll_after(&self, status: &TokenStatus, spread: Duration) -> Duration {
+        let second = Duration::from_secs(1);
+        let ceiling = (self.waiting_grace / 3).max(second);
         match status {
             TokenStatus::Active { .. } => Duration::ZERO,
             TokenStatus::Waiting { eta_seconds, .. } => {
-                let ceiling = (self.waiting_grace / 3).max(Duration::from_secs(1));
-                Duration::from_secs(eta_seconds / 10).clamp(Duration::from_secs(1), ceiling)
+                Duration::from_secs(eta_seconds / 10).clamp(second, ceiling)
             }
+            TokenStatus::Prequeue { opens_in_ms, .. } => {
+                (Duration::from_millis(*opens_in_ms) + spread).clamp(second, ceiling)
+            }
+            TokenStatus::SoldOut { .. } => ceiling,
         }
     }
 
     /// `entry` with this policy's advice on when to poll again.
     pub fn advise(&self, entry: QueueEntry) -> AdvisedEntry {
         AdvisedEntry {
-            poll_after: self.poll_after(&entry.status),
+            poll_after: self.poll_after(&entry.status, entry.token.spread(OPENING_SPREAD)),
             entry,
         }
     }
@@ -56,6 +72,7 @@ mod tests {
             active_cap,
             active_ttl: Duration::from_secs(600),
             waiting_grace: Duration::from_secs(60),
+            admitted_idle: Duration::from_secs(120),
         }
     }
 
@@ -67,21 +84,57 @@ mod tests {
             eta_seconds,
             paused: false,
         };
-        assert_eq!(policy.poll_after(&waiting(0)), Duration::from_secs(1));
-        assert_eq!(policy.poll_after(&waiting(100)), Duration::from_secs(10));
+        let none = Duration::ZERO;
+        assert_eq!(policy.poll_after(&waiting(0), none), Duration::from_secs(1));
         assert_eq!(
-            policy.poll_after(&waiting(100_000)),
+            policy.poll_after(&waiting(100), none),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            policy.poll_after(&waiting(100_000), none),
             Duration::from_secs(20)
         );
         let active = TokenStatus::Active { until_unix_ms: 1 };
-        assert_eq!(policy.poll_after(&active), Duration::ZERO);
+        assert_eq!(policy.poll_after(&active, none), Duration::ZERO);
         let short_grace = Policy {
             waiting_grace: Duration::from_secs(2),
             ..policy
         };
         assert_eq!(
-            short_grace.poll_after(&waiting(100_000)),
+            short_grace.poll_after(&waiting(100_000), none),
             Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn the_prequeue_polls_at_the_opening_plus_its_spread_inside_the_heartbeat_and_sold_out_rarely()
+    {
+        let policy = policy(10.0, 0);
+        let prequeue = |opens_in_ms| TokenStatus::Prequeue {
+            opens_at_unix_ms: 1,
+            opens_in_ms,
+        };
+        let spread = Duration::from_millis(1_500);
+        assert_eq!(
+            policy.poll_after(&prequeue(5_000), spread),
+            Duration::from_millis(6_500)
+        );
+        assert_eq!(
+            policy.poll_after(&prequeue(3_600_000), spread),
+            Duration::from_secs(20),
+            "an hour before the opening the heartbeat still beats"
+        );
+        assert_eq!(
+            policy.poll_after(&prequeue(0), Duration::ZERO),
+            Duration::from_secs(1)
+        );
+        let sold_out = TokenStatus::SoldOut {
+            position: 4,
+            seats_may_return: true,
+        };
+        assert_eq!(
+            policy.poll_after(&sold_out, spread),
+            Duration::from_secs(20)
         );
     }
 }

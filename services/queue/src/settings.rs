@@ -18,6 +18,12 @@ pub enum SettingsRule {
          once and nobody ever waits"
     )]
     NeitherRateNorCap,
+    #[error("a scheduled instant must be a positive unix time in milliseconds")]
+    InstantOutOfRange,
+    #[error("the pre-queue opens before the room does: prequeueOpensAt must come before opensAt")]
+    PrequeueNotBeforeOpening,
+    #[error("a pre-queue needs an opening: set opensAt too")]
+    PrequeueWithoutOpening,
 }
 
 /// Checks a rate (per second, 0 = no rate limit) and a cap (0 = no cap) against the rule.
@@ -44,6 +50,82 @@ impl From<SettingsRule> for QueueError {
     }
 }
 
+/// Where a room stands with respect to its scheduled opening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomPhase {
+    /// Admitting as the settings allow (no schedule, or past its opening).
+    Open,
+    /// Before the pre-queue opens: joining is refused.
+    NotOpen,
+    /// Pre-queue open: joiners enter the draw at the opening; nobody is admitted.
+    Prequeue,
+}
+
+/// A room's scheduled opening (unix ms). Joiners between the two instants are placed in
+/// uniformly random order at `opens_at_ms`, ahead of everyone who joins later.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Schedule {
+    /// Joining is refused before this instant (none: the pre-queue is open until the opening).
+    pub prequeue_opens_at_ms: Option<i64>,
+    /// When the order is drawn and admission starts (none: not scheduled).
+    pub opens_at_ms: Option<i64>,
+}
+
+impl Schedule {
+    /// Each instant positive, and the pre-queue (if any) before an opening.
+    pub fn check(&self) -> Result<(), SettingsRule> {
+        for instant in [self.prequeue_opens_at_ms, self.opens_at_ms]
+            .into_iter()
+            .flatten()
+        {
+            if instant <= 0 {
+                return Err(SettingsRule::InstantOutOfRange);
+            }
+        }
+        match (self.prequeue_opens_at_ms, self.opens_at_ms) {
+            (Some(_), None) => Err(SettingsRule::PrequeueWithoutOpening),
+            (Some(prequeue), Some(opens)) if prequeue >= opens => {
+                Err(SettingsRule::PrequeueNotBeforeOpening)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The phase at `now_ms` (the same rule the scripts apply).
+    pub fn phase(&self, now_ms: i64) -> RoomPhase {
+        match self.opens_at_ms {
+            Some(opens) if now_ms < opens => match self.prequeue_opens_at_ms {
+                Some(prequeue) if now_ms < prequeue => RoomPhase::NotOpen,
+                _ => RoomPhase::Prequeue,
+            },
+            _ => RoomPhase::Open,
+        }
+    }
+}
+
+/// A change to a room's schedule: for each instant, `None` leaves it, `Some(None)` clears it,
+/// `Some(Some(ms))` sets it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedulePatch {
+    pub prequeue_opens_at_ms: Option<Option<i64>>,
+    pub opens_at_ms: Option<Option<i64>>,
+}
+
+impl SchedulePatch {
+    pub fn is_empty(&self) -> bool {
+        self.prequeue_opens_at_ms.is_none() && self.opens_at_ms.is_none()
+    }
+
+    fn applied_to(&self, schedule: Schedule) -> Schedule {
+        Schedule {
+            prequeue_opens_at_ms: self
+                .prequeue_opens_at_ms
+                .unwrap_or(schedule.prequeue_opens_at_ms),
+            opens_at_ms: self.opens_at_ms.unwrap_or(schedule.opens_at_ms),
+        }
+    }
+}
+
 /// A room's settings in effect.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RoomSettings {
@@ -53,6 +135,7 @@ pub struct RoomSettings {
     pub admission_rate: f64,
     /// Most active users at once; 0 = no cap.
     pub active_cap: u32,
+    pub schedule: Schedule,
 }
 
 impl RoomSettings {
@@ -62,6 +145,7 @@ impl RoomSettings {
             paused: false,
             admission_rate: policy.admission_rate,
             active_cap: policy.active_cap,
+            schedule: Schedule::default(),
         }
     }
 }
@@ -74,6 +158,7 @@ pub struct SettingsPatch {
     paused: Option<bool>,
     admission_rate: Option<f64>,
     active_cap: Option<u32>,
+    schedule: SchedulePatch,
 }
 
 impl SettingsPatch {
@@ -82,21 +167,49 @@ impl SettingsPatch {
         admission_rate: Option<f64>,
         active_cap: Option<u32>,
     ) -> Result<Self, QueueError> {
-        if paused.is_none() && admission_rate.is_none() && active_cap.is_none() {
+        Self::with_schedule(paused, admission_rate, active_cap, SchedulePatch::default())
+    }
+
+    /// As [`SettingsPatch::new`], changing the schedule too.
+    pub fn with_schedule(
+        paused: Option<bool>,
+        admission_rate: Option<f64>,
+        active_cap: Option<u32>,
+        schedule: SchedulePatch,
+    ) -> Result<Self, QueueError> {
+        if paused.is_none()
+            && admission_rate.is_none()
+            && active_cap.is_none()
+            && schedule.is_empty()
+        {
             return Err(QueueError::invalid(
                 "INVALID_ROOM_SETTINGS",
-                "nothing to change: give paused, an admission rate or an active cap",
+                "nothing to change: give paused, an admission rate, an active cap or a schedule",
             ));
         }
         if let Some(rate) = admission_rate {
             check_rate(rate)?;
+        }
+        for instant in [schedule.prequeue_opens_at_ms, schedule.opens_at_ms]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if instant <= 0 {
+                return Err(SettingsRule::InstantOutOfRange.into());
+            }
         }
         Ok(Self {
             paused,
             // -0 is 0 (no rate limit), and is stored and shown as such.
             admission_rate: admission_rate.map(|rate| if rate == 0.0 { 0.0 } else { rate }),
             active_cap,
+            schedule,
         })
+    }
+
+    pub fn schedule(&self) -> SchedulePatch {
+        self.schedule
     }
 
     pub fn paused(&self) -> Option<bool> {
@@ -117,8 +230,10 @@ impl SettingsPatch {
             paused: self.paused.unwrap_or(settings.paused),
             admission_rate: self.admission_rate.unwrap_or(settings.admission_rate),
             active_cap: self.active_cap.unwrap_or(settings.active_cap),
+            schedule: self.schedule.applied_to(settings.schedule),
         };
         check_rate_and_cap(merged.admission_rate, merged.active_cap)?;
+        merged.schedule.check()?;
         Ok(merged)
     }
 }
@@ -179,10 +294,18 @@ pub fn changes_page(limit: u32) -> usize {
 }
 
 /// A room's figures now, and its settings in effect.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RoomFigures {
     pub room: Room,
     pub settings: RoomSettings,
+    pub phase: RoomPhase,
+    /// What the admitter applies now and why (see `outflow`).
+    pub in_effect: crate::outflow::InEffect,
+    /// The concert's seats as the admitter last saw them (none for the default room, or
+    /// before it asked).
+    pub seats: Option<crate::domain::RoomSeats>,
+    /// Admitted users who gave their slot back by making no reservation call in time.
+    pub idled_total: u64,
     /// Whether an operator has set any of the settings.
     pub overridden: bool,
     pub waiting: u64,
@@ -219,6 +342,7 @@ mod tests {
             paused: false,
             admission_rate,
             active_cap,
+            schedule: Schedule::default(),
         }
     }
 
@@ -250,7 +374,8 @@ mod tests {
             Ok(RoomSettings {
                 paused: true,
                 admission_rate: 10.0,
-                active_cap: 0
+                active_cap: 0,
+                schedule: Schedule::default(),
             })
         );
         // Rate 0 is fine with a cap, refused without one.
@@ -283,6 +408,90 @@ mod tests {
             };
             assert_eq!(code, "INVALID_ROOM_SETTINGS");
         }
+    }
+
+    #[test]
+    fn a_schedule_needs_positive_instants_and_a_prequeue_before_its_opening() {
+        let schedule = |prequeue_opens_at_ms, opens_at_ms| Schedule {
+            prequeue_opens_at_ms,
+            opens_at_ms,
+        };
+        assert_eq!(schedule(None, None).check(), Ok(()));
+        assert_eq!(schedule(None, Some(5)).check(), Ok(()));
+        assert_eq!(schedule(Some(4), Some(5)).check(), Ok(()));
+        assert_eq!(
+            schedule(Some(5), Some(5)).check(),
+            Err(SettingsRule::PrequeueNotBeforeOpening)
+        );
+        assert_eq!(
+            schedule(Some(5), None).check(),
+            Err(SettingsRule::PrequeueWithoutOpening)
+        );
+        assert_eq!(
+            schedule(None, Some(0)).check(),
+            Err(SettingsRule::InstantOutOfRange)
+        );
+    }
+
+    #[test]
+    fn the_phase_is_not_open_then_prequeue_then_open() {
+        let schedule = Schedule {
+            prequeue_opens_at_ms: Some(100),
+            opens_at_ms: Some(200),
+        };
+        assert_eq!(schedule.phase(99), RoomPhase::NotOpen);
+        assert_eq!(schedule.phase(100), RoomPhase::Prequeue);
+        assert_eq!(schedule.phase(199), RoomPhase::Prequeue);
+        assert_eq!(schedule.phase(200), RoomPhase::Open);
+        let opening_only = Schedule {
+            prequeue_opens_at_ms: None,
+            opens_at_ms: Some(200),
+        };
+        assert_eq!(opening_only.phase(0), RoomPhase::Prequeue);
+        assert_eq!(Schedule::default().phase(0), RoomPhase::Open);
+    }
+
+    #[test]
+    fn a_schedule_patch_sets_clears_or_leaves_each_instant_and_the_merge_is_checked() {
+        let set = SettingsPatch::with_schedule(
+            None,
+            None,
+            None,
+            SchedulePatch {
+                prequeue_opens_at_ms: Some(Some(100)),
+                opens_at_ms: Some(Some(200)),
+            },
+        )
+        .unwrap();
+        let scheduled = set.applied_to(settings(10.0, 0)).unwrap();
+        assert_eq!(scheduled.schedule.opens_at_ms, Some(200));
+        let clear_opening = SettingsPatch::with_schedule(
+            None,
+            None,
+            None,
+            SchedulePatch {
+                prequeue_opens_at_ms: None,
+                opens_at_ms: Some(None),
+            },
+        )
+        .unwrap();
+        // Clearing the opening alone would leave a pre-queue without one.
+        assert_eq!(
+            clear_opening.applied_to(scheduled),
+            Err(SettingsRule::PrequeueWithoutOpening)
+        );
+        assert!(
+            SettingsPatch::with_schedule(
+                None,
+                None,
+                None,
+                SchedulePatch {
+                    prequeue_opens_at_ms: None,
+                    opens_at_ms: Some(Some(-1)),
+                }
+            )
+            .is_err()
+        );
     }
 
     #[test]

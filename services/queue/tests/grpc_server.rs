@@ -30,6 +30,8 @@ async fn start_with(extra: &[&str]) -> Channel {
         "--listen-addr=127.0.0.1:0".to_owned(),
         "--metrics-addr=127.0.0.1:0".to_owned(),
         format!("--key-prefix=test:{}", uuid::Uuid::new_v4().simple()),
+        // No reservation service here: the configured rate always.
+        "--reservation-url=".to_owned(),
     ];
     if !extra.iter().any(|arg| arg.starts_with("--redis-url=")) {
         args.push(format!("--redis-url={}", redis_url()));
@@ -198,6 +200,7 @@ async fn start_on_manual_clock(policy: Policy, extra: &[&str]) -> (Channel, Room
         "--metrics-addr=127.0.0.1:0".to_owned(),
         format!("--redis-url={}", redis_url()),
         format!("--key-prefix={}", rooms.prefix),
+        "--reservation-url=".to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let config = queue::Config::parse_from(args);

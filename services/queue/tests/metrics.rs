@@ -25,6 +25,7 @@ async fn calls_latency_and_the_admitters_admissions_and_drops_show_per_room() {
         "--waiting-grace-secs=1",
         "--admission-tick-ms=20",
         "--redis-pool-size=8",
+        "--reservation-url=",
     ]);
     let started = queue::start(config, std::future::pending()).await.unwrap();
     let metrics_addr = started.metrics_addr;

@@ -65,7 +65,7 @@ async fn waiting(store: &QueueStore, entry: &QueueEntry) -> (u64, u64, bool) {
             eta_seconds,
             paused,
         } => (position, eta_seconds, paused),
-        TokenStatus::Active { .. } => panic!("{entry:?} is active"),
+        other => panic!("{entry:?} is not waiting: {other:?}"),
     }
 }
 
@@ -554,7 +554,8 @@ async fn figures_count_and_measure_admissions_and_drops_and_estimate_the_wait_at
         RoomSettings {
             paused: false,
             admission_rate: 2.0,
-            active_cap: 0
+            active_cap: 0,
+            schedule: Default::default(),
         }
     );
     assert!(listed[2].overridden && listed[2].settings.paused);

@@ -29,8 +29,8 @@ impl Rooms {
 
 fn position(entry: &QueueEntry) -> u64 {
     match entry.status {
-        TokenStatus::Waiting { position, .. } => position,
-        TokenStatus::Active { .. } => 0,
+        TokenStatus::Waiting { position, .. } | TokenStatus::SoldOut { position, .. } => position,
+        TokenStatus::Active { .. } | TokenStatus::Prequeue { .. } => 0,
     }
 }
 
@@ -295,6 +295,7 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
         active_cap: 2,
         active_ttl: Duration::from_secs(1),
         waiting_grace: Duration::from_secs(60),
+        admitted_idle: Duration::ZERO,
     });
     let entries: Vec<_> = futures::future::join_all((1..=100).map(|u| room.issue_default(u))).await;
     let last = entries.iter().find(|e| position(e) == 100).expect("last");

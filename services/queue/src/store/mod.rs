@@ -16,8 +16,9 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use crate::{
     admission::{Admission, MAX_BATCH},
     clock::Clock,
-    domain::{QueueEntry, Room, Token, TokenStatus, UserId, Verdict},
+    domain::{QueueEntry, Room, RoomSeats, Token, TokenStatus, UserId, Verdict},
     error::QueueError,
+    outflow::Pace,
     policy::Policy,
     settings::{
         Actor, CHANGES_KEPT, HISTORY_SAMPLES, RoomFigures, RoomSample, RoomSettings, SettingChange,
@@ -204,8 +205,18 @@ impl QueueStore {
     #[tracing::instrument(name = "redis issue.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn issue(&self, user: UserId, room: Room) -> Result<QueueEntry, QueueError> {
         let fresh = Token::random();
-        let (token, state, position, eta, until, paused): (String, String, u64, u64, i64, u8) =
-            self.run(
+        let (token, state, position, eta, until, paused, opens_at, opens_in, may_return): (
+            String,
+            String,
+            u64,
+            u64,
+            i64,
+            u8,
+            i64,
+            i64,
+            u8,
+        ) = self
+            .run(
                 "issue",
                 self.scripts
                     .issue
@@ -214,14 +225,31 @@ impl QueueStore {
                     .arg(user.get())
                     .arg(fresh.to_string())
                     .arg(self.clock_arg())
-                    .arg(self.waiting_args()),
+                    .arg(self.waiting_args())
+                    .arg(fresh.draw_fraction()),
             )
             .await?;
+        if state == "N" {
+            return Err(QueueError::RoomNotOpen {
+                opens_at_unix_ms: opens_at,
+            });
+        }
         Ok(QueueEntry {
             token: Token::parse(&token).map_err(|_| QueueError::Protocol(token.clone()))?,
             user,
             room,
-            status: token_status(&state, position, eta, until, paused)?,
+            status: token_status(
+                &state,
+                StatusFields {
+                    position,
+                    eta,
+                    until,
+                    paused,
+                    opens_at,
+                    opens_in,
+                    may_return,
+                },
+            )?,
         })
     }
 
@@ -229,7 +257,7 @@ impl QueueStore {
     /// heartbeat), or the expiry once active.
     #[tracing::instrument(name = "redis status.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn status(&self, token: Token) -> Result<QueueEntry, QueueError> {
-        let (outcome, state, position, eta, until, user, room, paused): (
+        type Reply = (
             String,
             String,
             u64,
@@ -238,7 +266,23 @@ impl QueueStore {
             String,
             String,
             u8,
-        ) = self
+            i64,
+            i64,
+            u8,
+        );
+        let (
+            outcome,
+            state,
+            position,
+            eta,
+            until,
+            user,
+            room,
+            paused,
+            opens_at,
+            opens_in,
+            may_return,
+        ): Reply = self
             .run(
                 "status",
                 self.scripts
@@ -246,7 +290,8 @@ impl QueueStore {
                     .arg(&*self.prefix)
                     .arg(token.to_string())
                     .arg(self.clock_arg())
-                    .arg(self.waiting_args()),
+                    .arg(self.waiting_args())
+                    .arg(millis(self.policy.admitted_idle)),
             )
             .await?;
         match outcome.as_str() {
@@ -254,7 +299,18 @@ impl QueueStore {
                 token,
                 user: stored_user(&user)?,
                 room: stored_room(&room)?,
-                status: token_status(&state, position, eta, until, paused)?,
+                status: token_status(
+                    &state,
+                    StatusFields {
+                        position,
+                        eta,
+                        until,
+                        paused,
+                        opens_at,
+                        opens_in,
+                        may_return,
+                    },
+                )?,
             }),
             "NOT_FOUND" => Err(QueueError::TokenNotFound),
             "EXPIRED" => Err(QueueError::TokenExpired),
@@ -273,7 +329,8 @@ impl QueueStore {
                     .arg(&*self.prefix)
                     .arg(token.to_string())
                     .arg(user.get())
-                    .arg(self.clock_arg()),
+                    .arg(self.clock_arg())
+                    .arg(millis(self.policy.admitted_idle)),
             )
             .await?;
         Ok(match verdict.as_str() {
@@ -304,12 +361,35 @@ impl QueueStore {
         Ok(released == 1)
     }
 
-    /// One admission step for `room`: expire, sweep stale waiters, admit from the head as the
-    /// room's settings in effect allow (none while paused); count and sample the room.
-    #[tracing::instrument(name = "redis admit.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
+    /// One admission step for `room` at the full configured pace, with the concert's seats as
+    /// last seen: see [`QueueStore::admit_with`].
     pub async fn admit(&self, room: Room) -> Result<Admission, QueueError> {
-        let (admitted, expired, dropped, waiting, active): (u64, u64, u64, u64, u64) = self
-            .run(
+        self.admit_with(room, &Pace::ceiling(), None).await
+    }
+
+    /// One admission step for `room`: expire tokens and no-shows, sweep stale waiters, admit
+    /// from the head as the room's settings in effect, `pace` and the concert's `seats` allow
+    /// (none while paused, before the opening or with no free seat; `None`: not known now, the
+    /// last known stand); count and sample the room.
+    #[tracing::instrument(name = "redis admit.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
+    pub async fn admit_with(
+        &self,
+        room: Room,
+        pace: &Pace,
+        seats: Option<RoomSeats>,
+    ) -> Result<Admission, QueueError> {
+        let seat_args = seats.map_or_else(
+            || [String::new(), String::new(), String::new()],
+            |seats| {
+                [
+                    seats.free.to_string(),
+                    seats.held.to_string(),
+                    seats.sold.to_string(),
+                ]
+            },
+        );
+        let (admitted, expired, dropped, waiting, active, idled): (u64, u64, u64, u64, u64, u64) =
+            self.run(
                 "admit",
                 self.scripts
                     .admit
@@ -322,13 +402,19 @@ impl QueueStore {
                     .arg(millis(self.policy.active_ttl))
                     .arg(MAX_BATCH)
                     .arg(OUTFLOW_TAU_MS)
-                    .arg(HISTORY_SAMPLES),
+                    .arg(HISTORY_SAMPLES)
+                    .arg(pace.share)
+                    .arg(pace.limit.code())
+                    .arg(&pace.detail)
+                    .arg(&seat_args)
+                    .arg(millis(self.policy.admitted_idle)),
             )
             .await?;
         Ok(Admission {
             admitted,
             expired,
             dropped,
+            idled,
             waiting,
             active,
         })
@@ -391,21 +477,34 @@ impl QueueStore {
     }
 }
 
-fn token_status(
-    state: &str,
+/// The fields of a script's answer that describe a token's status.
+struct StatusFields {
     position: u64,
     eta: u64,
     until: i64,
     paused: u8,
-) -> Result<TokenStatus, QueueError> {
+    opens_at: i64,
+    opens_in: i64,
+    may_return: u8,
+}
+
+fn token_status(state: &str, fields: StatusFields) -> Result<TokenStatus, QueueError> {
     match state {
         "W" => Ok(TokenStatus::Waiting {
-            position,
-            eta_seconds: eta,
-            paused: paused == 1,
+            position: fields.position,
+            eta_seconds: fields.eta,
+            paused: fields.paused == 1,
         }),
         "A" => Ok(TokenStatus::Active {
-            until_unix_ms: until,
+            until_unix_ms: fields.until,
+        }),
+        "P" => Ok(TokenStatus::Prequeue {
+            opens_at_unix_ms: fields.opens_at,
+            opens_in_ms: u64::try_from(fields.opens_in).unwrap_or(0),
+        }),
+        "S" => Ok(TokenStatus::SoldOut {
+            position: fields.position,
+            seats_may_return: fields.may_return == 1,
         }),
         other => Err(QueueError::Protocol(format!("token state {other:?}"))),
     }

@@ -2,6 +2,10 @@
 //! log. Settings and the change-log entry are written by one script, so they never disagree.
 
 use super::*;
+use crate::{
+    outflow::{InEffect, OutflowLimit},
+    settings::{RoomPhase, Schedule, SchedulePatch},
+};
 
 impl QueueStore {
     /// The figures and settings in effect of the default room, of `requested` and of every
@@ -42,7 +46,20 @@ impl QueueStore {
         rooms: &[Room],
         listing: Listing,
     ) -> Result<Vec<(RoomFigures, u64)>, QueueError> {
-        type Row = (String, u64, u64, f64, f64, u64, u64, u64, u8, f64, u32, u64);
+        type Base = (String, u64, u64, f64, f64, u64, u64, u64, u8, f64, u32, u64);
+        type Outflow = (
+            i64,
+            i64,
+            String,
+            f64,
+            u32,
+            String,
+            String,
+            i64,
+            u32,
+            u32,
+            u64,
+        );
         let mut invocation = self.scripts.figures.arg(&*self.prefix);
         invocation
             .arg(self.clock_arg())
@@ -57,35 +74,14 @@ impl QueueStore {
         for room in rooms {
             invocation.arg(room_key(*room));
         }
-        let rows: Vec<Row> = self.run("figures", &mut invocation).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                let (key, waiting, active, admitted_rate, dropped_rate, back) =
-                    (row.0, row.1, row.2, row.3, row.4, row.5);
-                let (admitted_total, dropped_total, paused, rate, cap, version) =
-                    (row.6, row.7, row.8, row.9, row.10, row.11);
+        let rows: Vec<(Base, Outflow)> = self.run("figures", &mut invocation).await?;
+        rows.into_iter()
+            .filter_map(|(base, outflow)| {
                 // Members this service did not write are skipped, as in the room set.
-                let room = room_from_key(&key)?;
-                let figures = RoomFigures {
-                    room,
-                    settings: RoomSettings {
-                        paused: paused == 1,
-                        admission_rate: rate,
-                        active_cap: cap,
-                    },
-                    overridden: version > 0,
-                    waiting,
-                    active,
-                    admitted_per_second: admitted_rate,
-                    dropped_per_second: dropped_rate,
-                    wait_at_back_seconds: back,
-                    admitted_total,
-                    dropped_total,
-                };
-                Some((figures, version))
+                let room = room_from_key(&base.0)?;
+                Some(room_figures(room, base, outflow))
             })
-            .collect())
+            .collect()
     }
 
     /// The room's samples of the last five minutes, oldest first.
@@ -143,7 +139,9 @@ impl QueueStore {
                                 .unwrap_or_default(),
                         )
                         .arg(change_entry(room, patch, actor))
-                        .arg(CHANGES_KEPT),
+                        .arg(CHANGES_KEPT)
+                        .arg(instant_arg(patch.schedule().prequeue_opens_at_ms))
+                        .arg(instant_arg(patch.schedule().opens_at_ms)),
                 )
                 .await?;
             if written == 1 {
@@ -153,6 +151,7 @@ impl QueueStore {
                     paused = ?patch.paused(),
                     admission_rate = ?patch.admission_rate(),
                     active_cap = ?patch.active_cap(),
+                    schedule = ?patch.schedule(),
                     "room settings changed"
                 );
                 return self.room_figures(room).await;
@@ -185,28 +184,125 @@ enum Listing {
     AndEveryKnownRoom,
 }
 
+/// One row of `figures.lua` as the console's figures.
+fn room_figures(
+    room: Room,
+    base: (String, u64, u64, f64, f64, u64, u64, u64, u8, f64, u32, u64),
+    outflow: (
+        i64,
+        i64,
+        String,
+        f64,
+        u32,
+        String,
+        String,
+        i64,
+        u32,
+        u32,
+        u64,
+    ),
+) -> Result<(RoomFigures, u64), QueueError> {
+    let (_, waiting, active, admitted_rate, dropped_rate, back) =
+        (base.0, base.1, base.2, base.3, base.4, base.5);
+    let (admitted_total, dropped_total, paused, rate, cap, version) =
+        (base.6, base.7, base.8, base.9, base.10, base.11);
+    let (prequeue_at, opens_at, phase, rate_in_effect, cap_in_effect, limit) = (
+        outflow.0, outflow.1, outflow.2, outflow.3, outflow.4, outflow.5,
+    );
+    let (detail, free, held, sold, idled_total) =
+        (outflow.6, outflow.7, outflow.8, outflow.9, outflow.10);
+    let stored_instant = |ms: i64| (ms > 0).then_some(ms);
+    let phase = match phase.as_str() {
+        "open" => RoomPhase::Open,
+        "not-open" => RoomPhase::NotOpen,
+        "prequeue" => RoomPhase::Prequeue,
+        other => return Err(QueueError::Protocol(format!("room phase {other:?}"))),
+    };
+    let limit = OutflowLimit::from_code(&limit)
+        .ok_or_else(|| QueueError::Protocol(format!("outflow limit {limit:?}")))?;
+    let figures = RoomFigures {
+        room,
+        settings: RoomSettings {
+            paused: paused == 1,
+            admission_rate: rate,
+            active_cap: cap,
+            schedule: Schedule {
+                prequeue_opens_at_ms: stored_instant(prequeue_at),
+                opens_at_ms: stored_instant(opens_at),
+            },
+        },
+        phase,
+        in_effect: InEffect {
+            admission_rate: rate_in_effect,
+            active_cap: cap_in_effect,
+            limit,
+            detail,
+        },
+        seats: u32::try_from(free)
+            .ok()
+            .map(|free| RoomSeats { free, held, sold }),
+        idled_total,
+        overridden: version > 0,
+        waiting,
+        active,
+        admitted_per_second: admitted_rate,
+        dropped_per_second: dropped_rate,
+        wait_at_back_seconds: back,
+        admitted_total,
+        dropped_total,
+    };
+    Ok((figures, version))
+}
+
+/// A scheduled instant as `settings.lua` takes it: '' unchanged, '0' cleared, else ms.
+fn instant_arg(change: Option<Option<i64>>) -> String {
+    match change {
+        None => String::new(),
+        Some(None) => "0".to_owned(),
+        Some(Some(ms)) => ms.to_string(),
+    }
+}
+
 /// A change log entry after its instant (`lua/common.lua`): room, the fields ('-' when left
-/// alone), and the actor last, so it is the only part that may hold any printable character.
+/// alone, '0' for a cleared instant), and the actor last, so it is the only part that may hold
+/// any printable character.
 fn change_entry(room: Room, patch: &SettingsPatch, actor: &Actor) -> String {
     let field = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
+    let instant = |change: Option<Option<i64>>| change.map(|ms| ms.unwrap_or(0).to_string());
+    let schedule = patch.schedule();
     format!(
-        "{}\t{}\t{}\t{}\t{}",
+        "{}\t{}\t{}\t{}\t{}\t{}\t{}",
         room_key(room),
         field(patch.paused().map(|paused| u8::from(paused).to_string())),
         field(patch.admission_rate().map(|rate| rate.to_string())),
         field(patch.active_cap().map(|cap| cap.to_string())),
+        field(instant(schedule.prequeue_opens_at_ms)),
+        field(instant(schedule.opens_at_ms)),
         actor.as_str()
     )
 }
 
+/// Parses a change log entry; entries written before the schedule existed have no instants.
 fn parse_change(line: &str) -> Result<SettingChange, QueueError> {
     let bad = || QueueError::Protocol(format!("change log entry {line:?}"));
-    let mut parts = line.splitn(6, '\t');
-    let mut next = || parts.next().ok_or_else(bad);
-    let at_unix_ms = next()?.parse().map_err(|_| bad())?;
-    let room = stored_room(next()?)?;
-    let (paused, rate, cap) = (next()?, next()?, next()?);
-    let actor = Actor::new(next()?).map_err(|_| bad())?;
+    // Only the actor may hold more than plain fields, and never a tab (it is printable).
+    let parts: Vec<&str> = line.split('\t').collect();
+    let (at, room, paused, rate, cap, instants, actor) = match parts.as_slice() {
+        [at, room, paused, rate, cap, actor] => (*at, *room, *paused, *rate, *cap, None, *actor),
+        [at, room, paused, rate, cap, prequeue, opens, actor] => (
+            *at,
+            *room,
+            *paused,
+            *rate,
+            *cap,
+            Some((*prequeue, *opens)),
+            *actor,
+        ),
+        _ => return Err(bad()),
+    };
+    let at_unix_ms = at.parse().map_err(|_| bad())?;
+    let room = stored_room(room)?;
+    let actor = Actor::new(actor).map_err(|_| bad())?;
     let paused = match paused {
         "-" => None,
         "0" => Some(false),
@@ -222,11 +318,26 @@ fn parse_change(line: &str) -> Result<SettingChange, QueueError> {
         .map(|raw| raw.parse::<u32>())
         .transpose()
         .map_err(|_| bad())?;
+    let instant = |raw: &str| -> Result<Option<Option<i64>>, QueueError> {
+        match raw {
+            "-" => Ok(None),
+            "0" => Ok(Some(None)),
+            ms => ms.parse().map(|ms| Some(Some(ms))).map_err(|_| bad()),
+        }
+    };
+    let schedule = match instants {
+        None => SchedulePatch::default(),
+        Some((prequeue, opens)) => SchedulePatch {
+            prequeue_opens_at_ms: instant(prequeue)?,
+            opens_at_ms: instant(opens)?,
+        },
+    };
     Ok(SettingChange {
         at_unix_ms,
         actor,
         room,
-        patch: SettingsPatch::new(paused, admission_rate, active_cap).map_err(|_| bad())?,
+        patch: SettingsPatch::with_schedule(paused, admission_rate, active_cap, schedule)
+            .map_err(|_| bad())?,
     })
 }
 

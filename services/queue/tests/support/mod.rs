@@ -24,13 +24,15 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// `admission_rate` and `active_cap`, with 10 min active and 1 min of waiting grace.
+/// `admission_rate` and `active_cap`, with 10 min active, 1 min of waiting grace and no idle
+/// limit.
 pub fn policy(admission_rate: f64, active_cap: u32) -> Policy {
     Policy {
         admission_rate,
         active_cap,
         active_ttl: Duration::from_secs(600),
         waiting_grace: Duration::from_secs(60),
+        admitted_idle: Duration::ZERO,
     }
 }
 
