@@ -117,6 +117,16 @@ impl Client {
         self.send(Method::POST, path, Some(body)).await
     }
 
+    pub async fn patch(&self, path: &str, body: String) -> CallResult {
+        self.send(Method::PATCH, path, Some(body)).await
+    }
+
+    /// Whether calls carry bearer tokens from a development key (the client itself as an
+    /// operator).
+    pub fn has_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
     async fn send(&self, method: Method, path: &str, body: Option<String>) -> CallResult {
         let mut call = self.http.request(method, path);
         if let Some(body) = body {

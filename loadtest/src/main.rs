@@ -22,7 +22,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 
 use crate::scenarios::{
-    capacity, contention, holds, issue_tokens, limits, queue_spike, reserve_flow,
+    capacity, contention, holds, issue_tokens, limits, presale, queue_spike, reserve_flow,
 };
 
 #[derive(Parser)]
@@ -73,6 +73,9 @@ enum Scenario {
     Holds(holds::Args),
     /// Users arrive at a rate and take one queue token each (issue-token alone).
     IssueTokens(issue_tokens::Args),
+    /// A scheduled opening: fans join the pre-queue, the draw at the opening, admission in its
+    /// order until sold out; checks the order, the late joiners and SOLD_OUT (exit 1 if broken).
+    Presale(presale::Args),
     /// A bare axum handler (what `limits` measures); prints the address it bound.
     BareServer(bare_server::Args),
     /// The attacks of docs/security.md against the running system; exits 1 if any got through
@@ -109,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Limits(args) => limits::run(args).await?,
         Scenario::Holds(args) => holds::run(&client, args, &probe).await?,
         Scenario::IssueTokens(args) => issue_tokens::run(&client, args, &probe).await?,
+        Scenario::Presale(args) => presale::run(&client, args).await?,
         Scenario::BareServer(args) => return bare_server::serve(args).await,
         Scenario::Attacks(args) => {
             let jwt = cli.auth_key_dir.is_some();

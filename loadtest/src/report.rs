@@ -33,6 +33,13 @@ impl Run {
         if let Some(twice) = results["sold_twice"].as_u64().filter(|n| *n > 0) {
             return Some(format!("{twice} seats sold twice"));
         }
+        if let Some(failed) = results["checks_failed"]
+            .as_array()
+            .filter(|failed| !failed.is_empty())
+        {
+            let names: Vec<&str> = failed.iter().filter_map(|name| name.as_str()).collect();
+            return Some(format!("checks failed: {}", names.join(", ")));
+        }
         for check in ["availability_consistent", "consistent"] {
             if results[check] == false {
                 return Some(format!("{check} is false"));
@@ -100,5 +107,10 @@ mod tests {
                 .is_some()
         );
         assert!(run(json!({"consistent": false})).broken_check().is_some());
+        assert_eq!(run(json!({"checks_failed": []})).broken_check(), None);
+        assert_eq!(
+            run(json!({"checks_failed": ["sold_out", "draw_order"]})).broken_check(),
+            Some("checks failed: sold_out, draw_order".into())
+        );
     }
 }

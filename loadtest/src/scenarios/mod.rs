@@ -5,6 +5,7 @@ pub mod contention;
 pub mod holds;
 pub mod issue_tokens;
 pub mod limits;
+pub mod presale;
 pub mod queue_spike;
 pub mod reserve_flow;
 

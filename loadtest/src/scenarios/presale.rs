@@ -1,0 +1,1456 @@
+//! `presale`: a scheduled opening, end to end. The run schedules the concert's own room through
+//! the operator's API (pre-queue in a second, the sale `--prequeue-secs` from now), fans arrive
+//! over the pre-queue window (the compressed minutes before an opening) and join, each polling
+//! as `pollAfterSeconds` advises; a few hundred more join after the opening. Admitted fans book
+//! one seat (free seats, hold a random one, another on SEAT_TAKEN, top up, pay); fans told
+//! SOLD_OUT with `seatsMayReturn: false` stop.
+//!
+//! Checked, each failing the run: joining before the pre-queue opens is refused; pre-queue
+//! joins answer PREQUEUE; no fan is admitted twice (the room's admissions are the fans who saw
+//! ACTIVE); admission follows the draw (a fan's first position after the opening decides);
+//! nobody who joined after the opening overtook the pre-queue; the concert sold out; every fan
+//! not admitted was told SOLD_OUT with `seatsMayReturn: false`; the draw is not the arrival
+//! order.
+//!
+//! Positions move as the front is admitted, so a position seen after admission began is not
+//! the fan's place in the draw. By default the room is therefore paused over the opening
+//! (`--hold-secs`): the draw is made at `opensAt`, every pre-queue fan sees its place while
+//! nobody is admitted, and then the doors open. Those places are exact: the admitted must be
+//! exactly the first of them. Positions seen later only prove order where they cannot be
+//! explained otherwise (A at or before B in line earlier than B looked ⇒ A is ahead of B).
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::{
+    arrivals::{open_model, think_time},
+    client::{CallResult, Client, Reply},
+    flow::Visitor,
+    recorder::Recorder,
+    report::Run,
+    scenarios::first_user,
+};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Fans who join in the pre-queue.
+    #[arg(long, default_value_t = 20_000)]
+    pub fans: u64,
+    /// Seconds from now until the sale opens: the pre-queue opens in a second and the fans
+    /// arrive over the rest.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(4..))]
+    pub prequeue_secs: u64,
+    /// Fans who join after the opening (they must wait behind the whole pre-queue).
+    #[arg(long, default_value_t = 300)]
+    pub late_fans: u64,
+    /// Seconds over which the late fans arrive, from half a second after the opening.
+    #[arg(long, default_value_t = 5)]
+    pub late_secs: u64,
+    /// The presale concert: its own waiting room, no seat held or sold yet (`cargo xtask up
+    /// --presale` seeds concert 2).
+    #[arg(long, default_value_t = 2)]
+    pub concert: u64,
+    /// The room's admissions per second once open.
+    #[arg(long, default_value_t = 200.0)]
+    pub admission_rate: f64,
+    /// The room's most active fans at once.
+    #[arg(long, default_value_t = 1000)]
+    pub active_cap: u32,
+    /// The operator's secret for the admin API (trusted gateway). With --auth-key-dir the run
+    /// calls the admin API as an operator with its own token instead.
+    #[arg(long, env = "GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Longest the doors stay shut after the opening while pre-queue fans see their place in
+    /// the draw (they open as soon as every one has); 0: admission starts at the opening, and
+    /// the draw order is checked only where later positions prove it.
+    #[arg(long, default_value_t = 30)]
+    pub hold_secs: u64,
+    /// Seat holds an admitted fan tries before giving up.
+    #[arg(long, default_value_t = 6)]
+    pub attempts: u32,
+    /// Shortest pause between a fan's polls, ms (`pollAfterSeconds` is followed when longer).
+    #[arg(long, default_value_t = 1000)]
+    pub poll_min_ms: u64,
+    /// Seconds after the opening when fans still going are stopped.
+    #[arg(long, default_value_t = 300)]
+    pub max_secs: u64,
+    #[arg(long)]
+    pub first_user: Option<u64>,
+}
+
+const ISSUE: &str = "POST /queue/issue-token";
+const CHECK: &str = "GET /queue/check-queue";
+const ROOMS: &str = "GET /admin/rooms";
+const UPDATE_ROOM: &str = "PATCH /admin/rooms/{room}";
+/// Deadline of the admin calls (the run's own, not measured load).
+const ADMIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What a queue answer said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Prequeue,
+    Waiting,
+    SoldOut,
+    Active,
+    Other,
+}
+
+impl Status {
+    fn of(reply: &Reply) -> Self {
+        match reply.json["status"].as_str() {
+            Some("PREQUEUE") => Self::Prequeue,
+            Some("WAITING") => Self::Waiting,
+            Some("SOLD_OUT") => Self::SoldOut,
+            Some("ACTIVE") => Self::Active,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A position seen: when the call was sent and answered.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    start: Instant,
+    end: Instant,
+    position: u64,
+}
+
+/// How a fan's journey ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Ending {
+    /// Still going when the run stopped.
+    #[default]
+    Going,
+    Paid(Instant),
+    /// Admitted, but no seat could be held.
+    NoSeat,
+    /// Told SOLD_OUT with seatsMayReturn false.
+    SoldOut,
+    /// Its token stopped existing while it waited (401).
+    Lost,
+    /// An answer the journey cannot go on from.
+    Failed,
+}
+
+/// What the run saw of one fan.
+#[derive(Default)]
+struct Fan {
+    late: bool,
+    /// When issue-token answered 200.
+    joined_at: Option<Instant>,
+    /// What the join answered (pre-queue fans must get PREQUEUE with opensAt).
+    join_status: Option<Status>,
+    join_opens_at: Option<String>,
+    /// Late fans: the position the join answered.
+    join_position: Option<Seen>,
+    /// Pre-queue fans: the first position after the opening.
+    drawn: Option<Seen>,
+    /// When the latest call answered with a place in line (WAITING or SOLD_OUT) was sent.
+    placed_last: Option<Instant>,
+    admitted_at: Option<Instant>,
+    /// ACTIVE answers after a non-ACTIVE one (more than 1 is an admission twice).
+    admissions: u32,
+    last_status: Option<Status>,
+    last_seats_may_return: Option<bool>,
+    ending: Ending,
+}
+
+impl Fan {
+    fn note(&mut self, status: Status, reply: &Reply, start: Instant, end: Instant, ctx: &Ctx) {
+        let position = reply.json["position"].as_u64();
+        let joining = self.joined_at.is_none();
+        if joining {
+            self.joined_at = Some(end);
+            self.join_status = Some(status);
+            self.join_opens_at = reply.json["opensAt"].as_str().map(str::to_owned);
+        }
+        match status {
+            Status::Waiting | Status::SoldOut => {
+                self.placed_last = Some(start);
+                if let Some(position) = position {
+                    let seen = Seen {
+                        start,
+                        end,
+                        position,
+                    };
+                    if self.late && joining {
+                        self.join_position = Some(seen);
+                    }
+                    if !self.late && self.drawn.is_none() && start >= ctx.opens_at {
+                        self.drawn = Some(seen);
+                    }
+                }
+            }
+            Status::Active => {
+                if self.last_status != Some(Status::Active) {
+                    self.admissions += 1;
+                }
+                self.admitted_at.get_or_insert(end);
+            }
+            Status::Prequeue | Status::Other => {}
+        }
+        self.last_status = Some(status);
+        self.last_seats_may_return = reply.json["seatsMayReturn"].as_bool();
+    }
+
+    /// Left the line on its own (an error), so not one the order can be judged by.
+    fn left(&self) -> bool {
+        matches!(self.ending, Ending::Failed | Ending::Lost)
+    }
+}
+
+/// What every fan's journey shares.
+struct Ctx {
+    concert: u64,
+    opens_at: Instant,
+    until: Instant,
+    poll_min: Duration,
+    attempts: u32,
+    fans: Vec<Mutex<Fan>>,
+    /// Set when the run cannot go on (the doors could not be opened).
+    stop: AtomicBool,
+    seat_taken: AtomicU64,
+}
+
+impl Ctx {
+    fn update(&self, index: usize, change: impl FnOnce(&mut Fan)) {
+        if let Some(fan) = self.fans.get(index)
+            && let Ok(mut fan) = fan.lock()
+        {
+            change(&mut fan);
+        }
+    }
+
+    /// One call, recorded. Shed (503), rate-limited (429), timed-out (504) and unanswered
+    /// calls are sent again after a pause, as a waiting page would, until the run's end;
+    /// `None` then. Answers when the call was sent and answered.
+    async fn call<F, Fut>(
+        &self,
+        visitor: &Visitor,
+        endpoint: &'static str,
+        call: F,
+    ) -> Option<(Instant, Instant, Reply)>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = CallResult>,
+    {
+        loop {
+            if self.stop.load(Ordering::Relaxed) || Instant::now() >= self.until {
+                return None;
+            }
+            let start = Instant::now();
+            let result = call().await;
+            let end = Instant::now();
+            visitor
+                .recorder
+                .record(endpoint, end - start, &result, |reply| reply.status == 200);
+            match result {
+                Ok(reply) if !matches!(reply.status, 429 | 503 | 504) => {
+                    return Some((start, end, reply));
+                }
+                _ => {
+                    tokio::time::sleep(think_time(
+                        Duration::from_millis(500),
+                        Duration::from_millis(1500),
+                    ))
+                    .await;
+                }
+            }
+        }
+    }
+}
+
+/// The room as the operator's API shows it.
+#[derive(Clone, Debug, Serialize)]
+struct RoomState {
+    #[serde(skip)]
+    at: Instant,
+    phase: Option<String>,
+    waiting: u64,
+    active: u64,
+    admitted_total: u64,
+    seats: Seats,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+struct Seats {
+    free: u64,
+    held: u64,
+    sold: u64,
+}
+
+impl Seats {
+    fn total(&self) -> u64 {
+        self.free + self.held + self.sold
+    }
+}
+
+/// The room of `concert` in a `GET /admin/rooms` answer: its `seats` when given, else the
+/// sum of its options'.
+fn room_state(json: &Value, concert: u64, at: Instant) -> Option<RoomState> {
+    let room = json["rooms"]
+        .as_array()?
+        .iter()
+        .find(|room| room["concertId"].as_u64() == Some(concert))?;
+    let count = |value: &Value, field: &str| value[field].as_u64().unwrap_or(0);
+    let seats = if room["seats"].is_object() {
+        Seats {
+            free: count(&room["seats"], "free"),
+            held: count(&room["seats"], "held"),
+            sold: count(&room["seats"], "sold"),
+        }
+    } else {
+        let options = room["options"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let sum = |field: &str| options.iter().map(|o| count(o, field)).sum();
+        Seats {
+            free: sum("free"),
+            held: sum("held"),
+            sold: sum("sold"),
+        }
+    };
+    Some(RoomState {
+        at,
+        phase: room["phase"].as_str().map(str::to_owned),
+        waiting: count(room, "waiting"),
+        active: count(room, "active"),
+        admitted_total: count(room, "admittedTotal"),
+        seats,
+    })
+}
+
+/// The operator's side of the run: the admin API, recorded.
+struct Operator {
+    client: Client,
+    recorder: Arc<Recorder>,
+    concert: u64,
+}
+
+impl Operator {
+    async fn timed(
+        &self,
+        endpoint: &'static str,
+        call: impl Future<Output = CallResult>,
+    ) -> CallResult {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(ADMIN_DEADLINE, call)
+            .await
+            .unwrap_or(Err(crate::client::Failure::Timeout(ADMIN_DEADLINE)));
+        self.recorder
+            .record(endpoint, started.elapsed(), &result, |reply| {
+                reply.status == 200
+            });
+        result
+    }
+
+    async fn room(&self) -> anyhow::Result<RoomState> {
+        let reply = self.timed(ROOMS, self.client.get("/admin/rooms")).await?;
+        if reply.status != 200 {
+            bail!("GET /admin/rooms answered {}: {}", reply.status, reply.json);
+        }
+        room_state(&reply.json, self.concert, Instant::now()).with_context(|| {
+            format!(
+                "GET /admin/rooms lists no room of concert {}: it needs its own waiting room (catalog seed --presale-concerts)",
+                self.concert
+            )
+        })
+    }
+
+    /// Changes the room's settings; a few attempts (the run depends on it).
+    async fn update(&self, body: Value) -> anyhow::Result<()> {
+        let path = format!("/admin/rooms/concert-{}", self.concert);
+        let mut last = String::new();
+        for _ in 0..3 {
+            match self
+                .timed(UPDATE_ROOM, self.client.patch(&path, body.to_string()))
+                .await
+            {
+                Ok(reply) if reply.status == 200 => return Ok(()),
+                // Refused: sending it again changes nothing.
+                Ok(reply) if reply.status < 500 => {
+                    bail!(
+                        "PATCH {path} {body} answered {}: {}",
+                        reply.status,
+                        reply.json
+                    )
+                }
+                Ok(reply) => last = format!("{}: {}", reply.status, reply.json),
+                Err(failure) => last = failure.label().to_owned(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!("PATCH {path} {body} failed: {last}")
+    }
+}
+
+pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
+    let first = first_user(args.first_user);
+    let fans = args.fans + args.late_fans;
+    // One more: the user who tries to join before the pre-queue opens.
+    client.prepare_users(first, fans + 1)?;
+    let recorder = Arc::new(Recorder::new());
+    let admin = match &args.admin_token {
+        Some(token) => client.with_bearer(&format!("Bearer {token}")),
+        None if client.has_identity() => client.clone(),
+        None => bail!(
+            "presale needs the operator's token: --admin-token or GATEWAY_ADMIN_TOKEN (what `cargo xtask up` prints), or --auth-key-dir"
+        ),
+    };
+    let operator = Operator {
+        client: admin,
+        recorder: recorder.clone(),
+        concert: args.concert,
+    };
+    let before = operator.room().await?;
+    if before.seats.held + before.seats.sold > 0 || before.seats.total() == 0 {
+        bail!(
+            "concert {} has {} seats, {} held and {} sold: the presale run needs a fresh concert (restart the system, or seed another with catalog seed --presale-concerts)",
+            args.concert,
+            before.seats.total(),
+            before.seats.held,
+            before.seats.sold
+        );
+    }
+
+    // Whole seconds on the wall clock (any RFC 3339 parser takes them), and the same instants
+    // on this process's monotonic clock.
+    let (wall_now, now) = (unix_ms(SystemTime::now()), Instant::now());
+    let prequeue_ms = (wall_now / 1000 + 2) * 1000;
+    let opens_ms = prequeue_ms + (args.prequeue_secs as i64 - 1) * 1000;
+    let instant_of =
+        |ms: i64| now + Duration::from_millis(ms.saturating_sub(wall_now).max(0) as u64);
+    let (prequeue_at, opens_at) = (instant_of(prequeue_ms), instant_of(opens_ms));
+    let hold = args.hold_secs > 0;
+    operator
+        .update(json!({
+            "prequeueOpensAt": rfc3339(prequeue_ms),
+            "opensAt": rfc3339(opens_ms),
+            "admissionRate": args.admission_rate,
+            "activeCap": args.active_cap,
+            "paused": hold,
+        }))
+        .await?;
+    eprintln!(
+        "presale: concert {} ({} seats): pre-queue opens {}, the sale {}; {} fans before, {} after; {}/s up to {} active{}",
+        args.concert,
+        before.seats.total(),
+        rfc3339(prequeue_ms),
+        rfc3339(opens_ms),
+        args.fans,
+        args.late_fans,
+        args.admission_rate,
+        args.active_cap,
+        if hold {
+            format!(
+                ", doors held up to {} s while the draw is seen",
+                args.hold_secs
+            )
+        } else {
+            String::new()
+        }
+    );
+
+    let ctx = Arc::new(Ctx {
+        concert: args.concert,
+        opens_at,
+        until: opens_at + Duration::from_secs(args.max_secs),
+        poll_min: Duration::from_millis(args.poll_min_ms),
+        attempts: args.attempts.max(1),
+        fans: (0..fans)
+            .map(|index| {
+                Mutex::new(Fan {
+                    late: index >= args.fans,
+                    ..Fan::default()
+                })
+            })
+            .collect(),
+        stop: AtomicBool::new(false),
+        seat_taken: AtomicU64::new(0),
+    });
+
+    let early = refused_before_prequeue(client, &recorder, &ctx, first + fans, prequeue_at).await;
+
+    // Arrivals from just after the pre-queue opens until just before the sale does.
+    let window = opens_at
+        .saturating_duration_since(prequeue_at + Duration::from_millis(200))
+        .saturating_sub(Duration::from_millis(500))
+        .max(Duration::from_millis(100));
+    let pre_rate = args.fans as f64 / window.as_secs_f64();
+    let late_rate = args.late_fans as f64 / (args.late_secs.max(1) as f64);
+    let journey = |offset: u64| {
+        let ctx = ctx.clone();
+        let recorder = recorder.clone();
+        move |index: u64| {
+            let visitor = Visitor::new(client, &recorder, first + offset + index);
+            let ctx = ctx.clone();
+            let index = (offset + index) as usize;
+            async move {
+                let ending = fan_journey(&ctx, index, &visitor).await;
+                ctx.update(index, |fan| fan.ending = ending);
+            }
+        }
+    };
+    let done = AtomicBool::new(false);
+    let arrivals = async {
+        let (pre, late) = tokio::join!(
+            async {
+                tokio::time::sleep_until(prequeue_at + Duration::from_millis(200)).await;
+                open_model(pre_rate, args.fans, ctx.until, &recorder, journey(0)).await
+            },
+            async {
+                tokio::time::sleep_until(opens_at + Duration::from_millis(500)).await;
+                let late_journey = journey(args.fans);
+                open_model(
+                    late_rate,
+                    args.late_fans,
+                    ctx.until,
+                    &recorder,
+                    late_journey,
+                )
+                .await
+            },
+        );
+        done.store(true, Ordering::Relaxed);
+        (pre, late)
+    };
+    let ((pre, late), doors, samples) = tokio::join!(
+        arrivals,
+        open_doors(&operator, &ctx, args.fans as usize, hold, args.hold_secs),
+        sample_room(&operator, &done),
+    );
+    let released = doors?;
+    let after = final_room(&operator).await?;
+    let summary = recorder.summary();
+    let fans_seen: Vec<Fan> = ctx
+        .fans
+        .iter()
+        .map(|fan| {
+            fan.lock()
+                .map(|mut fan| std::mem::take(&mut *fan))
+                .unwrap_or_default()
+        })
+        .collect();
+    let opened = released.unwrap_or(opens_at);
+    let outcome = Outcome::of(&fans_seen, released, ctx.seat_taken.load(Ordering::Relaxed));
+    let checks = outcome.checks(&fans_seen, &before, &after, early, opens_ms);
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|(_, check)| !check.ok)
+        .map(|(name, _)| *name)
+        .collect();
+    let since =
+        |at: Option<Instant>| at.map(|at| at.saturating_duration_since(opened).as_secs_f64());
+    let sold_out_room = samples
+        .iter()
+        .chain(std::iter::once(&after))
+        .find(|room| room.seats.sold == before.seats.total() && room.seats.held == 0)
+        .map(|room| room.at);
+    let admitted_room = samples
+        .iter()
+        .chain(std::iter::once(&after))
+        .find(|room| room.admitted_total == after.admitted_total)
+        .map(|room| room.at);
+    // Sold out by this run's fans when they paid for every seat.
+    let sold_out_at = outcome
+        .last_paid
+        .filter(|_| outcome.paid >= before.seats.total());
+    let check_queue = summary.endpoints.get(CHECK).map(|e| e.latency);
+    let joins_per_second = outcome.joins_per_second;
+    eprintln!(
+        "presale: {} joined ({:.0}/s), opening {}{}; {} admitted in {}, {} paid, sold out {}; {} told sold out, {} still waiting, {} failed, {} lost their place",
+        outcome.joined,
+        joins_per_second,
+        rfc3339(opens_ms),
+        released.map_or(String::new(), |at| format!(
+            ", doors opened {:.1} s later",
+            at.saturating_duration_since(opens_at).as_secs_f64()
+        )),
+        outcome.admitted,
+        since(outcome.last_admitted).map_or("—".into(), |s| format!("{s:.1} s")),
+        outcome.paid,
+        since(sold_out_at).map_or("no".into(), |s| format!("after {s:.1} s")),
+        outcome.told_sold_out,
+        outcome.still_waiting,
+        outcome.failed,
+        outcome.lost,
+    );
+    eprintln!(
+        "presale: {} requests, {} errors; check-queue p50 {} ms, p99 {} ms",
+        summary.requests,
+        summary.errors,
+        check_queue.map_or("—".into(), |l| format!("{:.1}", l.p50_ms)),
+        check_queue.map_or("—".into(), |l| format!("{:.1}", l.p99_ms)),
+    );
+    for (name, check) in &checks {
+        eprintln!(
+            "presale: check {name}: {} — {}",
+            if check.ok { "ok" } else { "FAILED" },
+            check.detail
+        );
+    }
+    Ok(Run {
+        scenario: "presale",
+        parameters: json!({
+            "fans": args.fans, "late_fans": args.late_fans, "prequeue_secs": args.prequeue_secs,
+            "late_secs": args.late_secs, "concert": args.concert,
+            "admission_rate": args.admission_rate, "active_cap": args.active_cap,
+            "hold_secs": args.hold_secs, "attempts": args.attempts,
+            "poll_min_ms": args.poll_min_ms, "first_user": first,
+        }),
+        results: json!({
+            "arrivals": {"pre_queue": pre, "late": late},
+            "seats": before.seats.total(),
+            "joined": outcome.joined,
+            "join_failures": outcome.join_failures,
+            "joins_per_second": joins_per_second,
+            "opening": {
+                "prequeue_opens_at": rfc3339(prequeue_ms),
+                "opens_at": rfc3339(opens_ms),
+                "doors_opened_after_seconds": released.map(|at| at.saturating_duration_since(opens_at).as_secs_f64()),
+            },
+            "admitted": outcome.admitted,
+            "paid": outcome.paid,
+            "no_seat": outcome.no_seat,
+            "seat_taken_retries": outcome.seat_taken,
+            "told_sold_out": outcome.told_sold_out,
+            "still_waiting_at_end": outcome.still_waiting,
+            "failed_journeys": outcome.failed,
+            "lost_place": outcome.lost,
+            "seconds_to_admit_all": since(outcome.last_admitted),
+            "seconds_to_sell_out": since(sold_out_at),
+            "room_seconds_to_admit_all": since(admitted_room),
+            "room_seconds_to_sell_out": since(sold_out_room),
+            "room_at_end": after,
+            "check_queue_ms": check_queue.map(|l| json!({"p50": l.p50_ms, "p99": l.p99_ms})),
+            "requests": summary.requests,
+            "errors": summary.errors,
+            "draw": {
+                "exact_positions": outcome.exact_positions,
+                "arrival_rank_correlation": outcome.arrival_correlation,
+            },
+            "checks": checks.iter().map(|(name, check)| (name.to_string(), json!(check))).collect::<serde_json::Map<_, _>>(),
+            "checks_failed": failed,
+        }),
+        series: recorder.series(),
+        summary,
+        breakdown: None,
+    })
+}
+
+/// One fan: join, poll as advised, book when admitted.
+async fn fan_journey(ctx: &Ctx, index: usize, visitor: &Visitor) -> Ending {
+    let body = format!(
+        r#"{{"userId": {}, "concertId": {}}}"#,
+        visitor.user_id, ctx.concert
+    );
+    let (mut start, mut end, mut reply) = loop {
+        let Some((start, end, reply)) = ctx
+            .call(visitor, ISSUE, || {
+                visitor.client.post("/queue/issue-token", body.clone())
+            })
+            .await
+        else {
+            return Ending::Going;
+        };
+        if reply.status == 200 {
+            break (start, end, reply);
+        }
+        // A clock a hair behind the queue's: the pre-queue opens in a moment.
+        if reply.code() == Some("ROOM_NOT_OPEN") && end < ctx.opens_at {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        return Ending::Failed;
+    };
+    let Some(token) = reply.json["token"].as_str().map(str::to_owned) else {
+        return Ending::Failed;
+    };
+    let path = format!("/queue/check-queue?token={token}");
+    loop {
+        let status = Status::of(&reply);
+        ctx.update(index, |fan| fan.note(status, &reply, start, end, ctx));
+        match status {
+            Status::Active => return book(ctx, visitor, &token).await,
+            Status::SoldOut if reply.json["seatsMayReturn"] == false => return Ending::SoldOut,
+            Status::Prequeue | Status::Waiting | Status::SoldOut => {}
+            Status::Other => return Ending::Failed,
+        }
+        let asked = Duration::from_secs(reply.json["pollAfterSeconds"].as_u64().unwrap_or(0));
+        let pause = asked.max(ctx.poll_min);
+        if Instant::now() + pause >= ctx.until {
+            return Ending::Going;
+        }
+        tokio::time::sleep(pause).await;
+        let Some((s, e, next)) = ctx.call(visitor, CHECK, || visitor.client.get(&path)).await
+        else {
+            return Ending::Going;
+        };
+        match next.status {
+            200 => (start, end, reply) = (s, e, next),
+            401 => return Ending::Lost,
+            _ => return Ending::Failed,
+        }
+    }
+}
+
+/// An admitted fan books one seat: the concert's options with free seats, their free seats,
+/// a random one held (another on SEAT_TAKEN, the list read again now and then), top up, pay.
+async fn book(ctx: &Ctx, visitor: &Visitor, token: &str) -> Ending {
+    let Some(options) = visitor.available_dates(ctx.concert).await else {
+        return Ending::Failed;
+    };
+    let Some(&option) = fastrand::choice(&options) else {
+        return Ending::NoSeat;
+    };
+    let Some(mut seats) = visitor.available_seats(option).await else {
+        return Ending::Failed;
+    };
+    for attempt in 0..ctx.attempts {
+        // Others hold from the same list: after two taken seats it is worth reading again.
+        if seats.is_empty() || (attempt > 0 && attempt % 2 == 0) {
+            match visitor.available_seats(option).await {
+                Some(fresh) => seats = fresh,
+                None => return Ending::Failed,
+            }
+        }
+        if seats.is_empty() {
+            return Ending::NoSeat;
+        }
+        let seat = seats.swap_remove(fastrand::usize(..seats.len()));
+        match visitor.reserve(token, option, seat).await {
+            Ok(Some(held)) => {
+                let (Some(id), Some(price)) =
+                    (held["reservationId"].as_u64(), held["price"].as_u64())
+                else {
+                    return Ending::Failed;
+                };
+                if visitor.charge(price).await.is_none() {
+                    return Ending::Failed;
+                }
+                return match visitor.pay(token, id).await {
+                    Some(_) => Ending::Paid(Instant::now()),
+                    None => Ending::Failed,
+                };
+            }
+            Ok(None) => {
+                ctx.seat_taken.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(()) => return Ending::Failed,
+        }
+    }
+    Ending::NoSeat
+}
+
+/// Whether joining before the pre-queue opens is refused (409 ROOM_NOT_OPEN); `None` when the
+/// answer came too late to tell.
+async fn refused_before_prequeue(
+    client: &Client,
+    recorder: &Arc<Recorder>,
+    ctx: &Ctx,
+    user: u64,
+    prequeue_at: Instant,
+) -> Option<bool> {
+    let visitor = Visitor::new(client, recorder, user);
+    let body = format!(r#"{{"userId": {user}, "concertId": {}}}"#, ctx.concert);
+    let started = Instant::now();
+    let result = visitor.client.post("/queue/issue-token", body).await;
+    let ended = Instant::now();
+    let refused = |reply: &Reply| reply.status == 409 && reply.code() == Some("ROOM_NOT_OPEN");
+    recorder.record(ISSUE, ended - started, &result, refused);
+    match result {
+        Ok(reply) if ended < prequeue_at => Some(refused(&reply)),
+        Ok(reply) if refused(&reply) => Some(true),
+        _ => None,
+    }
+}
+
+/// With the doors held: once the sale has opened, waits until every pre-queue fan has seen its
+/// place in the draw (or left, or `hold_secs` passed), then unpauses the room. Answers when
+/// the unpause was sent.
+async fn open_doors(
+    operator: &Operator,
+    ctx: &Ctx,
+    pre_fans: usize,
+    hold: bool,
+    hold_secs: u64,
+) -> anyhow::Result<Option<Instant>> {
+    if !hold {
+        return Ok(None);
+    }
+    tokio::time::sleep_until(ctx.opens_at).await;
+    let limit = ctx.opens_at + Duration::from_secs(hold_secs);
+    while Instant::now() < limit && !all_placed(ctx, pre_fans) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = Instant::now();
+    if let Err(error) = operator.update(json!({"paused": false})).await {
+        ctx.stop.store(true, Ordering::Relaxed);
+        return Err(error.context("opening the doors"));
+    }
+    Ok(Some(sent))
+}
+
+/// Every pre-queue fan has seen its place after the opening, or has ended.
+fn all_placed(ctx: &Ctx, pre_fans: usize) -> bool {
+    ctx.fans.iter().take(pre_fans).all(|fan| {
+        fan.lock()
+            .map(|fan| fan.ending != Ending::Going || fan.drawn.is_some())
+            .unwrap_or(true)
+    })
+}
+
+/// The room once a second until `done`.
+async fn sample_room(operator: &Operator, done: &AtomicBool) -> Vec<RoomState> {
+    let mut samples = Vec::new();
+    while !done.load(Ordering::Relaxed) {
+        if let Ok(room) = operator.room().await {
+            samples.push(room);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    samples
+}
+
+/// The room after the run: the queue counts seats as its admitter last saw them, so a few
+/// seconds for the last sales to show.
+async fn final_room(operator: &Operator) -> anyhow::Result<RoomState> {
+    let limit = Instant::now() + Duration::from_secs(10);
+    loop {
+        let room = operator.room().await?;
+        if (room.seats.free == 0 && room.seats.held == 0) || Instant::now() >= limit {
+            return Ok(room);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One check's verdict.
+#[derive(Debug, Serialize)]
+struct Check {
+    ok: bool,
+    detail: String,
+}
+
+fn check(ok: bool, detail: String) -> Check {
+    Check { ok, detail }
+}
+
+/// The fans' endings counted, and the instants that matter.
+#[derive(Debug, Default)]
+struct Outcome {
+    joined: u64,
+    join_failures: u64,
+    joins_per_second: f64,
+    admitted: u64,
+    paid: u64,
+    no_seat: u64,
+    told_sold_out: u64,
+    still_waiting: u64,
+    failed: u64,
+    lost: u64,
+    seat_taken: u64,
+    last_admitted: Option<Instant>,
+    /// When the last payment was answered.
+    last_paid: Option<Instant>,
+    /// Pre-queue fans whose place in the draw was seen before anyone was admitted.
+    exact_positions: u64,
+    arrival_correlation: Option<f64>,
+    released: Option<Instant>,
+}
+
+impl Outcome {
+    fn of(fans: &[Fan], released: Option<Instant>, seat_taken: u64) -> Self {
+        let mut outcome = Outcome {
+            seat_taken,
+            released,
+            ..Outcome::default()
+        };
+        let mut joins: Vec<Instant> = Vec::new();
+        let mut paid_at: Vec<Instant> = Vec::new();
+        for fan in fans {
+            match fan.joined_at {
+                Some(at) => {
+                    outcome.joined += 1;
+                    if !fan.late {
+                        joins.push(at);
+                    }
+                }
+                None => outcome.join_failures += 1,
+            }
+            if let Some(at) = fan.admitted_at {
+                outcome.admitted += 1;
+                outcome.last_admitted = outcome.last_admitted.max(Some(at));
+            }
+            match fan.ending {
+                Ending::Paid(at) => paid_at.push(at),
+                Ending::NoSeat => outcome.no_seat += 1,
+                Ending::SoldOut => outcome.told_sold_out += 1,
+                Ending::Going if fan.admitted_at.is_none() => outcome.still_waiting += 1,
+                Ending::Going => {}
+                Ending::Lost => outcome.lost += 1,
+                Ending::Failed => outcome.failed += 1,
+            }
+        }
+        outcome.paid = paid_at.len() as u64;
+        outcome.last_paid = paid_at.iter().max().copied();
+        if let (Some(first), Some(last)) = (joins.iter().min(), joins.iter().max()) {
+            let span = last.saturating_duration_since(*first).as_secs_f64();
+            outcome.joins_per_second = joins.len() as f64 / span.max(f64::EPSILON);
+        }
+        let exact = exact_draw(fans, released);
+        outcome.exact_positions = exact.len() as u64;
+        outcome.arrival_correlation = (exact.len() >= 100).then(|| {
+            let (arrival, position): (Vec<f64>, Vec<f64>) = exact
+                .iter()
+                .map(|(index, fan)| (*index as f64, fan.position as f64))
+                .unzip();
+            rank_correlation(&arrival, &position)
+        });
+        outcome
+    }
+
+    fn checks(
+        &self,
+        fans: &[Fan],
+        before: &RoomState,
+        after: &RoomState,
+        early: Option<bool>,
+        opens_ms: i64,
+    ) -> Vec<(&'static str, Check)> {
+        let mut checks = Vec::new();
+        checks.push((
+            "refused_before_prequeue",
+            match early {
+                Some(refused) => check(
+                    refused,
+                    if refused {
+                        "joining before prequeueOpensAt answered 409 ROOM_NOT_OPEN".into()
+                    } else {
+                        "joining before prequeueOpensAt was not refused with 409 ROOM_NOT_OPEN"
+                            .into()
+                    },
+                ),
+                None => check(
+                    true,
+                    "not told: the probe's answer came after the pre-queue opened".into(),
+                ),
+            },
+        ));
+
+        let opens_at = rfc3339(opens_ms);
+        let pre: Vec<&Fan> = fans
+            .iter()
+            .filter(|fan| !fan.late && fan.joined_at.is_some())
+            .collect();
+        let not_prequeue = pre
+            .iter()
+            .filter(|fan| {
+                fan.join_status != Some(Status::Prequeue)
+                    || fan.join_opens_at.as_deref().map(same_instant(&opens_at)) != Some(true)
+            })
+            .count();
+        checks.push((
+            "prequeue_answered",
+            check(
+                not_prequeue == 0,
+                format!(
+                    "{} of {} pre-queue joins answered PREQUEUE with opensAt {opens_at}",
+                    pre.len() - not_prequeue,
+                    pre.len()
+                ),
+            ),
+        ));
+
+        let twice = fans.iter().filter(|fan| fan.admissions > 1).count();
+        let room_admitted = after.admitted_total.saturating_sub(before.admitted_total);
+        checks.push((
+            "admitted_once",
+            check(
+                twice == 0 && room_admitted == self.admitted,
+                format!(
+                    "{} fans saw ACTIVE, the room counts {room_admitted} admissions; {twice} fans admitted twice",
+                    self.admitted
+                ),
+            ),
+        ));
+
+        let order = draw_order(fans, self.released);
+        checks.push((
+            "draw_order",
+            check(
+                order.duplicates == 0 && order.exact_violations == 0 && order.proven_violations == 0,
+                format!(
+                    "{} pre-queue fans' places seen before admission began ({} repeated); {} of them not admitted though ahead of an admitted one; {} admitted fans behind one never admitted, by later positions; the admitted are {}",
+                    order.exact,
+                    order.duplicates,
+                    order.exact_violations,
+                    order.proven_violations,
+                    if order.first_k { "exactly the first places of the draw" } else { "not shown to be the first places (not every place was seen)" },
+                ),
+            ),
+        ));
+
+        let overtaking = overtaking(fans);
+        checks.push((
+            "no_overtaking",
+            check(
+                overtaking.ahead == 0 && overtaking.admitted_before_prequeue == 0,
+                format!(
+                    "{} late fans joined with a place; {} of them placed ahead of pre-queue fans still in line; {} late fans admitted while pre-queue fans were never admitted",
+                    overtaking.placed, overtaking.ahead, overtaking.admitted_before_prequeue
+                ),
+            ),
+        ));
+
+        let total = before.seats.total();
+        checks.push((
+            "sold_out",
+            check(
+                after.seats.sold == total && after.seats.held == 0 && after.seats.free == 0,
+                format!(
+                    "{total} seats: {} sold, {} held, {} free at the end (room); {} paid by this run's fans",
+                    after.seats.sold, after.seats.held, after.seats.free, self.paid
+                ),
+            ),
+        ));
+
+        let not_admitted: Vec<&Fan> = fans
+            .iter()
+            .filter(|fan| fan.admitted_at.is_none())
+            .collect();
+        let told = not_admitted
+            .iter()
+            .filter(|fan| {
+                fan.ending == Ending::SoldOut
+                    && fan.last_status == Some(Status::SoldOut)
+                    && fan.last_seats_may_return == Some(false)
+            })
+            .count();
+        checks.push((
+            "not_admitted_told_sold_out",
+            check(
+                told == not_admitted.len(),
+                format!(
+                    "{told} of {} fans never admitted ended told SOLD_OUT with seatsMayReturn false ({} still waiting, {} lost their place, {} failed)",
+                    not_admitted.len(),
+                    self.still_waiting,
+                    self.lost,
+                    self.failed
+                ),
+            ),
+        ));
+
+        // |ρ| of independent orders is about 1/√n: 4/√n (at least 0.05) is not chance.
+        checks.push((
+            "draw_not_arrival_order",
+            match self.arrival_correlation {
+                Some(rho) => {
+                    let bound = (4.0 / (self.exact_positions as f64).sqrt()).max(0.05);
+                    check(
+                        rho.abs() <= bound,
+                        format!(
+                            "rank correlation of arrival and place in the draw {rho:+.3} over {} fans (|ρ| ≤ {bound:.3})",
+                            self.exact_positions
+                        ),
+                    )
+                }
+                None => check(true, "not measured: fewer than 100 places seen before admission".into()),
+            },
+        ));
+        checks
+    }
+}
+
+/// Whether an RFC 3339 time is the same second as `expected` (the gateway may write it with
+/// fractions or another offset notation).
+fn same_instant(expected: &str) -> impl Fn(&str) -> bool + '_ {
+    move |given: &str| given.get(..19) == expected.get(..19)
+}
+
+/// Pre-queue fans (by fan index) whose first place after the opening was answered before the
+/// doors opened: nobody had been admitted, so it is their place in the draw.
+fn exact_draw(fans: &[Fan], released: Option<Instant>) -> Vec<(usize, Seen)> {
+    let Some(released) = released else {
+        return Vec::new();
+    };
+    fans.iter()
+        .enumerate()
+        .filter(|(_, fan)| !fan.late)
+        .filter_map(|(index, fan)| Some((index, fan.drawn?)))
+        .filter(|(_, seen)| seen.end <= released)
+        .collect()
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct DrawOrder {
+    exact: u64,
+    duplicates: u64,
+    /// Exact places: fans never admitted (still in line) ahead of the last admitted place.
+    exact_violations: u64,
+    /// Admitted fans that later positions prove were behind a fan never admitted.
+    proven_violations: u64,
+    /// Every pre-queue fan's place was seen exactly, and the admitted are places 1..=K.
+    first_k: bool,
+}
+
+fn draw_order(fans: &[Fan], released: Option<Instant>) -> DrawOrder {
+    let mut order = DrawOrder::default();
+    // Fans who left on their own (errors) are not judged: they may have been dropped.
+    let stayed = |fan: &Fan| !fan.left();
+    let exact: Vec<(Seen, bool)> = exact_draw(fans, released)
+        .into_iter()
+        .filter(|(index, _)| stayed(&fans[*index]))
+        .map(|(index, seen)| (seen, fans[index].admitted_at.is_some()))
+        .collect();
+    order.exact = exact.len() as u64;
+    let mut positions: Vec<u64> = exact.iter().map(|(seen, _)| seen.position).collect();
+    positions.sort_unstable();
+    order.duplicates = positions.windows(2).filter(|w| w[0] == w[1]).count() as u64;
+    let last_admitted = exact
+        .iter()
+        .filter(|(_, admitted)| *admitted)
+        .map(|(seen, _)| seen.position)
+        .max()
+        .unwrap_or(0);
+    order.exact_violations = exact
+        .iter()
+        .filter(|(seen, admitted)| !admitted && seen.position < last_admitted)
+        .count() as u64;
+    let pre_in_line = fans
+        .iter()
+        .filter(|fan| !fan.late && fan.joined_at.is_some() && stayed(fan))
+        .count();
+    let admitted = exact.iter().filter(|(_, admitted)| *admitted).count() as u64;
+    order.first_k = exact.len() == pre_in_line
+        && order.duplicates == 0
+        && positions.iter().copied().eq(1..=exact.len() as u64)
+        && exact
+            .iter()
+            .all(|(seen, was)| *was == (seen.position <= admitted));
+
+    // Positions only shrink while a fan waits (the pre-queue is ahead of later joiners). So X
+    // answered at or before Y's place, earlier than Y asked, is ahead of Y: an admitted Y
+    // behind an X never admitted is admission out of order.
+    let mut never: Vec<(Instant, u64)> = Vec::new();
+    let mut admitted_seen: Vec<(Instant, u64)> = Vec::new();
+    for fan in fans.iter().filter(|fan| !fan.late && stayed(fan)) {
+        let Some(seen) = fan.drawn else { continue };
+        if fan.admitted_at.is_some() {
+            admitted_seen.push((seen.start, seen.position));
+        } else {
+            never.push((seen.end, seen.position));
+        }
+    }
+    order.proven_violations = behind_a_never_admitted(&mut never, &mut admitted_seen);
+    order
+}
+
+/// Admitted (asked at, position) behind a never-admitted (answered at, position): answered no
+/// later than the admitted one asked, at a position no further back.
+fn behind_a_never_admitted(never: &mut [(Instant, u64)], admitted: &mut [(Instant, u64)]) -> u64 {
+    never.sort_unstable();
+    admitted.sort_unstable();
+    let mut lowest = u64::MAX;
+    let mut next = 0;
+    let mut violations = 0;
+    for (asked, position) in admitted.iter() {
+        while next < never.len() && never[next].0 <= *asked {
+            lowest = lowest.min(never[next].1);
+            next += 1;
+        }
+        if lowest <= *position {
+            violations += 1;
+        }
+    }
+    violations
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Overtaking {
+    placed: u64,
+    /// Late fans whose place was not behind every pre-queue fan still in line.
+    ahead: u64,
+    /// Late fans admitted although a pre-queue fan (still in line) never was.
+    admitted_before_prequeue: u64,
+}
+
+/// A late fan joined at position p after the opening. Every pre-queue fan answered with a
+/// place in a call sent after that join was answered was in line at the join (nobody comes
+/// back), so ahead of it: p must be past all of them.
+fn overtaking(fans: &[Fan]) -> Overtaking {
+    let mut still_there: Vec<Instant> = fans
+        .iter()
+        .filter(|fan| !fan.late)
+        .filter_map(|fan| fan.placed_last)
+        .collect();
+    still_there.sort_unstable();
+    let mut result = Overtaking::default();
+    for fan in fans.iter().filter(|fan| fan.late) {
+        let Some(joined) = fan.join_position else {
+            continue;
+        };
+        result.placed += 1;
+        let later = still_there.len() - still_there.partition_point(|at| *at < joined.end);
+        if joined.position <= later as u64 {
+            result.ahead += 1;
+        }
+    }
+    let prequeue_never_admitted = fans.iter().any(|fan| {
+        !fan.late && fan.joined_at.is_some() && !fan.left() && fan.admitted_at.is_none()
+    });
+    if prequeue_never_admitted {
+        result.admitted_before_prequeue = fans
+            .iter()
+            .filter(|fan| fan.late && fan.admitted_at.is_some())
+            .count() as u64;
+    }
+    result
+}
+
+/// Spearman's ρ: the correlation of the two lists' ranks.
+fn rank_correlation(xs: &[f64], ys: &[f64]) -> f64 {
+    fn ranks(values: &[f64]) -> Vec<f64> {
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by(|a, b| values[*a].total_cmp(&values[*b]));
+        let mut ranks = vec![0.0; values.len()];
+        for (rank, index) in order.into_iter().enumerate() {
+            ranks[index] = rank as f64;
+        }
+        ranks
+    }
+    let (rx, ry) = (ranks(xs), ranks(ys));
+    let n = rx.len() as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let mean = (n - 1.0) / 2.0;
+    let (mut cov, mut vx, mut vy) = (0.0, 0.0, 0.0);
+    for (x, y) in rx.iter().zip(&ry) {
+        cov += (x - mean) * (y - mean);
+        vx += (x - mean).powi(2);
+        vy += (y - mean).powi(2);
+    }
+    if vx == 0.0 || vy == 0.0 {
+        0.0
+    } else {
+        cov / (vx * vy).sqrt()
+    }
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// Unix milliseconds as RFC 3339 in UTC, to the second (`2026-01-31T19:00:05Z`).
+fn rfc3339(unix_ms: i64) -> String {
+    let seconds = unix_ms.div_euclid(1000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn times_are_written_as_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_999), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(4_102_444_799_000), "2099-12-31T23:59:59Z");
+        assert!(same_instant("2023-11-14T22:13:20Z")(
+            "2023-11-14T22:13:20.000Z"
+        ));
+        assert!(!same_instant("2023-11-14T22:13:20Z")(
+            "2023-11-14T22:13:21Z"
+        ));
+    }
+
+    #[test]
+    fn rank_correlation_tells_order_from_shuffle() {
+        let xs: Vec<f64> = (0..1000).map(f64::from).collect();
+        assert!((rank_correlation(&xs, &xs) - 1.0).abs() < 1e-9);
+        let reversed: Vec<f64> = xs.iter().rev().copied().collect();
+        assert!((rank_correlation(&xs, &reversed) + 1.0).abs() < 1e-9);
+        let mut shuffled = xs.clone();
+        fastrand::seed(7);
+        fastrand::shuffle(&mut shuffled);
+        assert!(rank_correlation(&xs, &shuffled).abs() < 0.15);
+    }
+
+    fn fan(late: bool) -> Fan {
+        Fan {
+            late,
+            joined_at: Some(Instant::now()),
+            ending: Ending::SoldOut,
+            ..Fan::default()
+        }
+    }
+
+    fn seen(at: Instant, position: u64) -> Option<Seen> {
+        Some(Seen {
+            start: at,
+            end: at + Duration::from_millis(1),
+            position,
+        })
+    }
+
+    #[test]
+    fn places_seen_before_the_doors_open_must_put_the_admitted_first() {
+        let t0 = Instant::now();
+        let released = t0 + Duration::from_secs(1);
+        // Places 1..=4; 1 and 2 admitted.
+        let mut fans: Vec<Fan> = (1..=4)
+            .map(|position| {
+                let mut f = fan(false);
+                f.drawn = seen(t0, position);
+                if position <= 2 {
+                    f.admitted_at = Some(released + Duration::from_secs(1));
+                    f.ending = Ending::Paid(released);
+                }
+                f
+            })
+            .collect();
+        let order = draw_order(&fans, Some(released));
+        assert_eq!(
+            (
+                order.exact,
+                order.duplicates,
+                order.exact_violations,
+                order.proven_violations
+            ),
+            (4, 0, 0, 0)
+        );
+        assert!(order.first_k);
+        // Place 3 admitted instead of 2: out of draw order.
+        fans[1].admitted_at = None;
+        fans[2].admitted_at = Some(released);
+        let order = draw_order(&fans, Some(released));
+        assert_eq!(order.exact_violations, 1);
+        assert!(!order.first_k);
+        // A fan who left with an error is not judged.
+        fans[1].ending = Ending::Failed;
+        assert_eq!(draw_order(&fans, Some(released)).exact_violations, 0);
+    }
+
+    #[test]
+    fn later_positions_prove_order_only_where_nothing_else_explains_them() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // X never admitted, at 5 seen at 0 ms; Y admitted, at 7 seen at 100 ms: X is ahead.
+        let mut never = vec![(at(1), 5)];
+        let mut admitted = vec![(at(100), 7)];
+        assert_eq!(behind_a_never_admitted(&mut never, &mut admitted), 1);
+        // Y at 3 seen later: the front may have moved two places, it proves nothing.
+        let mut admitted = vec![(at(100), 3)];
+        assert_eq!(behind_a_never_admitted(&mut never, &mut admitted), 0);
+        // Y at 7 seen before X answered: nothing proven either.
+        let mut never = vec![(at(200), 5)];
+        let mut admitted = vec![(at(100), 7)];
+        assert_eq!(behind_a_never_admitted(&mut never, &mut admitted), 0);
+    }
+
+    #[test]
+    fn a_late_fan_placed_ahead_of_pre_queue_fans_still_in_line_overtook() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut fans: Vec<Fan> = (0..3)
+            .map(|_| {
+                let mut f = fan(false);
+                f.placed_last = Some(at(500));
+                f
+            })
+            .collect();
+        let mut late = fan(true);
+        late.join_position = seen(at(100), 4);
+        fans.push(late);
+        assert_eq!(
+            overtaking(&fans),
+            Overtaking {
+                placed: 1,
+                ahead: 0,
+                admitted_before_prequeue: 0
+            }
+        );
+        fans[3].join_position = seen(at(100), 3);
+        assert_eq!(overtaking(&fans).ahead, 1);
+        // Pre-queue fans last seen before the late join prove nothing about it.
+        for f in &mut fans[..3] {
+            f.placed_last = Some(at(50));
+        }
+        assert_eq!(overtaking(&fans).ahead, 0);
+        // Admitted while pre-queue fans never were.
+        fans[3].admitted_at = Some(at(900));
+        assert_eq!(overtaking(&fans).admitted_before_prequeue, 1);
+    }
+
+    #[test]
+    fn the_room_is_read_from_its_seats_or_its_options() {
+        let now = Instant::now();
+        let json = serde_json::json!({"rooms": [
+            {"room": "default", "concertId": null, "waiting": 9},
+            {"room": "concert-2", "concertId": 2, "waiting": 5, "active": 3, "admittedTotal": 8,
+             "phase": "OPEN", "seats": {"free": 1, "held": 2, "sold": 3},
+             "options": [{"free": 10, "held": 0, "sold": 0}]},
+            {"room": "concert-3", "concertId": 3, "options": [
+                {"free": 1, "held": 1, "sold": 1}, {"free": 2, "held": 0, "sold": 4}]},
+        ]});
+        let two = room_state(&json, 2, now).unwrap();
+        assert_eq!((two.waiting, two.active, two.admitted_total), (5, 3, 8));
+        assert_eq!(
+            two.seats,
+            Seats {
+                free: 1,
+                held: 2,
+                sold: 3
+            }
+        );
+        assert_eq!(two.phase.as_deref(), Some("OPEN"));
+        let three = room_state(&json, 3, now).unwrap();
+        assert_eq!(
+            three.seats,
+            Seats {
+                free: 3,
+                held: 1,
+                sold: 5
+            }
+        );
+        assert!(room_state(&json, 4, now).is_none());
+    }
+}
