@@ -76,6 +76,15 @@ pub struct Config {
     /// Deadline of each call to the catalog, in milliseconds.
     #[arg(long, env = "RESERVATION_CATALOG_TIMEOUT_MS", default_value_t = 1000)]
     pub catalog_timeout_ms: u64,
+
+    /// How old a concert's cached option list may grow before it is asked of the catalog
+    /// again (an operator may add options), in milliseconds.
+    #[arg(
+        long,
+        env = "RESERVATION_CONCERT_OPTIONS_STALE_MS",
+        default_value_t = 10_000
+    )]
+    pub concert_options_stale_ms: u64,
 }
 
 impl Config {
@@ -104,6 +113,9 @@ impl Config {
         if self.db_pool_size == 0 || self.db_timeout_ms == 0 || self.catalog_timeout_ms == 0 {
             return Err("pool size and timeouts must be > 0".into());
         }
+        if self.concert_options_stale_ms == 0 {
+            return Err("RESERVATION_CONCERT_OPTIONS_STALE_MS must be > 0".into());
+        }
         Ok(())
     }
 
@@ -118,6 +130,10 @@ impl Config {
             acquire_timeout: timeout,
             statement_timeout: timeout,
         }
+    }
+
+    pub fn concert_options_stale(&self) -> Duration {
+        Duration::from_millis(self.concert_options_stale_ms)
     }
 
     pub fn catalog_timeouts(&self) -> kit::grpc::ChannelTimeouts {

@@ -1,8 +1,10 @@
 //! The reservation service's own types, and the edge conversions from wire requests.
 
+use std::collections::HashMap;
+
 use ticketing_proto::reservation::v1 as pb;
 
-use crate::error::ReservationError;
+use crate::{concert_options::ConcertOption, error::ReservationError, hold_load::HoldLoadSnapshot};
 
 /// A positive id, or InvalidArgument naming the field.
 pub fn positive_id(value: i64, code: &'static str, field: &str) -> Result<i64, ReservationError> {
@@ -199,6 +201,99 @@ impl Charge {
     }
 }
 
+/// Most concerts one GetOutlook may ask about (the queue asks for the rooms of one tick).
+pub const MAX_CONCERTS_PER_OUTLOOK: usize = 1_024;
+
+/// The concerts a GetOutlook asks about: each positive, at most
+/// [`MAX_CONCERTS_PER_OUTLOOK`], each once (a repeated id is answered once).
+#[derive(Debug, PartialEq, Eq)]
+pub struct OutlookQuery {
+    pub concert_ids: Vec<i64>,
+}
+
+impl TryFrom<pb::GetOutlookRequest> for OutlookQuery {
+    type Error = ReservationError;
+
+    fn try_from(request: pb::GetOutlookRequest) -> Result<Self, Self::Error> {
+        let mut concert_ids = request.concert_ids;
+        if concert_ids.len() > MAX_CONCERTS_PER_OUTLOOK {
+            return Err(ReservationError::invalid(
+                "TOO_MANY_CONCERTS",
+                format!("at most {MAX_CONCERTS_PER_OUTLOOK} concerts per call"),
+            ));
+        }
+        for id in &concert_ids {
+            positive_id(*id, "INVALID_CONCERT_ID", "concertIds")?;
+        }
+        concert_ids.sort_unstable();
+        concert_ids.dedup();
+        Ok(Self { concert_ids })
+    }
+}
+
+/// One concert's seats over all its options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SeatCounts {
+    /// Neither held (unexpired) nor sold.
+    pub free: u32,
+    pub held: u32,
+    pub sold: u32,
+}
+
+impl SeatCounts {
+    /// A concert's counts from its options and the (option, held, sold) counts of the store,
+    /// which lists only options with a held or sold seat. Each option's free seats saturate at
+    /// zero on their own, so one option's excess cannot hide another's free seats.
+    pub fn of_concert(options: &[ConcertOption], claims: &HashMap<i64, (i64, i64)>) -> SeatCounts {
+        let count = |n: i64| u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+        options.iter().fold(SeatCounts::default(), |total, option| {
+            let (held, sold) = claims.get(&option.id).copied().unwrap_or((0, 0));
+            let (held, sold) = (count(held), count(sold));
+            SeatCounts {
+                free: total
+                    .free
+                    .saturating_add(option.seat_count.saturating_sub(held).saturating_sub(sold)),
+                held: total.held.saturating_add(held),
+                sold: total.sold.saturating_add(sold),
+            }
+        })
+    }
+}
+
+/// What the queue's admitter paces admission by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outlook {
+    /// Per concert the catalog knows (an unknown one is absent).
+    pub seats: HashMap<i64, SeatCounts>,
+    pub holds: HoldLoadSnapshot,
+}
+
+impl From<Outlook> for pb::Outlook {
+    fn from(outlook: Outlook) -> Self {
+        let holds = outlook.holds;
+        Self {
+            seats: outlook
+                .seats
+                .into_iter()
+                .map(|(concert_id, seats)| {
+                    let seats = pb::SeatCounts {
+                        free: seats.free,
+                        held: seats.held,
+                        sold: seats.sold,
+                    };
+                    (concert_id, seats)
+                })
+                .collect(),
+            holds: Some(pb::HoldLoad {
+                in_flight: holds.in_flight,
+                latency_ms: holds.mean_latency.as_secs_f64() * 1_000.0,
+                completed: holds.completed,
+                window_ms: u32::try_from(holds.window.as_millis()).unwrap_or(u32::MAX),
+            }),
+        }
+    }
+}
+
 /// A reservation's status, as its `status` column spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, sqlx::Type, serde::Serialize, serde::Deserialize)]
 #[sqlx(type_name = "text", rename_all = "UPPERCASE")]
@@ -392,6 +487,51 @@ mod tests {
                 "INVALID_SEAT_ID"
             );
         }
+    }
+
+    #[test]
+    fn an_outlook_asks_about_at_most_1024_positive_concerts_each_once() {
+        let query =
+            |concert_ids: Vec<i64>| OutlookQuery::try_from(pb::GetOutlookRequest { concert_ids });
+        assert_eq!(query(vec![3, 1, 3, 2]).unwrap().concert_ids, vec![1, 2, 3]);
+        assert!(query(vec![]).unwrap().concert_ids.is_empty());
+        assert!(query(vec![7; MAX_CONCERTS_PER_OUTLOOK]).is_ok());
+        assert_eq!(
+            code(query(vec![7; MAX_CONCERTS_PER_OUTLOOK + 1]).unwrap_err()),
+            "TOO_MANY_CONCERTS"
+        );
+        for bad in [0, -4] {
+            assert_eq!(code(query(vec![1, bad]).unwrap_err()), "INVALID_CONCERT_ID");
+        }
+    }
+
+    #[test]
+    fn free_seats_are_each_options_seats_less_its_claims_saturating_at_zero() {
+        let options = [
+            ConcertOption {
+                id: 1,
+                seat_count: 10,
+            },
+            ConcertOption {
+                id: 2,
+                seat_count: 5,
+            },
+            ConcertOption {
+                id: 3,
+                seat_count: 2,
+            },
+        ];
+        // Option 2 has none held or sold (absent); option 3 more claims than seats.
+        let claims = HashMap::from([(1, (3, 2)), (3, (1, 4))]);
+        assert_eq!(
+            SeatCounts::of_concert(&options, &claims),
+            SeatCounts {
+                free: 5 + 5,
+                held: 4,
+                sold: 6
+            }
+        );
+        assert_eq!(SeatCounts::of_concert(&[], &claims), SeatCounts::default());
     }
 
     #[test]

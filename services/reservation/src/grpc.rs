@@ -9,8 +9,12 @@ use ticketing_proto::reservation::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{Charge, HoldSeat, Pay, PayMode, positive_id},
+    concert_options::ConcertOptions,
+    domain::{
+        Charge, HoldSeat, Outlook, OutlookQuery, Pay, PayMode, Reservation, SeatCounts, positive_id,
+    },
     error::ReservationError,
+    hold_load::HoldLoad,
     seat_prices::SeatPrices,
     store::{holds, idempotency, payments, wallets},
 };
@@ -21,6 +25,10 @@ const MAX_OPTIONS_PER_COUNT: usize = 1_000;
 pub struct ReservationGrpc {
     pub pool: PgPool,
     pub seat_prices: SeatPrices,
+    /// Each concert's options and seat counts, for GetOutlook.
+    pub concert_options: ConcertOptions,
+    /// HoldSeat calls in flight and their recent latency, fed by HoldSeat, read by GetOutlook.
+    pub hold_load: HoldLoad,
     pub hold: Duration,
     /// Most seats one user may hold or have bought per concert; 0 = no limit.
     pub max_seats_per_user: u32,
@@ -35,45 +43,12 @@ impl ReservationService for ReservationGrpc {
         &self,
         request: Request<pb::HoldSeatRequest>,
     ) -> Result<Response<pb::Reservation>, Status> {
-        let HoldSeat {
-            user_id,
-            option_id,
-            seat_no,
-            idempotency_key,
-            admitted_by,
-        } = request.into_inner().try_into()?;
-        let option = self.seat_prices.option(option_id).await?;
-        // Only a token from the concert's own waiting room admits to its seats.
-        if option.room != admitted_by {
-            return Err(ReservationError::TokenWrongRoom.into());
-        }
-        let seat = option.seat(seat_no)?;
-        let new = holds::NewHold {
-            user_id,
-            option_id,
-            seat_no,
-            concert_id: option.concert_id,
-            room: admitted_by,
-            grade: seat.grade,
-            price_minor: seat.price_minor,
-            hold: self.hold,
-            max_seats_per_user: self.max_seats_per_user,
-        };
-        let reservation = match idempotency_key {
-            None => {
-                self.latency
-                    .time("hold", holds::hold(&self.pool, &new))
-                    .await?
-            }
-            Some(key) => {
-                let scope =
-                    idempotency::Scope::new(user_id, &key, format!("{option_id}:{seat_no}"));
-                let once = idempotency::once(&self.pool, scope, |tx| {
-                    Box::pin(async move { holds::hold(tx, &new).await })
-                });
-                self.latency.time("hold", once).await?
-            }
-        };
+        let hold = request.into_inner().try_into()?;
+        // Timed from a well-formed request to its answer, whatever it is: a refusal such as
+        // SEAT_TAKEN is a hold decided too. (Malformed requests, answered at once, would only
+        // dilute the mean.)
+        let _in_flight = self.hold_load.start();
+        let reservation = self.decide_hold(hold).await?;
         Ok(Response::new(reservation.into()))
     }
 
@@ -213,9 +188,100 @@ impl ReservationService for ReservationGrpc {
 
     async fn get_outlook(
         &self,
-        _request: Request<pb::GetOutlookRequest>,
+        request: Request<pb::GetOutlookRequest>,
     ) -> Result<Response<pb::Outlook>, Status> {
-        Err(Status::unimplemented("GetOutlook is not built yet"))
+        let OutlookQuery { concert_ids } = request.into_inner().try_into()?;
+        // An empty list asks for the hold load only: no catalog, no SQL.
+        let seats = if concert_ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.seats(&concert_ids).await?
+        };
+        // Read after the counts, so a slow count is in the load it answers with.
+        let holds = self.hold_load.snapshot();
+        Ok(Response::new(Outlook { seats, holds }.into()))
+    }
+}
+
+impl ReservationGrpc {
+    /// The seat's hold, from the catalog's seat map (cached) and one statement.
+    async fn decide_hold(
+        &self,
+        HoldSeat {
+            user_id,
+            option_id,
+            seat_no,
+            idempotency_key,
+            admitted_by,
+        }: HoldSeat,
+    ) -> Result<Reservation, ReservationError> {
+        let option = self.seat_prices.option(option_id).await?;
+        // Only a token from the concert's own waiting room admits to its seats.
+        if option.room != admitted_by {
+            return Err(ReservationError::TokenWrongRoom);
+        }
+        let seat = option.seat(seat_no)?;
+        let new = holds::NewHold {
+            user_id,
+            option_id,
+            seat_no,
+            concert_id: option.concert_id,
+            room: admitted_by,
+            grade: seat.grade,
+            price_minor: seat.price_minor,
+            hold: self.hold,
+            max_seats_per_user: self.max_seats_per_user,
+        };
+        let reservation = match idempotency_key {
+            None => {
+                self.latency
+                    .time("hold", holds::hold(&self.pool, &new))
+                    .await?
+            }
+            Some(key) => {
+                let scope =
+                    idempotency::Scope::new(user_id, &key, format!("{option_id}:{seat_no}"));
+                let once = idempotency::once(&self.pool, scope, |tx| {
+                    Box::pin(async move { holds::hold(tx, &new).await })
+                });
+                self.latency.time("hold", once).await?
+            }
+        };
+        Ok(reservation)
+    }
+
+    /// Seats per concert the catalog knows: its option lists (cached) and one count of the
+    /// claims on all their options.
+    async fn seats(
+        &self,
+        concert_ids: &[i64],
+    ) -> Result<HashMap<i64, SeatCounts>, ReservationError> {
+        let concerts: Vec<_> = self
+            .concert_options
+            .of_concerts(concert_ids)
+            .await?
+            .into_iter()
+            .filter_map(|(concert_id, options)| Some((concert_id, options?)))
+            .collect();
+        let option_ids: Vec<i64> = concerts
+            .iter()
+            .flat_map(|(_, options)| options.iter().map(|option| option.id))
+            .collect();
+        let claims = if option_ids.is_empty() {
+            HashMap::new()
+        } else {
+            let counts = holds::count_held_and_sold(&self.pool, &option_ids);
+            self.latency
+                .time("outlook", counts)
+                .await?
+                .into_iter()
+                .map(|(option_id, held, sold)| (option_id, (held, sold)))
+                .collect()
+        };
+        Ok(concerts
+            .into_iter()
+            .map(|(concert_id, options)| (concert_id, SeatCounts::of_concert(&options, &claims)))
+            .collect())
     }
 }
 

@@ -1,10 +1,12 @@
 //! The reservation service: seat holds, bookings, wallets and payments on its own PostgreSQL
 //! database. It asks the catalog (over gRPC) for seats and prices and never reads its tables.
 
+pub mod concert_options;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod hold_load;
 pub mod metrics;
 pub mod seat_prices;
 pub mod store;
@@ -61,7 +63,16 @@ pub async fn start(
     ));
     let service = grpc::ReservationGrpc {
         pool,
-        seat_prices: seat_prices::SeatPrices::new(catalog, config.catalog_timeouts().request),
+        seat_prices: seat_prices::SeatPrices::new(
+            catalog.clone(),
+            config.catalog_timeouts().request,
+        ),
+        concert_options: concert_options::ConcertOptions::new(
+            catalog,
+            config.catalog_timeouts().request,
+            config.concert_options_stale(),
+        ),
+        hold_load: hold_load::HoldLoad::new(metrics.holds_in_flight),
         hold: config.hold(),
         max_seats_per_user: config.max_seats_per_user,
         max_charge_minor: config.max_charge_minor,

@@ -1,6 +1,7 @@
 //! What the reservation service exports on its metrics port: its gRPC calls (kit's layer),
 //! holds and payments by outcome (counted from the same facts the layer sees: the method, and
-//! the stable error code of a refusal), its pool's usage and the time of each store call.
+//! the stable error code of a refusal), the holds being decided, its pool's usage and the time
+//! of each store call.
 //!
 //! Outcomes: `held` / `paid` for a success (an idempotent replay counts again), otherwise the
 //! error code in lower case (`seat_taken`, `seat_limit_reached`, `insufficient_funds`, ...), or
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use kit::metrics::{
     GrpcMetrics, PoolUsage, Registry, StoreLatency,
-    client::metrics::{counter::Counter, family::Family},
+    client::metrics::{counter::Counter, family::Family, gauge::Gauge},
 };
 
 type Outcomes = Family<[(&'static str, String); 1], Counter>;
@@ -19,6 +20,8 @@ pub struct ReservationMetrics {
     pub grpc: GrpcMetrics,
     /// `store_operation_duration_seconds{store="postgres", operation=...}`.
     pub store: StoreLatency,
+    /// `reservation_holds_in_flight`: the gauge the hold load tracker counts on.
+    pub holds_in_flight: Gauge,
 }
 
 impl ReservationMetrics {
@@ -37,6 +40,12 @@ impl ReservationMetrics {
             "Payments answered, by outcome (paid: a seat sold, or the refusal's code)",
             payments.clone(),
         );
+        let holds_in_flight = Gauge::default();
+        registry.register(
+            "reservation_holds_in_flight",
+            "HoldSeat calls being decided now",
+            holds_in_flight.clone(),
+        );
         let observer = Arc::new(
             move |method: &str, code: &'static str, error: Option<&str>| {
                 let (family, success) = match method {
@@ -52,6 +61,7 @@ impl ReservationMetrics {
         Self {
             grpc: GrpcMetrics::register(registry).with_observer(observer),
             store: StoreLatency::register(registry, "postgres"),
+            holds_in_flight,
         }
     }
 }

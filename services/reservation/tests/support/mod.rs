@@ -21,6 +21,10 @@ pub struct System {
     pub client: Client,
     /// The reservation service's own database, to age holds and count rows.
     pub db: sqlx::PgPool,
+    /// The catalog's database, to add options as an operator would.
+    pub catalog_db: sqlx::PgPool,
+    /// Where the reservation service's /metrics listens.
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 pub fn server_url() -> String {
@@ -40,11 +44,27 @@ impl System {
     /// Like [`System::start`], with the reservation service on the database `reservation_db`
     /// (migrated at start-up as a deployment's is).
     pub async fn start_on(max_seats: u32, reservation_db: &str) -> Self {
+        Self::start_with(max_seats, reservation_db, &[]).await
+    }
+
+    /// Like [`System::start_on`], with more of the reservation service's flags.
+    pub async fn start_with(max_seats: u32, reservation_db: &str, flags: &[&str]) -> Self {
         let seed = catalog::seed::SeedArgs {
             concerts: 2,
             options_per_concert: 2,
             seats_per_option: SEATS_PER_OPTION,
         };
+        Self::start_seeded(seed, max_seats, reservation_db, flags).await
+    }
+
+    /// The catalog seeded with `seed` (concert 2, if any, in its own room), and the
+    /// reservation service with `flags` added.
+    pub async fn start_seeded(
+        seed: catalog::seed::SeedArgs,
+        max_seats: u32,
+        reservation_db: &str,
+        flags: &[&str],
+    ) -> Self {
         let (catalog_addr, catalog_pool) = catalog::testing::spawn_seeded(&server_url(), seed)
             .await
             .expect("catalog starts");
@@ -52,19 +72,24 @@ impl System {
             .await
             .expect("own room");
 
-        let config = reservation::Config::parse_from([
-            "reservation",
-            "--listen-addr=127.0.0.1:0",
-            "--metrics-addr=127.0.0.1:0",
-            &format!("--database-url={reservation_db}"),
-            &format!("--catalog-url=http://{catalog_addr}"),
-            "--db-pool-size=32",
-            &format!("--max-seats-per-user={max_seats}"),
-        ]);
-        let (addr, serve) = reservation::build(config, std::future::pending())
+        let args = [
+            "reservation".to_owned(),
+            "--listen-addr=127.0.0.1:0".to_owned(),
+            "--metrics-addr=127.0.0.1:0".to_owned(),
+            format!("--database-url={reservation_db}"),
+            format!("--catalog-url=http://{catalog_addr}"),
+            "--db-pool-size=32".to_owned(),
+            format!("--max-seats-per-user={max_seats}"),
+        ];
+        let config = reservation::Config::parse_from(
+            args.into_iter()
+                .chain(flags.iter().map(|flag| (*flag).to_owned())),
+        );
+        let started = reservation::start(config, std::future::pending())
             .await
             .expect("reservation starts");
-        tokio::spawn(serve);
+        let (addr, metrics_addr) = (started.addr, started.metrics_addr);
+        tokio::spawn(started.serve);
         let client = ReservationServiceClient::new(
             kit::grpc::channel(
                 &format!("http://{addr}"),
@@ -75,7 +100,12 @@ impl System {
         let db = sqlx::PgPool::connect(reservation_db)
             .await
             .expect("reservation pool");
-        Self { client, db }
+        Self {
+            client,
+            db,
+            catalog_db: catalog_pool,
+            metrics_addr,
+        }
     }
 
     pub async fn hold(
