@@ -5,6 +5,7 @@
 
 mod auth_cost;
 mod format;
+mod presale;
 mod tables;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, process::ExitCode};
@@ -83,6 +84,9 @@ struct System {
     auth: AuthMode,
     /// RESERVATION_MAX_SEATS_PER_USER (None: the service's default, 4 per user per concert).
     max_seats_per_user: Option<u32>,
+    /// Seats of one presale concert seeded after the others (its own waiting room), and the
+    /// operator's admin token given to the run.
+    presale_seats: Option<i32>,
 }
 
 /// One run of the standard set.
@@ -105,6 +109,7 @@ const WAITING_ROOM: System = System {
     tracing: Tracing::Off,
     auth: AuthMode::Trusted,
     max_seats_per_user: None,
+    presale_seats: None,
 };
 
 /// Everyone admitted at once: for runs that measure seats, not the waiting room.
@@ -115,6 +120,7 @@ const OPEN_DOORS: System = System {
     tracing: Tracing::Off,
     auth: AuthMode::Trusted,
     max_seats_per_user: None,
+    presale_seats: None,
 };
 
 /// Open doors for `holds`: 32 users hold thousands of seats each, so the per-user seat limit
@@ -133,6 +139,13 @@ const BOOKING: System = System {
     tracing: Tracing::Sampled(1.0),
     auth: AuthMode::Trusted,
     max_seats_per_user: None,
+    presale_seats: None,
+};
+
+/// A presale concert (its own room) beside the demo data; the run schedules its opening.
+const PRESALE: System = System {
+    presale_seats: Some(2000),
+    ..WAITING_ROOM
 };
 
 /// The gateway's per-caller rate limit, far above what any run's users send: the bench
@@ -229,6 +242,19 @@ fn plans(quick: bool) -> Vec<Plan> {
             ),
         },
     ];
+    // A scheduled opening: 20,000 fans in the pre-queue for 2,000 seats (concert 2, after
+    // the demo concert).
+    plans.push(Plan {
+        name: presale::RUN,
+        system: Some(System {
+            presale_seats: Some(if quick { 200 } else { 2000 }),
+            ..PRESALE
+        }),
+        args: pick(
+            "presale --fans 20000 --late-fans 300 --prequeue-secs 30 --concert 2 --admission-rate 200 --active-cap 1000",
+            "presale --fans 2000 --late-fans 100 --prequeue-secs 10 --concert 2 --admission-rate 200 --active-cap 300",
+        ),
+    });
     // What verifying bearer tokens costs: the same load with GATEWAY_AUTH=trusted, then =jwt,
     // each on a fresh system, back to back.
     for (mode, name) in [
@@ -328,7 +354,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     "--database-url".into(),
                     stores.database_url.clone(),
                 ]);
-                loadtest(&words, None, &out, false, &[]).await
+                loadtest(&words, None, &out, false, &[], &[]).await
             }
             Some(system) => run_on_system(&stores, plan, system, &stamp, &out).await,
         };
@@ -380,9 +406,21 @@ async fn run_on_system(
         kit::postgres::drop_database(&stores.database_url, database).await?;
     }
     let auth = GatewayAuth::for_mode(system.auth)?;
-    let spec = spec(system, plan.name, stamp, auth);
+    let mut spec = spec(system, plan.name, stamp, auth);
+    let mut presale = launch::PresaleSeed::default();
+    // What the load generator's own environment needs: the operator's secret for a run that
+    // schedules a room (kept out of its arguments, which the report records).
+    let mut loadtest_env = Vec::new();
+    if let Some(seats) = system.presale_seats {
+        presale = launch::PresaleSeed { concerts: 1, seats };
+        if spec.auth == GatewayAuth::Trusted {
+            let token = launch::fresh_admin_token()?;
+            spec.env.push(("GATEWAY_ADMIN_TOKEN", token.clone()));
+            loadtest_env.push(("GATEWAY_ADMIN_TOKEN", token));
+        }
+    }
     let mut running: Vec<(&'static str, Child)> = Vec::new();
-    let result = match launch::start_all(&spec, stores, &mut running).await {
+    let result = match launch::start_all_with(&spec, presale, stores, &mut running).await {
         Ok(()) => {
             let gateway = format!("http://{}", spec.gateway_addr);
             let collect = matches!(system.tracing, Tracing::Sampled(_));
@@ -395,7 +433,15 @@ async fn run_on_system(
                 global.push("--auth-key-dir".into());
                 global.push(key_dir.display().to_string());
             }
-            loadtest(&plan.args, Some(&gateway), out, collect, &global).await
+            loadtest(
+                &plan.args,
+                Some(&gateway),
+                out,
+                collect,
+                &global,
+                &loadtest_env,
+            )
+            .await
         }
         Err(error) => Err(error),
     };
@@ -442,10 +488,12 @@ async fn loadtest(
     out: &Path,
     collect_spans: bool,
     global: &[String],
+    env: &[(&str, String)],
 ) -> anyhow::Result<Value> {
     let binary = process::release_binary("loadtest");
     let mut command = Command::new(binary);
     command.args(global);
+    command.envs(env.iter().map(|(name, value)| (*name, value.as_str())));
     if let Some(gateway) = gateway {
         command.args(["--gateway", gateway]);
     }

@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{
     auth_cost,
     format::{Results, Row, int, ms, number, percent, show, verdict},
+    presale,
 };
 
 const START: &str = "<!-- bench:results:start -->";
@@ -227,6 +228,7 @@ fn rows(results: &Results) -> Vec<Row> {
         original: "—",
     });
     rows.extend(auth_cost::rows(results));
+    rows.extend(presale::rows(results));
     rows
 }
 
@@ -263,6 +265,7 @@ pub fn benchmarks_markdown(results: &Results, machine: &Value) -> String {
     );
     out.push_str(&results_table(results));
     out.push_str(&auth_cost::markdown(results));
+    out.push_str(&presale::markdown(results));
     for (name, run) in results {
         out.push_str(&format!("\n## {name}\n\n"));
         out.push_str(&format!(
