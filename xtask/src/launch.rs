@@ -87,6 +87,11 @@ pub struct UpArgs {
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(i32).range(1..))]
     presale_seats: i32,
 
+    /// Presale concerts seeded with --presale; the newest is scheduled. The databases outlive
+    /// `up`, so sold seats stay sold: raise this by one for a fresh concert on the next run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    presale_concerts: i64,
+
     /// Use the binaries already built instead of building first.
     #[arg(long)]
     no_build: bool,
@@ -284,13 +289,18 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     );
 
     let presale = PresaleSeed {
-        concerts: i64::from(args.presale.is_some()),
+        concerts: if args.presale.is_some() {
+            args.presale_concerts
+        } else {
+            0
+        },
         seats: args.presale_seats,
     };
     let mut result = start_all_with(&spec, presale, &stores, &mut running).await;
     let mut scheduled = None;
     if let (Ok(()), Some(seconds)) = (&result, args.presale) {
-        match schedule_presale(&spec, PresaleSeed::first_concert(&spec), seconds).await {
+        let newest = PresaleSeed::first_concert(&spec) + presale.concerts - 1;
+        match schedule_presale(&spec, newest, seconds).await {
             Ok(opening) => scheduled = Some(opening),
             Err(error) => result = Err(error),
         }
