@@ -1,6 +1,6 @@
 -- IssueToken. ARGV: P, room id, user, new token, now, grace ms, waiting key ttl ms,
 -- configured rate/s, configured cap, active ttl ms, tau ms, draw fraction (uniform in [0, 1),
--- from the new token's random bits).
+-- from the new token's random bits), idle limit ms (0: none).
 -- Returns {token, state, position, eta seconds, active until ms, paused (1 while waiting in a
 -- paused room), opens at ms, opens in ms, seats may return (0|1)}; state is W (waiting), A
 -- (active), P (pre-queue: no position until the draw), S (sold out: the place is kept) or N
@@ -18,7 +18,7 @@ local now = clock(ARGV[5])
 local grace, waiting_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
 local paused, rate, cap, _, prequeue_at, opens_at = settings(q, tonumber(ARGV[8]), tonumber(ARGV[9]))
 local fallback_rate, tau = assumed_rate(rate, cap, tonumber(ARGV[10])), tonumber(ARGV[11])
-local fraction = tonumber(ARGV[12])
+local fraction, idle_ms = tonumber(ARGV[12]), tonumber(ARGV[13])
 local paused_flag = paused and 1 or 0
 local wait, seen = qkey(q, 'wait'), qkey(q, 'seen')
 local room_phase = phase(now, prequeue_at, opens_at)
@@ -38,7 +38,7 @@ end
 local existing = redis.call('GET', ukey(q, user))
 if existing then
   local h = redis.call('HMGET', tkey(existing), 'state', 'until')
-  if h[1] == 'A' and tonumber(h[2]) > now then
+  if h[1] == 'A' and tonumber(h[2]) > now and not idled(q, existing, now, idle_ms) then
     return {existing, 'A', 0, 0, tonumber(h[2]), 0, 0, 0, 0}
   end
   if h[1] == 'W' then
@@ -51,7 +51,7 @@ if existing then
       return waiting_answer(existing, rank)
     end
   end
-  -- Expired or dropped: the user starts again at the back.
+  -- Expired, idled out or dropped: the user starts again at the back.
   drop(q, existing)
 end
 

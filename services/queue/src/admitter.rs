@@ -86,11 +86,13 @@ pub struct Admitter {
     reservation: Option<Paced>,
 }
 
-/// The reservation service to ask, the pace it sets, and when it was last asked.
+/// The reservation service to ask, the pace it sets, and when it was last asked (on the
+/// store's clock, so a test's manual clock paces the admitter as it paces admission).
 struct Paced {
     reservation: Reservation,
     outflow: Outflow,
-    asked: Option<Instant>,
+    asked: Option<i64>,
+    started: Instant,
     warnings: RoomWarnings,
 }
 
@@ -128,6 +130,7 @@ impl Admitter {
             reservation,
             outflow: Outflow::new(targets),
             asked: None,
+            started: Instant::now(),
             warnings: RoomWarnings::default(),
         });
         self
@@ -223,10 +226,12 @@ impl Admitter {
             return (Pace::ceiling(), HashMap::new());
         };
         let concerts: Vec<i64> = rooms.iter().filter_map(|room| room.concert_id()).collect();
-        let now = Instant::now();
-        let elapsed = paced
-            .asked
-            .map_or(Duration::ZERO, |asked| now.duration_since(asked));
+        let now = self.store.clock().manual_now_ms().unwrap_or_else(|| {
+            i64::try_from(paced.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+        });
+        let elapsed = paced.asked.map_or(Duration::ZERO, |asked| {
+            Duration::from_millis(u64::try_from(now - asked).unwrap_or(0))
+        });
         paced.asked = Some(now);
         match paced.reservation.outlook(concerts).await {
             Ok(outlook) => (

@@ -155,6 +155,11 @@ impl QueueStore {
         &self.policy
     }
 
+    /// Where this store's "now" comes from.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
     /// The trailing arguments of the scripts that keep a waiter alive and estimate its wait:
     /// grace ms, waiting key ttl ms, configured rate and cap, active ttl ms, outflow time
     /// constant ms (the scripts read the room's own settings over the configured ones).
@@ -226,7 +231,8 @@ impl QueueStore {
                     .arg(fresh.to_string())
                     .arg(self.clock_arg())
                     .arg(self.waiting_args())
-                    .arg(fresh.draw_fraction()),
+                    .arg(fresh.draw_fraction())
+                    .arg(millis(self.policy.admitted_idle)),
             )
             .await?;
         if state == "N" {
