@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use common::{SAMPLES, cleanup, ping_floor, summary};
 use futures::{StreamExt, stream};
 use hdrhistogram::Histogram;
 use queue::{
@@ -15,7 +16,8 @@ use queue::{
     domain::{Room, Token, UserId},
 };
 
-const SAMPLES: usize = 20_000;
+mod common;
+
 const FILL_CONCURRENCY: usize = 64;
 
 #[tokio::main]
@@ -94,64 +96,4 @@ async fn main() {
         );
     }
     cleanup(&redis_url, &prefix).await;
-}
-
-async fn ping_floor(redis_url: &str) -> Histogram<u64> {
-    let client = redis::Client::open(redis_url).expect("url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let mut histogram = Histogram::<u64>::new(3).expect("histogram");
-    for _ in 0..SAMPLES {
-        let call = Instant::now();
-        let _: String = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
-            .expect("ping");
-        histogram
-            .record(call.elapsed().as_micros() as u64)
-            .expect("record");
-    }
-    histogram
-}
-
-fn summary(histogram: &Histogram<u64>) -> String {
-    format!(
-        "p50 {} µs, p99 {} µs, p99.9 {} µs",
-        histogram.value_at_quantile(0.50),
-        histogram.value_at_quantile(0.99),
-        histogram.value_at_quantile(0.999)
-    )
-}
-
-async fn cleanup(redis_url: &str, prefix: &str) {
-    let client = redis::Client::open(redis_url).expect("url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}:*"))
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut connection)
-            .await
-            .expect("scan");
-        if !keys.is_empty() {
-            let _: u64 = redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async(&mut connection)
-                .await
-                .expect("unlink");
-        }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
 }
