@@ -165,6 +165,9 @@ impl Admitter {
             self.in_pending.remove(room);
         }
         let (pace, seats) = self.observe(&rooms).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.paced(pace.share);
+        }
         let mut report = TickReport {
             leading: true,
             pace: Some(pace.clone()),

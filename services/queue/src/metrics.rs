@@ -2,7 +2,8 @@
 //! GetStatus, ... by status), Redis round-trip latency per script or command, the pool's usage,
 //! and per room what the admitter saw at its last step — `queue_room_waiting`,
 //! `queue_room_active` — and counted — `queue_room_admitted_total`, `_expired_total`,
-//! `_dropped_total`.
+//! `_dropped_total`, `_idled_total` — and the share of the configured rate the admitter applies
+//! (`queue_admission_share`, 1 at the ceiling).
 //!
 //! Room labels are `default` or `concert-{id}`, at most [`MAX_ROOM_LABELS`] of them; later
 //! rooms count under `other` (their gauges are not exported: one gauge cannot hold many
@@ -12,7 +13,7 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::AtomicU64},
 };
 
 use kit::metrics::{
@@ -55,6 +56,8 @@ pub struct RoomMetrics {
     admitted: Family<RoomLabel, Counter>,
     expired: Family<RoomLabel, Counter>,
     dropped: Family<RoomLabel, Counter>,
+    idled: Family<RoomLabel, Counter>,
+    share: Gauge<f64, AtomicU64>,
     labelled: Arc<Mutex<HashSet<Room>>>,
 }
 
@@ -66,8 +69,11 @@ impl RoomMetrics {
             admitted: Family::default(),
             expired: Family::default(),
             dropped: Family::default(),
+            idled: Family::default(),
+            share: Gauge::default(),
             labelled: Arc::default(),
         };
+        metrics.share.set(1.0);
         registry.register(
             "queue_room_waiting",
             "Tokens waiting in the room after the admitter's last step (lease holder only)",
@@ -93,7 +99,22 @@ impl RoomMetrics {
             "Waiters dropped for not polling within the grace",
             metrics.dropped.clone(),
         );
+        registry.register(
+            "queue_room_idled",
+            "Admitted users who gave their slot back by making no reservation call in time",
+            metrics.idled.clone(),
+        );
+        registry.register(
+            "queue_admission_share",
+            "Share of the configured admission rate (or cap) the admitter applies, from the reservation service's hold load",
+            metrics.share.clone(),
+        );
         metrics
+    }
+
+    /// Records the pace of a tick.
+    pub fn paced(&self, share: f64) {
+        self.share.set(share);
     }
 
     /// Records one room's step (the admitter's hook).
@@ -109,6 +130,7 @@ impl RoomMetrics {
         self.dropped
             .get_or_create(&labels)
             .inc_by(admission.dropped);
+        self.idled.get_or_create(&labels).inc_by(admission.idled);
         if own {
             let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             self.waiting
