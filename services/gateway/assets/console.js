@@ -1,6 +1,7 @@
-// The operator's console: every room live (GET /admin/rooms every 2 s), charts of the last
-// minutes drawn as inline SVG from the history routes, pause/resume and the admission rate and
-// active cap per room (PATCH /admin/rooms/{room}), and the change log. The credential (the
+// The operator's console: every room live (GET /admin/rooms every 2 s) with its phase, the rate
+// in effect and why, its seats and idle give-backs, charts of the last minutes drawn as inline
+// SVG from the history routes, pause/resume, the admission rate and active cap and the
+// scheduled opening per room (PATCH /admin/rooms/{room}), and the change log. The credential (the
 // admin token, or an operator's bearer JWT) is kept in sessionStorage: gone with the tab.
 "use strict";
 
@@ -60,7 +61,11 @@
       case "ROOM_NOT_FOUND":
         return "That room does not exist (no such concert, or the concert waits in the default room).";
       case "INVALID_ROOM_SETTINGS":
-        return `The settings were refused: ${reply.message}. The admission rate is a number from 0 up, the active cap a whole number from 0 up.`;
+        return /opensAt|prequeueOpensAt/.test(reply.message || "")
+          ? `The schedule was refused: ${reply.message}`
+          : `The settings were refused: ${reply.message}. The admission rate is a number from 0 up, the active cap a whole number from 0 up.`;
+      case "ROOM_SETTINGS_CONTENDED":
+        return "Other operators kept changing this room at the same moment. Check the room and try again.";
       case "INVALID_BODY":
       case "INVALID_JSON":
         return `The gateway could not read the change: ${reply.message}`;
@@ -225,7 +230,9 @@
       el("span", { class: "badge overridden", text: "settings changed", hidden: true }));
     return el("tr", { "data-room": room.room },
       name,
-      el("td", {}, el("span", { class: "pill", "data-field": "paused" })),
+      el("td", { class: "admission" },
+        el("span", { class: "pill", "data-field": "paused" }),
+        el("span", { class: "in-effect", "data-field": "in-effect" })),
       ...fields.map((field) => el("td", { class: "num", "data-field": field })),
       el("td", {}, el("div", { class: "controls" },
         el("button", { type: "button", "data-action": "pause", onclick: () => change(room.room, { paused: true }) }, "Pause"),
@@ -235,9 +242,31 @@
         el("button", { type: "button", "data-action": "apply", onclick: () => apply(room.room) }, "Apply"))));
   };
 
-  const buildDetail = (room) =>
-    el("tr", { class: "detail", "data-detail-for": room.room },
+  const buildDetail = (room) => {
+    const id = room.room.replace(/[^a-z0-9-]/gi, "_");
+    const input = (setting, label) => {
+      const field = el("input", { type: "datetime-local", step: "60", id: `${setting}-${id}`, "data-schedule": setting, "aria-describedby": `schedule-hint-${id}` });
+      field.addEventListener("input", () => { field.dataset.dirty = "true"; });
+      return el("div", { class: "setting" }, el("label", { for: `${setting}-${id}`, text: label }), field);
+    };
+    const form = el("form", { class: "schedule", "data-schedule-for": room.room, "aria-labelledby": `schedule-title-${id}`, novalidate: true },
+      el("h3", { id: `schedule-title-${id}`, text: "Scheduled opening" }),
+      el("div", { class: "controls" },
+        input("prequeueOpensAt", "Pre-queue opens"),
+        input("opensAt", "Sale opens"),
+        el("button", { type: "submit", "data-action": "schedule" }, "Save schedule"),
+        el("button", { type: "button", "data-action": "clear-schedule", onclick: () => clearSchedule(room.room) }, "Clear schedule")),
+      el("p", { class: "hint", id: `schedule-hint-${id}`, text: "In your time zone. Before the pre-queue opens, joining is refused; everyone who joins the pre-queue is put in a random order when the sale opens. A field left empty is cleared." }));
+    form.addEventListener("submit", (event) => { event.preventDefault(); saveSchedule(room.room); });
+    return el("tr", { class: "detail", "data-detail-for": room.room },
       el("td", { colspan: "8" }, el("div", { class: "room-detail" },
+        el("div", { class: "room-facts" },
+          el("dl", { class: "facts" },
+            el("dt", { text: "Admission" }), el("dd", { class: "outflow", "data-field": "outflow" }),
+            el("dt", { text: "Schedule" }), el("dd", { "data-field": "schedule" }),
+            el("dt", { text: "Seats left" }), el("dd", { "data-field": "seats" }),
+            el("dt", { text: "Idle give-backs" }), el("dd", { "data-field": "idled" })),
+          form),
         el("div", { class: "charts" },
           el("figure", { class: "chart", "data-chart": "line" }, el("figcaption", { text: "Waiting and active, last 5 min" })),
           el("figure", { class: "chart", "data-chart": "flow" }, el("figcaption", { text: "Admitted and dropped per second" }))),
@@ -247,15 +276,75 @@
             el("thead", {}, el("tr", {},
               ...["Option", "Starts", "Venue", "Seats", "Free", "Held", "Sold"].map((h, i) => el("th", { scope: "col", class: i >= 3 ? "num" : null, text: h })))),
             el("tbody"))))));
+  };
+
+  /** The configured admission, and what the admitter applies now. */
+  const admissionFigures = (room) => {
+    const s = room.settings || {};
+    if (s.admissionRate > 0) return `${T.dec(room.admissionRateInEffect)}/s of ${T.dec(s.admissionRate)}/s`;
+    return `up to ${T.int(room.activeCapInEffect)} active of a cap of ${T.int(s.activeCap)}`;
+  };
+
+  /** Why admission runs where it does, as a sentence from outflowLimit and outflowDetail. */
+  const outflowSentence = (room) => {
+    const detail = room.outflowDetail ? room.outflowDetail.trim() : "";
+    const why = (fallback) => detail || fallback;
+    switch (room.outflowLimit) {
+      case "paused":
+        return "Admitting nobody: paused by an operator.";
+      case "not-open":
+        return `Admitting nobody: ${why(room.phase === "prequeue" ? "the pre-queue is open, the sale is not" : "the room has not opened yet")}.`;
+      case "sold-out":
+        return `Admitting nobody: ${why("no seat of the concert is free")}.`;
+      case "hold-latency":
+        return `Admitting ${admissionFigures(room)}: ${why("the reservation service's holds are slow")}.`;
+      case "holds-in-flight":
+        return `Admitting ${admissionFigures(room)}: ${why("too many holds in flight at the reservation service")}.`;
+      case "reservation-unreachable":
+        return `Admitting ${admissionFigures(room)}: ${why("the reservation service does not answer")}.`;
+      case "recovering":
+        return `Admitting ${admissionFigures(room)}: recovering, ${why("the reservation service copes again")}.`;
+      default:
+        return `Admitting ${admissionFigures(room)}${detail ? `: ${detail}` : ": nothing holds it back"}.`;
+    }
+  };
+
+  const PHASES = { "not-open": "not open yet", prequeue: "pre-queue" };
+
+  const scheduleText = (room) => {
+    const parts = [];
+    if (room.prequeueOpensAt) parts.push(`pre-queue opens ${T.when(room.prequeueOpensAt)}`);
+    if (room.opensAt) parts.push(`sale opens ${T.when(room.opensAt)}`);
+    if (!parts.length) return "none: the room is open";
+    const phase = { open: "open now", "not-open": "not open yet", prequeue: "pre-queue open now" }[room.phase] || room.phase;
+    return `${parts.join(", ")} (${phase})`;
+  };
+
+  /** An instant as a datetime-local input's value, in the operator's time zone. */
+  const localInput = (iso) => {
+    const date = new Date(iso || "");
+    if (Number.isNaN(date.getTime())) return "";
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  };
 
   const updateRow = (row, room) => {
     const s = room.settings || {};
+    // Paused wins; then a scheduled room's phase; else it admits as set.
     const state = row.querySelector('[data-field="paused"]');
-    state.textContent = s.paused ? "paused" : "admitting";
+    state.textContent = s.paused ? "paused" : PHASES[room.phase] || "admitting";
     state.classList.toggle("paused", !!s.paused);
+    state.classList.toggle("scheduled", !s.paused && !!PHASES[room.phase]);
     row.classList.toggle("is-paused", !!s.paused);
+    row.dataset.phase = room.phase || "open";
     for (const field of fields) row.querySelector(`[data-field="${field}"]`).textContent = show[field](room);
     row.querySelector(".room-title").textContent = room.title ? ` ${room.title}` : room.concertId ? "" : " shared room";
+    // The rate in effect next to the configured one; the pill says why when nobody is admitted.
+    const heldBack = !!room.outflowLimit && room.outflowLimit !== "none";
+    const inEffect = row.querySelector('[data-field="in-effect"]');
+    inEffect.textContent = room.outflowLimit === "sold-out" ? "sold out"
+      : ["paused", "not-open"].includes(room.outflowLimit) ? "" : admissionFigures(room);
+    inEffect.classList.toggle("held-back", heldBack);
     row.querySelector(".overridden").hidden = !s.overridden;
     row.querySelector('[data-action="pause"]').disabled = !!s.paused;
     row.querySelector('[data-action="resume"]').disabled = !s.paused;
@@ -264,7 +353,26 @@
       const value = s[input.dataset.setting];
       input.value = value === undefined || value === null ? "" : String(value);
     }
-    const detail = row.parentElement.querySelector(`tr[data-detail-for="${CSS.escape(room.room)}"] table.options tbody`);
+    const detailRow = row.parentElement.querySelector(`tr[data-detail-for="${CSS.escape(room.room)}"]`);
+    if (detailRow) {
+      const outflow = detailRow.querySelector('[data-field="outflow"]');
+      const sentence = outflowSentence(room);
+      if (outflow.textContent !== sentence) outflow.textContent = sentence;
+      outflow.dataset.limit = room.outflowLimit || "none";
+      outflow.classList.toggle("held-back", heldBack);
+      detailRow.querySelector('[data-field="schedule"]').textContent = scheduleText(room);
+      detailRow.querySelector('[data-field="seats"]').textContent = room.seats
+        ? `${T.int(room.seats.free)} free, ${T.int(room.seats.held)} held (may come back), ${T.int(room.seats.sold)} sold`
+        : room.concertId ? "not counted yet" : "per option, below";
+      detailRow.querySelector('[data-field="idled"]').textContent = room.idledTotal
+        ? `${T.int(room.idledTotal)} admitted fans gave their slot back by doing nothing`
+        : "none yet";
+      for (const input of detailRow.querySelectorAll("input[data-schedule]")) {
+        if (input.dataset.dirty || document.activeElement === input) continue;
+        input.value = localInput(room[input.dataset.schedule]);
+      }
+    }
+    const detail = detailRow && detailRow.querySelector("table.options tbody");
     if (detail) {
       detail.replaceChildren(...(room.options || []).map((o) => el("tr", {},
         el("th", { scope: "row", text: `#${o.concertOptionId}` }),
@@ -356,6 +464,9 @@
       if (c.paused === false) what.push("resumed admission");
       if (c.admissionRate !== null && c.admissionRate !== undefined) what.push(`set the admission rate to ${T.dec(c.admissionRate)}/s`);
       if (c.activeCap !== null && c.activeCap !== undefined) what.push(`set the active cap to ${T.int(c.activeCap)}`);
+      // Absent: not changed; null: cleared.
+      if ("prequeueOpensAt" in c) what.push(c.prequeueOpensAt === null ? "cleared the pre-queue's opening" : `scheduled the pre-queue to open ${T.when(c.prequeueOpensAt)}`);
+      if ("opensAt" in c) what.push(c.opensAt === null ? "cleared the sale's opening" : `scheduled the sale to open ${T.when(c.opensAt)}`);
       const at = new Date(c.at);
       return el("li", {},
         el("time", { datetime: c.at, text: Number.isNaN(at.getTime()) ? c.at : at.toLocaleString("en-GB") }),
@@ -369,9 +480,11 @@
 
   const change = async (room, settings) => {
     const row = $(`#rooms tr[data-room="${CSS.escape(room)}"]`);
-    row.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+    const detail = $(`#rooms tr[data-detail-for="${CSS.escape(room)}"]`);
+    const buttons = [row, detail].filter(Boolean).flatMap((r) => [...r.querySelectorAll("button")]);
+    buttons.forEach((b) => { b.disabled = true; });
     const reply = await admin("PATCH", `/admin/rooms/${encodeURIComponent(room)}`, settings);
-    row.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+    buttons.forEach((b) => { b.disabled = false; });
     if (!reply.ok) {
       if (!handleRefusal(reply)) say(refusal(reply), "error");
       return false;
@@ -401,6 +514,40 @@
     if (await change(room, settings)) {
       delete rateInput.dataset.dirty;
       delete capInput.dataset.dirty;
+    }
+  };
+
+  /** The schedule form's two instants (local time in the inputs) as the PATCH takes them. */
+  const saveSchedule = async (room) => {
+    const detail = $(`#rooms tr[data-detail-for="${CSS.escape(room)}"]`);
+    const inputs = [...detail.querySelectorAll("input[data-schedule]")];
+    const settings = {};
+    for (const input of inputs) {
+      if (input.value.trim() === "") {
+        settings[input.dataset.schedule] = null;
+        continue;
+      }
+      const at = new Date(input.value);
+      if (Number.isNaN(at.getTime())) {
+        input.focus();
+        return say("Enter a date and a time, or leave the field empty to clear it.", "error");
+      }
+      settings[input.dataset.schedule] = at.toISOString();
+    }
+    if (settings.prequeueOpensAt && !settings.opensAt) {
+      return say("A pre-queue needs a sale opening: fill in when the sale opens too.", "error");
+    }
+    if (settings.prequeueOpensAt && settings.opensAt && Date.parse(settings.opensAt) <= Date.parse(settings.prequeueOpensAt)) {
+      return say("The sale must open after the pre-queue opens.", "error");
+    }
+    if (await change(room, settings)) inputs.forEach((input) => { delete input.dataset.dirty; });
+  };
+
+  const clearSchedule = async (room) => {
+    const detail = $(`#rooms tr[data-detail-for="${CSS.escape(room)}"]`);
+    const inputs = [...detail.querySelectorAll("input[data-schedule]")];
+    if (await change(room, { prequeueOpensAt: null, opensAt: null })) {
+      inputs.forEach((input) => { delete input.dataset.dirty; input.value = ""; });
     }
   };
 

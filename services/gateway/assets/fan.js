@@ -12,18 +12,20 @@
   const session = T.storage(window.sessionStorage);
 
   const VIEWS = {
-    join: "join", waiting: "waiting", paused: "waiting", admitted: "admitted", held: "held",
-    paid: "paid", dropped: "ended", expired: "ended", "sold-out": "ended", "not-open": "ended",
-    error: "ended",
+    join: "join", waiting: "waiting", paused: "waiting", prequeue: "prequeue", admitted: "admitted",
+    held: "held", paid: "paid", dropped: "ended", expired: "ended", "sold-out": "ended",
+    "sold-out-final": "ended", "not-open": "ended", error: "ended",
   };
 
   let config = { auth: "trusted", devSignIn: false, embedOrigins: [] };
   let me = null; // {userId, bearer?}
-  let record = {}; // this user's stored place: {token, firstPosition, lastStatus, concertId, hold, paid, payKey}
+  let record = {}; // this user's stored place: {token, firstPosition, lastStatus, opensAt, concertId, hold, paid, payKey, soldOutForGood}
   let activeUntil = null; // ms, the gateway's clock
   let options = []; // the concert options offered, with free counts
   let current = null; // the option whose seat map is open
   let busy = false; // an action (hold, top up, pay) is under way
+  let opensAt = null; // ms, the gateway's clock: when the pre-queue's order is drawn
+  let queueSoldOut = false; // the queue itself said SOLD_OUT: it, not the seat counts, speaks for the line
   const seatGrades = local.get("ticketing.fan.v1.grades") || {}; // optionId -> {seatNo: [grade, price]}
   const timers = {};
 
@@ -111,6 +113,7 @@
       TOKEN_WRONG_ROOM: "That concert has its own line, and this place does not admit you to it. Choose a date listed here, or join that concert's line.",
       USER_MISMATCH: "You are signed in as someone else than this page expected. Reload the page.",
       SALE_NOT_OPEN: "The sale for this date has not opened yet. Try again when it opens.",
+      ROOM_NOT_OPEN: "This waiting room is not open yet. Come back when it opens.",
       SEAT_LIMIT_REACHED: "You already hold or own as many seats for this concert as one person may. Pay for the seat you hold, or leave it.",
       SEAT_TAKEN: "Someone else took that seat a moment ago. The map is refreshed: choose another seat.",
       RESERVATION_NOT_FOUND: "That booking is not known. Choose a seat again.",
@@ -223,7 +226,23 @@
   const onEntry = (entry) => {
     record.token = entry.token;
     record.lastStatus = entry.status;
+    record.soldOutForGood = false;
     if (entry.concertId) record.concertId = entry.concertId;
+    const pace = Math.min(30, Math.max(1, entry.pollAfterSeconds || 2));
+    const wasQueueSoldOut = queueSoldOut;
+    queueSoldOut = entry.status === "SOLD_OUT";
+    if (entry.status === "PREQUEUE") {
+      record.opensAt = entry.opensAt || null;
+      save();
+      showPrequeue();
+      return schedule("poll", poll, pace * 1000);
+    }
+    if (entry.status === "SOLD_OUT") {
+      save();
+      if (!entry.seatsMayReturn) return soldOutForGood();
+      showQueueSoldOut(entry);
+      return schedule("poll", poll, pace * 1000);
+    }
     if (entry.status === "ACTIVE") {
       activeUntil = Date.parse(entry.activeUntil) || null;
       save();
@@ -239,10 +258,71 @@
       return;
     }
     save();
-    // Sold out or not open: the place is kept (polling goes on) but the page keeps saying why.
-    if (!["sold-out", "not-open"].includes(fan.dataset.state)) showWaiting(entry);
-    const pace = Math.min(30, Math.max(1, entry.pollAfterSeconds || 2));
+    // A seat came back (the queue says WAITING again), or the pre-queue's order was drawn.
+    if (wasQueueSoldOut && fan.dataset.state === "sold-out") say("");
+    // Sold out or not open by the seat counts: the place is kept (polling goes on) but the
+    // page keeps saying why.
+    const held = ["sold-out", "not-open"].includes(fan.dataset.state) && !wasQueueSoldOut;
+    if (!held) showWaiting(entry);
     schedule("poll", poll, pace * 1000);
+  };
+
+  /** "today at 10:00", "on Tuesday 15 January at 10:00" (the fan's own time zone). */
+  const localMoment = (ms) => {
+    const date = new Date(ms);
+    const time = date.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" });
+    const today = new Date(T.now());
+    if (date.toDateString() === today.toDateString()) return `today at ${time}`;
+    const day = date.toLocaleDateString("en-GB", { weekday: "long", day: "numeric", month: "long" });
+    return `on ${day} at ${time}`;
+  };
+
+  /** In the pre-queue: when the sale opens, why there is no rush, and a countdown. */
+  const showPrequeue = () => {
+    const at = Date.parse(record.opensAt || "");
+    opensAt = Number.isFinite(at) ? at : null;
+    if (fan.dataset.state !== "prequeue") setState("prequeue");
+    // The sentence is the page's (fan.html); only the moment is filled in.
+    const time = $("#opens-at");
+    const moment = opensAt ? localMoment(opensAt) : "soon";
+    if (time.textContent !== moment) time.textContent = moment;
+    if (opensAt) time.setAttribute("datetime", new Date(opensAt).toISOString());
+    else time.removeAttribute("datetime");
+    tick();
+  };
+
+  /** The queue says no seat is free, but held seats may come back: the place is kept. */
+  const showQueueSoldOut = (entry) => {
+    const text = "Every seat is taken right now. Some are held by fans who have not paid yet: if their time runs out, those seats come back and the line moves again. You keep your place.";
+    if (fan.dataset.state !== "sold-out") setState("sold-out");
+    $("#ended-title").textContent = "Every seat is taken";
+    $("#ended-detail").textContent = entry.position ? `Your place in line: ${T.int(entry.position)}. This page checks again by itself.` : "This page checks again by itself.";
+    $("#ended-detail").hidden = false;
+    if ($("#message").textContent !== text) say(text, "warn");
+    $("#rejoin").hidden = true;
+  };
+
+  /** Every seat is sold: nothing can come back, so the page stops asking. */
+  const soldOutForGood = () => {
+    cancelAll();
+    record.soldOutForGood = true;
+    save();
+    setState("sold-out-final");
+    $("#ended-title").textContent = "Sold out";
+    $("#ended-detail").hidden = true;
+    say("Sold out: every seat has been sold.", "error");
+    $("#rejoin").hidden = false;
+    $("#rejoin").textContent = "Check again";
+  };
+
+  /** Joining refused before the waiting room opens: when it does (the queue's message says). */
+  const roomNotOpen = (reply) => {
+    const stamp = /\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})/.exec(reply.message || "");
+    const at = stamp ? Date.parse(stamp[0]) : NaN;
+    if (Number.isFinite(at)) {
+      return say(`This waiting room opens ${localMoment(at)}. Come back then: everyone who joins between then and the start of the sale is put in a random order, so there is no need to be first.`, "warn");
+    }
+    say(reply.message ? `This waiting room is not open yet: ${reply.message}` : describe(reply), "warn");
   };
 
   const showWaiting = (entry) => {
@@ -276,7 +356,7 @@
     if (!record.token) return;
     const reply = await call("GET", `/queue/check-queue?token=${encodeURIComponent(record.token)}`);
     if (reply.ok) {
-      if (fan.dataset.state !== "sold-out" && $("#message").className === "warn") say("");
+      if (!["sold-out", "not-open"].includes(fan.dataset.state) && $("#message").className === "warn") say("");
       return onEntry(reply.json);
     }
     if (T.transient(reply)) {
@@ -294,6 +374,7 @@
     record = { paid: record.paid };
     save();
     setState(wasActive ? "expired" : "dropped");
+    $("#ended-detail").hidden = true;
     $("#ended-title").textContent = wasActive ? "Your turn has ended" : "You lost your place in line";
     say(
       wasActive
@@ -322,11 +403,16 @@
         return poll();
       case "SALE_NOT_OPEN":
         return notOpen();
+      case "ROOM_NOT_OPEN":
+        cancelAll();
+        if (fan.dataset.state !== "join") showJoin();
+        return roomNotOpen(reply);
       default:
         if (fan.dataset.state === "join") return say(describe(reply), "error");
         if (["admitted", "held"].includes(fan.dataset.state)) return say(describe(reply), "error");
         setState("error");
         $("#ended-title").textContent = "Something went wrong";
+        $("#ended-detail").hidden = true;
         $("#rejoin").hidden = false;
         $("#rejoin").textContent = "Try again";
         say(describe(reply), "error");
@@ -359,7 +445,11 @@
   const watchSupply = async () => {
     const found = await loadOptions();
     const state = fan.dataset.state;
-    if (found) {
+    if (state === "sold-out-final") return; // nothing can come back: stop asking
+    // The queue speaks for the line while it says SOLD_OUT, and in the pre-queue.
+    if (found && (queueSoldOut || state === "prequeue")) {
+      options = found;
+    } else if (found) {
       options = found;
       const free = options.some((o) => o.availableSeats > 0);
       const open = options.some(isOpen);
@@ -382,6 +472,7 @@
   const soldOut = () => {
     setState("sold-out");
     $("#ended-title").textContent = "Every seat is taken";
+    $("#ended-detail").hidden = true;
     say(
       "Every seat is sold or held right now. Held seats that are not paid return in a few minutes; this page keeps your place and checks again by itself.",
       "warn",
@@ -394,6 +485,7 @@
     const opens = options.map((o) => Date.parse(o.saleOpensAt)).filter(Number.isFinite).sort((a, b) => a - b)[0];
     setState("not-open");
     $("#ended-title").textContent = "The sale has not opened yet";
+    $("#ended-detail").hidden = true;
     say(
       opens ? `The sale opens on ${T.when(new Date(opens).toISOString())}. This page checks again by itself.`
         : "The sale has not opened yet. This page checks again by itself.",
@@ -647,6 +739,11 @@
 
   const tick = () => {
     const state = fan.dataset.state;
+    if (state === "prequeue") {
+      const left = opensAt ? (opensAt - T.now()) / 1000 : NaN;
+      $("#opens-countdown").textContent = !Number.isFinite(left) ? "–"
+        : left > 0 ? T.duration(left) : "any moment";
+    }
     if (state === "admitted" || state === "held") {
       const left = activeUntil ? (activeUntil - T.now()) / 1000 : NaN;
       $("#admitted-until").textContent = Number.isFinite(left) ? T.duration(left) : "–";
@@ -691,7 +788,12 @@
   const resume = () => {
     say("");
     if (!me) return showJoin();
+    if (record.token && record.soldOutForGood) return soldOutForGood();
     if (record.token) {
+      if (record.lastStatus === "PREQUEUE") {
+        showPrequeue();
+        return poll();
+      }
       setState(record.lastStatus === "ACTIVE" ? "admitted" : "waiting");
       if (record.lastStatus !== "ACTIVE") $("#status").textContent = "Checking your place in line…";
       return poll();

@@ -85,6 +85,17 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
+/// For `#[serde(default, deserialize_with = "nullable")]` on an `Option<Option<T>>` field of a
+/// patch: absent is `None` (unchanged), `null` is `Some(None)` (clear it), a value is
+/// `Some(Some(value))` (set it). serde alone reads both absent and `null` as `None`.
+pub fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// Query parameters.
 pub struct QueryParams<T>(pub T);
 
@@ -179,5 +190,19 @@ mod tests {
             serde_json::json!({"id": 7, "rate": 0.5, "nested": [{"seat": 2}], "big": 1e300})
         );
         assert!(value["id"].is_i64() && value["big"].is_f64());
+    }
+
+    #[test]
+    fn nullable_tells_absent_from_null_from_a_value() {
+        #[derive(serde::Deserialize)]
+        struct Patch {
+            #[serde(default, deserialize_with = "nullable")]
+            at: Option<Option<String>>,
+        }
+        let read = |json: &str| serde_json::from_str::<Patch>(json).map(|p| p.at).ok();
+        assert_eq!(read("{}"), Some(None));
+        assert_eq!(read(r#"{"at": null}"#), Some(Some(None)));
+        assert_eq!(read(r#"{"at": "x"}"#), Some(Some(Some("x".into()))));
+        assert_eq!(read(r#"{"at": 7}"#), None, "a wrong type is still refused");
     }
 }

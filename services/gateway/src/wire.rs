@@ -12,6 +12,16 @@ pub fn rfc3339(unix_ms: i64) -> Option<String> {
         .ok()
 }
 
+/// Unix milliseconds for RFC 3339 text (any offset; a fraction below a millisecond is dropped),
+/// or None when it is not RFC 3339 or before 1970 (the backends' instants are positive).
+pub fn unix_ms_of_rfc3339(text: &str) -> Option<i64> {
+    let instant =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(instant.unix_timestamp_nanos() / 1_000_000)
+        .ok()
+        .filter(|ms| *ms > 0)
+}
+
 /// Largest id accepted from JSON: integers above 2^53 - 1 do not survive JavaScript clients.
 pub const MAX_ID: i64 = 9_007_199_254_740_991;
 
@@ -48,6 +58,30 @@ mod tests {
             rfc3339(1_800_000_000_123).as_deref(),
             Some("2027-01-15T08:00:00.123Z")
         );
+    }
+
+    #[test]
+    fn rfc3339_text_reads_as_unix_ms_with_any_offset() {
+        assert_eq!(
+            unix_ms_of_rfc3339("2027-01-15T08:00:00.123Z"),
+            Some(1_800_000_000_123)
+        );
+        assert_eq!(
+            unix_ms_of_rfc3339("2027-01-15T09:00:00.123456+01:00"),
+            Some(1_800_000_000_123)
+        );
+        for bad in [
+            "",
+            "tomorrow",
+            "2027-01-15",
+            "2027-01-15T08:00",
+            "2027-01-15T08:00:00",
+            "2027-13-15T08:00:00Z",
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(unix_ms_of_rfc3339(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -542,3 +542,262 @@ async fn a_revoked_token_is_refused_on_its_next_call_and_only_an_operator_can_re
         "INVALID_TOKEN",
     );
 }
+
+/// RFC 3339 of an instant this many ms after the tests' start on the manual clock.
+fn at(after_start_ms: i64) -> String {
+    gateway::wire::rfc3339(support::START_MS + after_start_ms).unwrap()
+}
+
+#[tokio::test]
+async fn an_operator_schedules_a_rooms_opening_sees_its_phase_move_with_the_clock_and_clears_it() {
+    let system = system_with_secret().await;
+    let patch = json!({
+        // Any offset is read; the view answers UTC.
+        "prequeueOpensAt": "2027-01-15T09:01:00+01:00",
+        "opensAt": at(120_000),
+    });
+    let set = as_operator(
+        &system.http,
+        "PATCH",
+        "/admin/rooms/default",
+        Some(&patch.to_string()),
+    )
+    .await;
+    assert_eq!(set.status, 200, "{}", set.json);
+    assert_eq!(
+        (
+            &set.json["phase"],
+            &set.json["prequeueOpensAt"],
+            &set.json["opensAt"]
+        ),
+        (&json!("not-open"), &json!(at(60_000)), &json!(at(120_000))),
+        "{}",
+        set.json
+    );
+    let listed = as_operator(&system.http, "GET", "/admin/rooms", None).await;
+    assert_eq!(room(&listed, "default")["phase"], "not-open");
+    // The admitter's step says why nobody is admitted.
+    first_step(&system).await;
+    let listed = as_operator(&system.http, "GET", "/admin/rooms", None).await;
+    assert_eq!(
+        room(&listed, "default")["outflowLimit"],
+        "not-open",
+        "{}",
+        listed.json
+    );
+
+    system.advance(60_000);
+    let listed = as_operator(&system.http, "GET", "/admin/rooms", None).await;
+    assert_eq!(room(&listed, "default")["phase"], "prequeue");
+    system.advance(60_000);
+    let listed = as_operator(&system.http, "GET", "/admin/rooms", None).await;
+    assert_eq!(
+        room(&listed, "default")["phase"],
+        "open",
+        "past its opening"
+    );
+
+    let cleared = as_operator(
+        &system.http,
+        "PATCH",
+        "/admin/rooms/default",
+        Some(r#"{"prequeueOpensAt": null, "opensAt": null}"#),
+    )
+    .await;
+    assert_eq!(cleared.status, 200, "{}", cleared.json);
+    assert_eq!(cleared.json["phase"], "open");
+    assert!(
+        cleared.json.get("prequeueOpensAt").is_none() && cleared.json.get("opensAt").is_none(),
+        "an unset schedule is absent: {}",
+        cleared.json
+    );
+}
+
+#[tokio::test]
+async fn the_change_log_shows_a_schedule_set_and_cleared_and_leaves_it_out_of_other_changes() {
+    let system = system_with_secret().await;
+    for body in [
+        json!({"prequeueOpensAt": at(60_000), "opensAt": at(120_000)}),
+        json!({"paused": true}),
+        json!({"prequeueOpensAt": null}),
+    ] {
+        let reply = as_operator(
+            &system.http,
+            "PATCH",
+            "/admin/rooms/default",
+            Some(&body.to_string()),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{body}: {}", reply.json);
+    }
+    let changes = as_operator(&system.http, "GET", "/admin/changes", None).await;
+    let changes = changes.json["changes"].as_array().unwrap().clone();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    let (cleared, paused, scheduled) = (&changes[0], &changes[1], &changes[2]);
+    assert_eq!(
+        (&scheduled["prequeueOpensAt"], &scheduled["opensAt"]),
+        (&json!(at(60_000)), &json!(at(120_000))),
+        "{scheduled}"
+    );
+    assert!(
+        paused.get("prequeueOpensAt").is_none() && paused.get("opensAt").is_none(),
+        "a change that left the schedule says nothing of it: {paused}"
+    );
+    assert_eq!(
+        cleared.get("prequeueOpensAt"),
+        Some(&Value::Null),
+        "cleared is null: {cleared}"
+    );
+    assert!(cleared.get("opensAt").is_none(), "{cleared}");
+    // The room kept its opening; its pre-queue opens now.
+    let rooms = as_operator(&system.http, "GET", "/admin/rooms", None).await;
+    let default = room(&rooms, "default");
+    assert_eq!(
+        (&default["phase"], &default["opensAt"]),
+        (&json!("prequeue"), &json!(at(120_000)))
+    );
+    assert!(default.get("prequeueOpensAt").is_none(), "{default}");
+}
+
+#[tokio::test]
+async fn bad_schedules_are_refused_with_invalid_room_settings_and_change_nothing() {
+    let system = system_with_secret().await;
+    let patch = |body: Value| {
+        let http = system.http.clone();
+        async move {
+            as_operator(
+                &http,
+                "PATCH",
+                "/admin/rooms/default",
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+    // Not an instant: 400, whatever the other field says.
+    for bad in [
+        json!({"opensAt": "tomorrow"}),
+        json!({"opensAt": "2027-01-15T10:00"}),
+        json!({"opensAt": "2027-01-15"}),
+        json!({"opensAt": "2027-02-30T10:00:00Z"}),
+        json!({"opensAt": "1969-07-20T20:17:00Z"}),
+        json!({"prequeueOpensAt": "", "opensAt": at(60_000)}),
+    ] {
+        let reply = patch(bad.clone()).await;
+        assert_error(&reply, 400, "INVALID_ROOM_SETTINGS");
+        assert!(
+            reply.json["message"].as_str().unwrap().contains("RFC 3339"),
+            "{bad}: {}",
+            reply.json
+        );
+    }
+    // Not a string at all is a malformed body, as for every other field.
+    assert_error(
+        &patch(json!({"opensAt": 1_800_000_000_000_i64})).await,
+        400,
+        "INVALID_BODY",
+    );
+    // In one patch: the opening not after the pre-queue, or a pre-queue that never opens.
+    for bad in [
+        json!({"prequeueOpensAt": at(60_000), "opensAt": at(60_000)}),
+        json!({"prequeueOpensAt": at(60_000), "opensAt": at(30_000)}),
+        json!({"prequeueOpensAt": at(60_000), "opensAt": null}),
+    ] {
+        assert_error(&patch(bad).await, 400, "INVALID_ROOM_SETTINGS");
+    }
+    // Against the room's own schedule, the queue finds it: a conflict with its state.
+    let set = patch(json!({"prequeueOpensAt": at(60_000), "opensAt": at(120_000)})).await;
+    assert_eq!(set.status, 200, "{}", set.json);
+    assert_error(
+        &patch(json!({"opensAt": at(60_000)})).await,
+        409,
+        "INVALID_ROOM_SETTINGS",
+    );
+    assert_error(
+        &patch(json!({"opensAt": null})).await,
+        409,
+        "INVALID_ROOM_SETTINGS",
+    );
+    let changes = as_operator(&system.http, "GET", "/admin/changes", None).await;
+    assert_eq!(
+        changes.json["changes"].as_array().unwrap().len(),
+        1,
+        "only the good schedule was applied: {}",
+        changes.json
+    );
+    let rooms = as_operator(&system.http, "GET", "/admin/rooms", None).await;
+    assert_eq!(room(&rooms, "default")["opensAt"], at(120_000));
+}
+
+#[tokio::test]
+async fn the_room_list_shows_the_rate_in_effect_and_why_the_seats_left_and_the_idle_give_backs() {
+    let system = System::start_with(
+        queue::Policy {
+            admission_rate: 10.0,
+            admitted_idle: std::time::Duration::from_secs(120),
+            ..default_policy()
+        },
+        &[&format!("--admin-token={SECRET}")],
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for user in 1..=30 {
+        tokens.push(join(&system, 700 + user).await);
+    }
+    first_step(&system).await;
+    let slow = queue::outflow::Pace {
+        share: 0.35,
+        limit: queue::outflow::OutflowLimit::HoldLatency,
+        detail: "hold latency 420 ms over the 250 ms target".into(),
+    };
+    let seats = queue::domain::RoomSeats {
+        free: 12,
+        held: 3,
+        sold: 35,
+    };
+    system.advance(1_000);
+    let admission = system
+        .queue_store
+        .admit_with(queue::domain::Room::Default, &slow, Some(seats))
+        .await
+        .unwrap();
+    assert_eq!(admission.admitted, 3, "3.5 a second");
+    let rooms = as_operator(&system.http, "GET", "/admin/rooms", None).await;
+    let default = room(&rooms, "default");
+    assert_eq!(default["settings"]["admissionRate"], 10.0, "{default}");
+    assert_eq!(default["admissionRateInEffect"], 3.5, "{default}");
+    assert_eq!(default["outflowLimit"], "hold-latency");
+    assert_eq!(
+        default["outflowDetail"],
+        "hold latency 420 ms over the 250 ms target"
+    );
+    assert_eq!(default["seats"], json!({"free": 12, "held": 3, "sold": 35}));
+    assert_eq!(default["idledTotal"], 0);
+
+    // The three admitted (the head of the line) make no reservation call for the idle limit:
+    // they give their slots back at the next step. Those still waiting keep polling.
+    for advance in [0, 60_000, 60_000] {
+        system.advance(advance);
+        for token in &tokens[3..] {
+            assert_eq!(entry(&system, token).await["status"], "WAITING");
+        }
+    }
+    system
+        .queue_store
+        .admit_with(
+            queue::domain::Room::Default,
+            &queue::outflow::Pace::ceiling(),
+            None,
+        )
+        .await
+        .unwrap();
+    let rooms = as_operator(&system.http, "GET", "/admin/rooms", None).await;
+    let default = room(&rooms, "default");
+    assert_eq!(default["idledTotal"], 3, "{default}");
+    assert_eq!(default["outflowLimit"], "none", "{default}");
+    assert_eq!(default["admissionRateInEffect"], 10.0, "{default}");
+    assert_eq!(
+        default["seats"]["free"], 12,
+        "the last seats seen: {default}"
+    );
+}

@@ -26,6 +26,7 @@ fn one_per_second() -> Policy {
         active_cap: 0,
         active_ttl: Duration::from_secs(600),
         waiting_grace: Duration::from_secs(60),
+        admitted_idle: Duration::ZERO,
     }
 }
 
@@ -497,5 +498,414 @@ async fn the_fan_page_the_console_and_the_docs_log_no_console_errors_and_leave_a
         );
         assert!(shot.starts_with(browser.folder()));
     }
+    browser.finish().await;
+}
+
+/// A short grace, so that the advised poll interval (at most a third of it) is short.
+fn polling_every_two_seconds() -> Policy {
+    Policy {
+        waiting_grace: Duration::from_secs(6),
+        ..one_per_second()
+    }
+}
+
+/// As [`start_system_with`], with the queue's manual clock set to the real time first: the
+/// pages count down with the browser's clock (kept to the gateway's `Date`), so a scheduled
+/// instant means the same to the page and to the queue, and reads as a real local time.
+async fn start_system_at_wall_clock(policy: Policy, gateway_flags: &[&str]) -> (System, String) {
+    let system = System::start_with(policy, gateway_flags).await;
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    system.now.store(
+        i64::try_from(wall).expect("ms fit"),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    assert_eq!(system.admit().await, 0, "nobody waits yet");
+    let base = format!("http://{}", system.http.addr());
+    (system, base)
+}
+
+/// The queue's manual clock, in unix ms.
+fn queue_now(system: &System) -> i64 {
+    system.now.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn rfc3339(unix_ms: i64) -> String {
+    gateway::wire::rfc3339(unix_ms).expect("an instant")
+}
+
+/// `PATCH /admin/rooms/{room}` as the operator.
+async fn operator_patch(system: &System, room: &str, body: Value) -> Value {
+    let reply = system
+        .http
+        .send_with(
+            "PATCH",
+            &format!("/admin/rooms/{room}"),
+            Some(&body.to_string()),
+            Some("application/json"),
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+    reply.json
+}
+
+/// Waits until the text of `css` (its white space as a reader sees it) contains every one
+/// of `parts`.
+async fn wait_for_sentence(page: &Page, css: &str, parts: &[&str]) {
+    let script = format!(
+        "const el = document.querySelector({css:?}); \
+         const text = el === null ? '' : el.textContent.replace(/\\s+/g, ' '); \
+         return {parts:?}.every(part => text.includes(part));"
+    );
+    page.wait_for(&format!("{css} to say {parts:?}"), &script)
+        .await;
+}
+
+#[tokio::test]
+async fn a_fan_in_the_prequeue_reads_when_the_sale_opens_that_joining_early_gives_no_advantage_sees_the_countdown_and_gets_a_place_at_the_opening_without_a_reload()
+ {
+    let admin_flag = format!("--admin-token={ADMIN_TOKEN}");
+    let (system, base) =
+        start_system_at_wall_clock(polling_every_two_seconds(), &[&admin_flag]).await;
+    let opens_at = queue_now(&system) + 10 * 60_000;
+    operator_patch(
+        &system,
+        "default",
+        serde_json::json!({"opensAt": rfc3339(opens_at)}),
+    )
+    .await;
+    let browser = Browser::start("fan_in_the_prequeue").await;
+    let fan = browser.open("fan", DESKTOP).await;
+
+    join(&fan, &base, 1).await;
+    fan.wait_for_state("fan", "prequeue").await;
+    mark_document(&fan).await;
+    wait_for_sentence(
+        &fan,
+        "#prequeue-text",
+        &[
+            "The sale opens ",
+            "Everyone who joins before then is put in a random order when it opens",
+            "arriving earlier gives no advantage",
+            "no need to refresh",
+            "keep this page open",
+        ],
+    )
+    .await;
+    // The opening in the fan's own time zone, as the browser writes it.
+    let local_time = fan
+        .eval(&format!(
+            "return new Date({opens_at}).toLocaleTimeString('en-GB', {{hour: '2-digit', minute: '2-digit'}});"
+        ))
+        .await;
+    let local_time = local_time.as_str().expect("a time");
+    wait_for_sentence(&fan, "#prequeue-text", &[local_time]).await;
+    wait_for_sentence(&fan, "#opens-at", &[local_time]).await;
+    assert_eq!(
+        fan.eval("return document.querySelector('#opens-at').getAttribute('datetime');")
+            .await,
+        Value::String(rfc3339(opens_at))
+    );
+    // It counts down: about ten minutes, then a second less.
+    let shown = fan
+        .wait_for(
+            "a countdown of about ten minutes",
+            "const t = document.querySelector('#opens-countdown').textContent; \
+             return /^(9|10) min \\d\\d s$/.test(t) ? t : null;",
+        )
+        .await;
+    fan.wait_for(
+        "the countdown to move on",
+        &format!(
+            "const t = document.querySelector('#opens-countdown').textContent; \
+             return /^(9|10) min \\d\\d s$/.test(t) && t !== {shown};"
+        ),
+    )
+    .await;
+    assert_every_control_is_named(&fan, "prequeue").await;
+    fan.step("prequeue").await;
+
+    // The operator brings the opening forward; the page takes the new time on its next poll,
+    // and at the opening it shows the place drawn for the fan (alone, so the first).
+    let sooner = queue_now(&system) + 2_000;
+    operator_patch(
+        &system,
+        "default",
+        serde_json::json!({"opensAt": rfc3339(sooner)}),
+    )
+    .await;
+    fan.wait_for(
+        "the new opening on the page",
+        &format!(
+            "return document.querySelector('#opens-at').getAttribute('datetime') === {:?};",
+            rfc3339(sooner)
+        ),
+    )
+    .await;
+    system.advance(2_000);
+    fan.wait_for_state("fan", "waiting").await;
+    fan.wait_for_text("#position", "1").await;
+    assert_not_reloaded(&fan).await;
+    fan.step("waiting-after-the-opening").await;
+    assert_eq!(admission_step(&system).await, 1);
+    fan.wait_for_state("fan", "admitted").await;
+
+    browser.finish().await;
+}
+
+#[tokio::test]
+async fn a_waiting_fan_is_told_every_seat_is_taken_but_held_ones_may_return_keeps_the_place_and_then_that_it_is_sold_out_for_good()
+ {
+    let (system, base) = start_system_with(polling_every_two_seconds(), &[]).await;
+    let browser = Browser::start("fan_sold_out").await;
+    let fan = browser.open("fan", DESKTOP).await;
+    let ahead = system
+        .http
+        .post("/queue/issue-token", r#"{"userId": 1}"#)
+        .await;
+    let ahead = vec![ahead.json["token"].as_str().expect("token").to_owned()];
+    join(&fan, &base, 2).await;
+    fan.wait_for_state("fan", "waiting").await;
+    fan.wait_for_text("#position", "2").await;
+    mark_document(&fan).await;
+
+    // The admitter learns that no seat is free and one is held by someone who has not paid.
+    let ceiling = queue::outflow::Pace::ceiling();
+    let seats = |free, held, sold| Some(queue::domain::RoomSeats { free, held, sold });
+    system
+        .queue_store
+        .admit_with(queue::domain::Room::Default, &ceiling, seats(0, 1, 49))
+        .await
+        .expect("admission step");
+    heartbeat(&system, &ahead).await;
+    fan.wait_for_state("fan", "sold-out").await;
+    fan.wait_for_text(
+        "#message",
+        "Every seat is taken right now. Some are held by fans who have not paid yet: if their \
+         time runs out, those seats come back and the line moves again. You keep your place.",
+    )
+    .await;
+    wait_for_sentence(&fan, "#ended-detail", &["Your place in line: 2"]).await;
+    assert_not_reloaded(&fan).await;
+    fan.step("sold-out-seats-may-return").await;
+
+    // The held seat is paid for: nothing can come back.
+    system
+        .queue_store
+        .admit_with(queue::domain::Room::Default, &ceiling, seats(0, 0, 50))
+        .await
+        .expect("admission step");
+    fan.wait_for_state("fan", "sold-out-final").await;
+    fan.wait_for_text("#message", "Sold out: every seat has been sold.")
+        .await;
+    fan.wait_for_text("#rejoin", "Check again").await;
+    assert_every_control_is_named(&fan, "sold-out-final").await;
+    fan.step("sold-out-for-good").await;
+
+    browser.finish().await;
+}
+
+#[tokio::test]
+async fn the_console_shows_the_rate_in_effect_and_why_the_seats_left_idle_give_backs_and_schedules_a_room_with_its_form()
+ {
+    let admin_flag = format!("--admin-token={ADMIN_TOKEN}");
+    let policy = Policy {
+        admission_rate: 10.0,
+        admitted_idle: Duration::from_secs(120),
+        ..one_per_second()
+    };
+    let (system, base) = start_system_at_wall_clock(policy, &[&admin_flag]).await;
+    catalog::testing::give_own_room(system.catalog_db(), 1)
+        .await
+        .expect("concert 1 gets its own room");
+    let room = queue::domain::Room::Concert(1);
+    let mut tokens = Vec::new();
+    for user in 1..=40 {
+        let reply = system
+            .http
+            .post(
+                "/queue/issue-token",
+                &format!(r#"{{"userId": {user}, "concertId": 1}}"#),
+            )
+            .await;
+        assert_eq!(reply.json["status"], "WAITING", "{}", reply.json);
+        tokens.push(reply.json["token"].as_str().expect("token").to_owned());
+    }
+    // The reservation service's holds are slow: the admitter paces at 35 % of the rate.
+    let slow = queue::outflow::Pace {
+        share: 0.35,
+        limit: queue::outflow::OutflowLimit::HoldLatency,
+        detail: "hold latency 420 ms over the 250 ms target".into(),
+    };
+    let seats = Some(queue::domain::RoomSeats {
+        free: 12,
+        held: 3,
+        sold: 35,
+    });
+    let step = |system: &System| {
+        let store = system.queue_store.clone();
+        let slow = slow.clone();
+        async move { store.admit_with(room, &slow, seats).await.expect("step") }
+    };
+    assert_eq!(step(&system).await.admitted, 0, "the bucket starts empty");
+    system.advance(1_000);
+    assert_eq!(step(&system).await.admitted, 3);
+    // The three admitted do nothing for the idle limit; the others keep polling.
+    for advance in [0, 60_000, 60_000] {
+        system.advance(advance);
+        heartbeat(&system, &tokens[3..]).await;
+    }
+    let admission = step(&system).await;
+    assert_eq!(admission.idled, 3, "{admission:?}");
+
+    let browser = Browser::start("console_rate_in_effect_and_schedule").await;
+    let operator = browser.open("operator", DESKTOP).await;
+    operator.goto(&format!("{base}/admin")).await;
+    operator.wait_for_state("console", "sign-in").await;
+    operator.fill("#admin-token", ADMIN_TOKEN).await;
+    operator.click("#admin-sign-in").await;
+    operator.wait_for_state("console", "live").await;
+    // The rate in effect next to the configured one in the room's row, and why below it.
+    operator
+        .wait_for_text(
+            "#rooms tr[data-room=\"concert-1\"] [data-field=\"in-effect\"]",
+            "3.5/s of 10/s",
+        )
+        .await;
+    let detail = "#rooms tr[data-detail-for=\"concert-1\"]";
+    operator
+        .wait_for_text(
+            &format!("{detail} [data-field=\"outflow\"]"),
+            "Admitting 3.5/s of 10/s: hold latency 420 ms over the 250 ms target.",
+        )
+        .await;
+    assert_eq!(
+        operator
+            .eval(&format!(
+                "return document.querySelector('{detail} [data-field=\"outflow\"]').dataset.limit;"
+            ))
+            .await,
+        "hold-latency"
+    );
+    operator
+        .wait_for_text(
+            &format!("{detail} [data-field=\"seats\"]"),
+            "12 free, 3 held (may come back), 35 sold",
+        )
+        .await;
+    operator
+        .wait_for_text(
+            &format!("{detail} [data-field=\"idled\"]"),
+            "3 admitted fans gave their slot back by doing nothing",
+        )
+        .await;
+
+    // Schedule the default room with its form: the pre-queue opened a minute ago, the sale
+    // opens in half an hour (the inputs are in the operator's time zone).
+    let now = queue_now(&system);
+    let (prequeue, opens) = (now - 60_000, now + 30 * 60_000);
+    let form = "#rooms tr[data-detail-for=\"default\"] form.schedule";
+    operator
+        .eval(&format!(
+            "const pad = (n) => String(n).padStart(2, '0'); \
+             const local = (ms) => {{ const d = new Date(ms); \
+               return `${{d.getFullYear()}}-${{pad(d.getMonth() + 1)}}-${{pad(d.getDate())}}T${{pad(d.getHours())}}:${{pad(d.getMinutes())}}`; }}; \
+             for (const [name, ms] of [['prequeueOpensAt', {prequeue}], ['opensAt', {opens}]]) {{ \
+               const input = document.querySelector('{form} input[data-schedule=\"' + name + '\"]'); \
+               input.value = local(ms); input.dispatchEvent(new Event('input')); }} \
+             return null;"
+        ))
+        .await;
+    operator
+        .click(&format!("{form} button[data-action=\"schedule\"]"))
+        .await;
+    let default = "#rooms tr[data-room=\"default\"]";
+    operator
+        .wait_for_text(&format!("{default} [data-field=\"paused\"]"), "pre-queue")
+        .await;
+    // The admitter's next step in the default room: nobody is admitted before the opening.
+    system.admit().await;
+    operator
+        .wait_for_text(
+            "#rooms tr[data-detail-for=\"default\"] [data-field=\"outflow\"]",
+            "Admitting nobody: the pre-queue is open, the sale is not.",
+        )
+        .await;
+    operator
+        .wait_for(
+            "the schedule in the change log",
+            "const first = document.querySelector('#changes > li'); \
+             return first !== null && /scheduled the pre-queue to open/.test(first.textContent) \
+               && /scheduled the sale to open/.test(first.textContent);",
+        )
+        .await;
+    // What the queue was told: the minutes the operator typed, as instants.
+    let rooms = system
+        .http
+        .send_with(
+            "GET",
+            "/admin/rooms",
+            None,
+            None,
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+        )
+        .await;
+    let listed = rooms.json["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .find(|r| r["room"] == "default")
+        .expect("the default room")
+        .clone();
+    let minute = |ms: i64| rfc3339(ms - ms.rem_euclid(60_000));
+    assert_eq!(
+        (&listed["prequeueOpensAt"], &listed["opensAt"]),
+        (
+            &Value::String(minute(prequeue)),
+            &Value::String(minute(opens))
+        ),
+        "{listed}"
+    );
+    // Fans in the default room's pre-queue: waiting, with no place yet.
+    for user in 101..=105 {
+        let reply = system
+            .http
+            .post("/queue/issue-token", &format!(r#"{{"userId": {user}}}"#))
+            .await;
+        assert_eq!(reply.json["status"], "PREQUEUE", "{}", reply.json);
+    }
+    operator
+        .wait_for_text(&format!("{default} [data-field=\"waiting\"]"), "5")
+        .await;
+    assert_every_control_is_named(&operator, "live").await;
+    operator.step("console-live").await;
+
+    operator
+        .click(&format!("{form} button[data-action=\"clear-schedule\"]"))
+        .await;
+    operator
+        .wait_for_text(&format!("{default} [data-field=\"paused\"]"), "admitting")
+        .await;
+    assert_eq!(
+        operator
+            .eval(&format!(
+                "return document.querySelector('{default}').dataset.phase;"
+            ))
+            .await,
+        "open"
+    );
+    operator
+        .wait_for(
+            "the clearing in the change log",
+            "const first = document.querySelector('#changes > li'); \
+             return first !== null && /cleared the pre-queue's opening/.test(first.textContent) \
+               && /cleared the sale's opening/.test(first.textContent);",
+        )
+        .await;
+    operator.step("schedule-cleared").await;
+
     browser.finish().await;
 }

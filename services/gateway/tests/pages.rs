@@ -230,6 +230,11 @@ async fn the_pages_carry_every_id_of_the_dom_contract() {
         "pay",
         "confirmation",
         "message",
+        "opens-at",
+        "opens-countdown",
+        "prequeue-text",
+        "ended-title",
+        "ended-detail",
     ] {
         assert!(
             fan.contains(&format!("id=\"{id}\"")),

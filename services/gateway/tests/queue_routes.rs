@@ -317,3 +317,269 @@ async fn waiters_are_told_to_poll_less_often_the_further_back_they_stand() {
         active.json
     );
 }
+
+const ADMIN_SECRET: &str = "queue-routes-operator-0123456789abcdef";
+
+/// A system whose operator can schedule rooms (PATCH /admin/rooms/{room}).
+async fn system_with_operator() -> System {
+    System::start_with(
+        default_policy(),
+        &[&format!("--admin-token={ADMIN_SECRET}")],
+    )
+    .await
+}
+
+/// RFC 3339 of an instant this many ms after the tests' start on the manual clock.
+fn at(after_start_ms: i64) -> String {
+    gateway::wire::rfc3339(support::START_MS + after_start_ms).unwrap()
+}
+
+async fn schedule_default_room(system: &System, body: serde_json::Value) {
+    let reply = system
+        .http
+        .send_with(
+            "PATCH",
+            "/admin/rooms/default",
+            Some(&body.to_string()),
+            Some("application/json"),
+            &[("authorization", &format!("Bearer {ADMIN_SECRET}"))],
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+}
+
+async fn join(system: &System, user: i64) -> support::Reply {
+    system
+        .http
+        .post("/queue/issue-token", &format!(r#"{{"userId": {user}}}"#))
+        .await
+}
+
+async fn check(system: &System, token: &serde_json::Value) -> support::Reply {
+    let token = token.as_str().expect("a token");
+    system
+        .http
+        .get(&format!("/queue/check-queue?token={token}"))
+        .await
+}
+
+/// The fields of a JSON object, sorted.
+fn fields(json: &serde_json::Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = json
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
+#[tokio::test]
+async fn joining_before_the_prequeue_opens_is_409_room_not_open_saying_when_and_queues_nothing() {
+    let system = system_with_operator().await;
+    schedule_default_room(
+        &system,
+        serde_json::json!({"prequeueOpensAt": at(60_000), "opensAt": at(120_000)}),
+    )
+    .await;
+    let refused = join(&system, 1).await;
+    assert_error(&refused, 409, "ROOM_NOT_OPEN");
+    let message = refused.json["message"].as_str().unwrap();
+    assert!(message.contains(&at(60_000)), "says when: {message}");
+    // Nothing was queued: another joiner once it opens is alone in the pre-queue.
+    system.advance(60_000);
+    let joined = join(&system, 2).await;
+    assert_eq!(joined.json["status"], "PREQUEUE", "{}", joined.json);
+    assert_eq!(
+        system
+            .queue_store
+            .admit(queue::domain::Room::Default)
+            .await
+            .unwrap()
+            .waiting,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_scheduled_rooms_joiners_get_prequeue_with_opens_at_then_after_the_opening_a_drawn_place_ahead_of_later_joiners()
+ {
+    let system = system_with_operator().await;
+    schedule_default_room(
+        &system,
+        serde_json::json!({"prequeueOpensAt": at(-60_000), "opensAt": at(60_000)}),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for user in 1..=3 {
+        let reply = join(&system, user).await;
+        assert_eq!(reply.status, 200, "{}", reply.json);
+        let entry = &reply.json;
+        assert_eq!(
+            (&entry["status"], &entry["position"], &entry["etaSeconds"]),
+            (
+                &serde_json::json!("PREQUEUE"),
+                &serde_json::json!(0),
+                &serde_json::json!(0)
+            ),
+            "{entry}"
+        );
+        assert_eq!(entry["opensAt"], at(60_000), "{entry}");
+        assert!(entry["pollAfterSeconds"].as_u64().unwrap() >= 1, "{entry}");
+        assert_eq!(
+            fields(entry),
+            [
+                "etaSeconds",
+                "opensAt",
+                "pollAfterSeconds",
+                "position",
+                "status",
+                "token"
+            ],
+            "{entry}"
+        );
+        tokens.push(entry["token"].clone());
+    }
+    let polled = check(&system, &tokens[0]).await;
+    assert_eq!(polled.json["status"], "PREQUEUE", "{}", polled.json);
+    assert_eq!(polled.json["opensAt"], at(60_000));
+
+    // Polling keeps the places (the heartbeat) until the opening.
+    system.advance(30_000);
+    for token in &tokens {
+        assert_eq!(check(&system, token).await.json["status"], "PREQUEUE");
+    }
+    // The opening: each is told a place, drawn among the three; a later joiner comes after.
+    system.advance(30_000);
+    let mut places = Vec::new();
+    for token in &tokens {
+        let waiting = check(&system, token).await;
+        assert_eq!(waiting.json["status"], "WAITING", "{}", waiting.json);
+        // The original clients' shape, nothing new.
+        assert_eq!(
+            fields(&waiting.json),
+            [
+                "etaSeconds",
+                "pollAfterSeconds",
+                "position",
+                "status",
+                "token"
+            ],
+            "{}",
+            waiting.json
+        );
+        places.push(waiting.json["position"].as_u64().unwrap());
+    }
+    places.sort_unstable();
+    assert_eq!(places, [1, 2, 3]);
+    let late = join(&system, 4).await;
+    assert_eq!(
+        (&late.json["status"], &late.json["position"]),
+        (&serde_json::json!("WAITING"), &serde_json::json!(4)),
+        "{}",
+        late.json
+    );
+}
+
+#[tokio::test]
+async fn a_waiter_is_told_sold_out_on_the_next_poll_keeps_the_place_and_hears_whether_seats_may_return()
+ {
+    let system = System::start_queue_only(default_policy()).await;
+    let first = join(&system, 1).await.json["token"].clone();
+    let second = join(&system, 2).await.json["token"].clone();
+    let room = queue::domain::Room::Default;
+    let ceiling = queue::outflow::Pace::ceiling();
+    let seats = |free, held, sold| Some(queue::domain::RoomSeats { free, held, sold });
+    system
+        .queue_store
+        .admit_with(room, &ceiling, seats(0, 1, 49))
+        .await
+        .unwrap();
+
+    let told = check(&system, &second).await;
+    assert_eq!(told.status, 200, "{}", told.json);
+    assert_eq!(
+        (
+            &told.json["status"],
+            &told.json["position"],
+            &told.json["etaSeconds"],
+            &told.json["seatsMayReturn"]
+        ),
+        (
+            &serde_json::json!("SOLD_OUT"),
+            &serde_json::json!(2),
+            &serde_json::json!(0),
+            &serde_json::json!(true)
+        ),
+        "{}",
+        told.json
+    );
+    assert_eq!(
+        fields(&told.json),
+        [
+            "etaSeconds",
+            "pollAfterSeconds",
+            "position",
+            "seatsMayReturn",
+            "status",
+            "token"
+        ],
+        "{}",
+        told.json
+    );
+    // Nobody is admitted while no seat is free.
+    system.advance(1_000);
+    let step = system
+        .queue_store
+        .admit_with(room, &ceiling, None)
+        .await
+        .unwrap();
+    assert_eq!((step.admitted, step.waiting), (0, 2));
+
+    // The held seat is paid for: nothing can come back.
+    system
+        .queue_store
+        .admit_with(room, &ceiling, seats(0, 0, 50))
+        .await
+        .unwrap();
+    let final_word = check(&system, &first).await;
+    assert_eq!(
+        (
+            &final_word.json["status"],
+            &final_word.json["position"],
+            &final_word.json["seatsMayReturn"]
+        ),
+        (
+            &serde_json::json!("SOLD_OUT"),
+            &serde_json::json!(1),
+            &serde_json::json!(false)
+        ),
+        "{}",
+        final_word.json
+    );
+
+    // A seat comes back: the line moves again, in its order.
+    system.advance(1_000);
+    let step = system
+        .queue_store
+        .admit_with(room, &ceiling, seats(1, 0, 49))
+        .await
+        .unwrap();
+    assert_eq!(step.admitted, 1);
+    let admitted = check(&system, &first).await;
+    assert_eq!(admitted.json["status"], "ACTIVE", "{}", admitted.json);
+    assert_eq!(
+        fields(&admitted.json),
+        ["activeUntil", "etaSeconds", "position", "status", "token"],
+        "{}",
+        admitted.json
+    );
+    let next = check(&system, &second).await;
+    assert_eq!(
+        (&next.json["status"], &next.json["position"]),
+        (&serde_json::json!("WAITING"), &serde_json::json!(1)),
+        "one seat, one admission, and the next in line moves up: {}",
+        next.json
+    );
+}

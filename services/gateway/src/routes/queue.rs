@@ -56,19 +56,31 @@ pub enum TokenState {
     Waiting,
     /// Admitted until `activeUntil`: reserve and pay take the token.
     Active,
+    /// In the pre-queue of a scheduled room: at `opensAt` everyone in it is put in a uniformly
+    /// random order, ahead of later joiners, so there is no position yet and joining earlier
+    /// gives no advantage. Poll again after `pollAfterSeconds`.
+    Prequeue,
+    /// In line, the place kept, but no seat of the concert is free, so nobody is admitted;
+    /// `seatsMayReturn` says whether held seats may still come back. Poll again after
+    /// `pollAfterSeconds`.
+    SoldOut,
 }
 
-/// A queue entry (a token's place in its room), as the original clients read it.
+/// A queue entry (a token's place in its room), as the original clients read it. WAITING and
+/// ACTIVE answers carry only the original fields.
 #[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueEntryView {
     #[schema(format = Uuid)]
     token: String,
     status: TokenState,
-    /// Waiters ahead, plus one; 0 once ACTIVE.
+    /// Waiters ahead, plus one (kept while SOLD_OUT); 0 once ACTIVE, and in the PREQUEUE,
+    /// where the order is not drawn yet.
     position: u64,
+    /// Estimated seconds until admission while WAITING; 0 otherwise (nobody is admitted from
+    /// the PREQUEUE or while SOLD_OUT, so no estimate would hold).
     eta_seconds: u64,
-    /// While WAITING: seconds until the next poll is worth making (the heartbeat still counts
+    /// Unless ACTIVE: seconds until the next poll is worth making (the heartbeat still counts
     /// at any pace inside the grace).
     #[serde(skip_serializing_if = "Option::is_none")]
     poll_after_seconds: Option<u64>,
@@ -79,6 +91,16 @@ pub struct QueueEntryView {
     /// While WAITING: an operator has paused admission in this room (absent otherwise).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     paused: bool,
+    /// While PREQUEUE: when the order is drawn and admission starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    opens_at: Option<String>,
+    /// While SOLD_OUT: true when some seats are only held by fans who have not paid yet (if a
+    /// hold runs out the seat comes back and the line moves again); false when every seat is
+    /// sold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    seats_may_return: Option<bool>,
 }
 
 impl TryFrom<pb::QueueEntry> for QueueEntryView {
@@ -88,22 +110,36 @@ impl TryFrom<pb::QueueEntry> for QueueEntryView {
         let status = match pb::TokenStatus::try_from(entry.status) {
             Ok(pb::TokenStatus::Waiting) => TokenState::Waiting,
             Ok(pb::TokenStatus::Active) => TokenState::Active,
-            _ => {
+            Ok(pb::TokenStatus::Prequeue) => TokenState::Prequeue,
+            Ok(pb::TokenStatus::SoldOut) => TokenState::SoldOut,
+            Ok(pb::TokenStatus::Unspecified) | Err(_) => {
                 return Err(ApiError::from(tonic::Status::internal(
                     "queue returned no token status",
                 )));
             }
         };
+        let waiting = status == TokenState::Waiting;
+        let held_back = matches!(status, TokenState::Prequeue | TokenState::SoldOut);
         Ok(Self {
             token: entry.token,
             status,
-            position: entry.position,
-            eta_seconds: entry.eta_seconds,
-            poll_after_seconds: (status == TokenState::Waiting)
+            // No place before the draw; a sold-out waiter keeps theirs.
+            position: if status == TokenState::Prequeue {
+                0
+            } else {
+                entry.position
+            },
+            eta_seconds: if held_back { 0 } else { entry.eta_seconds },
+            poll_after_seconds: (status != TokenState::Active)
                 .then(|| entry.poll_after_ms.div_ceil(1000)),
             active_until: entry.active_until_unix_ms.and_then(rfc3339),
             concert_id: entry.concert_id,
-            paused: entry.paused && status == TokenState::Waiting,
+            paused: entry.paused && waiting,
+            opens_at: entry
+                .opens_at_unix_ms
+                .filter(|_| status == TokenState::Prequeue)
+                .and_then(rfc3339),
+            seats_may_return: (status == TokenState::SoldOut).then_some(entry.seats_may_return),
         })
     }
 }
@@ -113,10 +149,13 @@ crate::errors!(IssueTokenErrors {
     401 => ["AUTH_REQUIRED"],
     403 => ["USER_MISMATCH"],
     404 => ["CONCERT_NOT_FOUND"],
+    409 => ["ROOM_NOT_OPEN"],
 });
 
 /// Joins the waiting room of the concert (or the shared one without `concertId`). Only real
-/// concerts have rooms: an unknown concert is 404 and nothing is written to the queue.
+/// concerts have rooms: an unknown concert is 404 and nothing is written to the queue. A room
+/// scheduled to open takes joiners from its `prequeueOpensAt` (into the PREQUEUE); before that,
+/// 409 `ROOM_NOT_OPEN`, whose message says when it opens.
 #[utoipa::path(
     post,
     path = "/queue/issue-token",

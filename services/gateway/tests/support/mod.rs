@@ -32,6 +32,8 @@ pub struct System {
     /// Catalog and reservation, unless started with [`System::start_queue_only`].
     bookings: Option<Bookings>,
     pub prefix: String,
+    /// The reservation service's gRPC URL (none for [`System::start_queue_only`]).
+    pub reservation_url: Option<String>,
 }
 
 /// The databases of the catalog and reservation services behind a [`System`].
@@ -157,6 +159,7 @@ impl System {
         // Queue-only: the gateway's catalog and reservation stay at NO_BACKEND.
         let mut backend_flags = Vec::new();
         let mut bookings = None;
+        let mut reservation = None;
         if let Some(flags) = reservation_flags {
             let (catalog_url, reservation_url, reservation_db, catalog_db) =
                 start_catalog_and_reservation_with(flags).await;
@@ -166,6 +169,7 @@ impl System {
                 reservation_db,
                 catalog_db,
             });
+            reservation = Some(reservation_url);
         }
         let mut flags: Vec<&str> = backend_flags.iter().map(String::as_str).collect();
         flags.extend_from_slice(gateway_flags);
@@ -176,6 +180,7 @@ impl System {
             now,
             bookings,
             prefix,
+            reservation_url: reservation,
         }
     }
 
@@ -279,6 +284,8 @@ pub fn default_policy() -> Policy {
         active_cap: 0,
         active_ttl: Duration::from_secs(600),
         waiting_grace: Duration::from_secs(60),
+        // Admitted users keep their slot however long they take, unless a test says otherwise.
+        admitted_idle: Duration::ZERO,
     }
 }
 

@@ -53,7 +53,7 @@ crate::errors!(ListRoomsErrors + ADMIN_AUTH {});
 crate::errors!(UpdateRoomErrors + ADMIN_AUTH {
     400 => ["INVALID_PATH", "INVALID_ROOM", "INVALID_JSON", "INVALID_BODY", "INVALID_ROOM_SETTINGS"],
     404 => ["ROOM_NOT_FOUND"],
-    409 => ["INVALID_ROOM_SETTINGS"],
+    409 => ["INVALID_ROOM_SETTINGS", "ROOM_SETTINGS_CONTENDED"],
 });
 
 crate::errors!(RoomHistoryErrors + ADMIN_AUTH {
@@ -105,7 +105,8 @@ async fn routes_history(State(state): State<AppState>, _admin: Admin) -> Json<Ro
     Json(state.metrics.history().into())
 }
 
-/// Changes a room's settings; answers the room as the list shows it.
+/// Changes a room's settings, or schedules its opening (`prequeueOpensAt`, `opensAt`; `null`
+/// clears one); answers the room as the list shows it.
 #[utoipa::path(
     patch,
     path = "/admin/rooms/{room}",
@@ -285,8 +286,9 @@ async fn existing_room(
 }
 
 /// The patch alone passed its checks, so a rule the queue still finds broken is broken by the
-/// patch together with the room's other settings (a rate of 0 while the cap is 0): a
-/// conflict with the room's state, 409, not a malformed request.
+/// patch together with the room's other settings (a rate of 0 while the cap is 0, an
+/// `opensAt` not after the room's `prequeueOpensAt`): a conflict with the room's state, 409,
+/// not a malformed request.
 fn settings_conflict(status: tonic::Status) -> ApiError {
     let error = ApiError::from(status);
     if error.code == "INVALID_ROOM_SETTINGS" {

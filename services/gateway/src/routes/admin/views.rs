@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::{
     error::ApiError,
     metrics,
-    wire::{rfc3339, valid_id},
+    wire::{rfc3339, unix_ms_of_rfc3339, valid_id},
 };
 
 /// A room's name in paths and bodies: `default`, or `concert-{id}` for a concert's own room.
@@ -87,6 +87,76 @@ impl OptionSalesView {
     }
 }
 
+/// Where a room's schedule stands.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoomPhase {
+    /// Admitting as the settings allow (a room without a schedule, or one past its opening).
+    Open,
+    /// Scheduled, before `prequeueOpensAt`: joining is refused (409 `ROOM_NOT_OPEN`).
+    NotOpen,
+    /// Scheduled, pre-queue open: joiners are put in a random order at `opensAt`.
+    Prequeue,
+}
+
+impl From<queue::RoomPhase> for RoomPhase {
+    fn from(phase: queue::RoomPhase) -> Self {
+        match phase {
+            queue::RoomPhase::NotOpen => Self::NotOpen,
+            queue::RoomPhase::Prequeue => Self::Prequeue,
+            // Unspecified: a queue that knows no schedules, whose rooms are always open.
+            queue::RoomPhase::Open | queue::RoomPhase::Unspecified => Self::Open,
+        }
+    }
+}
+
+/// What holds admission below the room's configured rate (or cap), if anything.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutflowLimit {
+    /// At the configured rate: nothing holds it back.
+    None,
+    /// An operator paused admission.
+    Paused,
+    /// The room's scheduled opening has not come.
+    NotOpen,
+    /// No seat of the concert is free.
+    SoldOut,
+    /// The reservation service's holds are slow: the rate was lowered.
+    HoldLatency,
+    /// Too many holds in flight at the reservation service: the rate was lowered.
+    HoldsInFlight,
+    /// The reservation service did not answer: the rate was lowered.
+    ReservationUnreachable,
+    /// The reservation service copes again: the rate climbs back to the configured one.
+    Recovering,
+}
+
+impl OutflowLimit {
+    fn of(limit: queue::OutflowLimit) -> Option<Self> {
+        Some(match limit {
+            queue::OutflowLimit::Unspecified => return None,
+            queue::OutflowLimit::None => Self::None,
+            queue::OutflowLimit::Paused => Self::Paused,
+            queue::OutflowLimit::NotOpen => Self::NotOpen,
+            queue::OutflowLimit::SoldOut => Self::SoldOut,
+            queue::OutflowLimit::HoldLatency => Self::HoldLatency,
+            queue::OutflowLimit::HoldsInFlight => Self::HoldsInFlight,
+            queue::OutflowLimit::ReservationUnreachable => Self::ReservationUnreachable,
+            queue::OutflowLimit::Recovering => Self::Recovering,
+        })
+    }
+}
+
+/// The seats of a concert's own room's concert, as the queue's admitter last counted them.
+#[derive(Serialize, Debug, PartialEq, Eq, ToSchema)]
+pub struct RoomSeatsView {
+    pub free: u32,
+    /// Held by fans who have not paid yet: they come back if the hold runs out.
+    pub held: u32,
+    pub sold: u32,
+}
+
 #[derive(Serialize, Debug, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RoomView {
@@ -96,6 +166,29 @@ pub struct RoomView {
     /// The concert's title, for a concert's own room.
     pub title: Option<String>,
     pub settings: SettingsView,
+    pub phase: RoomPhase,
+    /// When joining opens, into the pre-queue (absent: no scheduled pre-queue).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    pub prequeue_opens_at: Option<String>,
+    /// When the pre-queue's order is drawn and admission starts (absent: not scheduled).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    pub opens_at: Option<String>,
+    /// Admissions per second the admitter applies now: at most `settings.admissionRate`.
+    pub admission_rate_in_effect: f64,
+    /// The active cap the admitter applies now: at most `settings.activeCap` when it has one.
+    pub active_cap_in_effect: u32,
+    /// Why the rate in effect is below the configured one (`none`: it is not).
+    pub outflow_limit: OutflowLimit,
+    /// The queue's one line on it, e.g. `hold latency 420 ms over the 250 ms target`; empty
+    /// when there is nothing to say.
+    pub outflow_detail: String,
+    /// The room's concert's seats as the admitter last saw them (absent for the default room,
+    /// or before the admitter has asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub seats: Option<RoomSeatsView>,
     pub waiting: u64,
     pub active: u64,
     pub admitted_per_second: f64,
@@ -103,6 +196,8 @@ pub struct RoomView {
     pub wait_at_back_seconds: u64,
     pub admitted_total: u64,
     pub dropped_total: u64,
+    /// Admitted users who gave their slot back by doing nothing for the idle limit.
+    pub idled_total: u64,
     /// The options of every concert that waits in this room.
     pub options: Vec<OptionSalesView>,
 }
@@ -110,6 +205,28 @@ pub struct RoomView {
 impl RoomView {
     pub fn new(figures: queue::RoomFigures, title: Option<String>) -> Self {
         let settings = figures.settings.unwrap_or_default();
+        let phase = RoomPhase::from(figures.phase());
+        // A queue that does not report the outflow in effect (older than the field) admits at
+        // its settings: say that, rather than a rate of 0 nobody set.
+        let (outflow_limit, admission_rate_in_effect, active_cap_in_effect) =
+            match OutflowLimit::of(figures.outflow_limit()) {
+                Some(limit) => (
+                    limit,
+                    figures.admission_rate_in_effect,
+                    figures.active_cap_in_effect,
+                ),
+                None if settings.paused => (
+                    OutflowLimit::Paused,
+                    settings.admission_rate,
+                    settings.active_cap,
+                ),
+                None => (
+                    OutflowLimit::None,
+                    settings.admission_rate,
+                    settings.active_cap,
+                ),
+            };
+        let scheduled = |unix_ms: Option<i64>| unix_ms.filter(|ms| *ms > 0).and_then(rfc3339);
         Self {
             room: RoomName(figures.concert_id),
             concert_id: figures.concert_id,
@@ -120,6 +237,18 @@ impl RoomView {
                 active_cap: settings.active_cap,
                 overridden: figures.settings_overridden,
             },
+            phase,
+            prequeue_opens_at: scheduled(settings.prequeue_opens_at_unix_ms),
+            opens_at: scheduled(settings.opens_at_unix_ms),
+            admission_rate_in_effect,
+            active_cap_in_effect,
+            outflow_limit,
+            outflow_detail: figures.outflow_detail,
+            seats: figures.seats.map(|seats| RoomSeatsView {
+                free: seats.free,
+                held: seats.held,
+                sold: seats.sold,
+            }),
             waiting: figures.waiting,
             active: figures.active,
             admitted_per_second: figures.admitted_per_second,
@@ -127,6 +256,7 @@ impl RoomView {
             wait_at_back_seconds: figures.wait_at_back_seconds,
             admitted_total: figures.admitted_total,
             dropped_total: figures.dropped_total,
+            idled_total: figures.idled_total,
             options: Vec::new(),
         }
     }
@@ -275,6 +405,35 @@ pub struct SettingsPatch {
     #[serde(default, deserialize_with = "crate::extract::not_null")]
     #[schema(nullable = false, minimum = 0, maximum = 4_294_967_295_i64)]
     pub active_cap: Option<i64>,
+    /// Schedules when joining opens, into the pre-queue (RFC 3339, after 1970; the room needs
+    /// an `opensAt` after it); before it, joining is refused (409 `ROOM_NOT_OPEN`). `null`
+    /// clears it.
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub prequeue_opens_at: Option<Option<String>>,
+    /// Schedules the opening (RFC 3339, after `prequeueOpensAt`): the pre-queue is put in a
+    /// uniformly random order, ahead of later joiners, and admission starts. `null` clears it.
+    #[serde(default, deserialize_with = "crate::extract::nullable")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub opens_at: Option<Option<String>>,
+}
+
+/// A schedule field of a patch as the queue takes it: unchanged (None), cleared (0), or the
+/// instant in unix milliseconds; a 400 naming the field when it is not an instant.
+fn schedule_ms(field: &str, value: Option<Option<String>>) -> Result<Option<i64>, ApiError> {
+    match value {
+        None => Ok(None),
+        Some(None) => Ok(Some(0)),
+        Some(Some(text)) => unix_ms_of_rfc3339(&text).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "INVALID_ROOM_SETTINGS",
+                format!(
+                    "{field} must be an RFC 3339 date-time after 1970 with its offset, e.g. \
+                     2027-01-15T10:00:00Z or 2027-01-15T11:00:00+01:00 (null clears it)"
+                ),
+            )
+        }),
+    }
 }
 
 impl SettingsPatch {
@@ -285,10 +444,15 @@ impl SettingsPatch {
         room: RoomName,
         actor: String,
     ) -> Result<queue::UpdateRoomSettingsRequest, ApiError> {
-        if self.paused.is_none() && self.admission_rate.is_none() && self.active_cap.is_none() {
+        if self.paused.is_none()
+            && self.admission_rate.is_none()
+            && self.active_cap.is_none()
+            && self.prequeue_opens_at.is_none()
+            && self.opens_at.is_none()
+        {
             return Err(ApiError::bad_request(
                 "INVALID_BODY",
-                "send at least one of paused, admissionRate, activeCap",
+                "send at least one of paused, admissionRate, activeCap, prequeueOpensAt, opensAt",
             ));
         }
         if self
@@ -317,13 +481,33 @@ impl SettingsPatch {
                 })
             })
             .transpose()?;
+        let prequeue_opens_at = schedule_ms("prequeueOpensAt", self.prequeue_opens_at)?;
+        let opens_at = schedule_ms("opensAt", self.opens_at)?;
+        // Both in this patch: a wrong order, or a pre-queue with its opening cleared, is the
+        // patch's own fault (400). One of them against the room's other is the queue's to
+        // check (409, as for rate and cap).
+        if let (Some(prequeue), Some(opens)) = (prequeue_opens_at, opens_at) {
+            if prequeue > 0 && opens > 0 && opens <= prequeue {
+                return Err(ApiError::bad_request(
+                    "INVALID_ROOM_SETTINGS",
+                    "opensAt must be after prequeueOpensAt: the pre-queue opens first",
+                ));
+            }
+            if prequeue > 0 && opens == 0 {
+                return Err(ApiError::bad_request(
+                    "INVALID_ROOM_SETTINGS",
+                    "a pre-queue needs an opening: prequeueOpensAt without opensAt",
+                ));
+            }
+        }
         Ok(queue::UpdateRoomSettingsRequest {
             concert_id: room.0,
             paused: self.paused,
             admission_rate: self.admission_rate,
             active_cap,
             actor,
-            ..Default::default()
+            prequeue_opens_at_unix_ms: prequeue_opens_at,
+            opens_at_unix_ms: opens_at,
         })
     }
 }
@@ -338,6 +522,19 @@ pub struct ChangeView {
     pub paused: Option<bool>,
     pub admission_rate: Option<f64>,
     pub active_cap: Option<u32>,
+    /// Present when the change scheduled the pre-queue's opening; `null` when it cleared it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub prequeue_opens_at: Option<Option<String>>,
+    /// Present when the change scheduled the opening; `null` when it cleared it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub opens_at: Option<Option<String>>,
+}
+
+/// A schedule field of a change: not changed (None), cleared (0: Some(None)), or set.
+fn changed_schedule(unix_ms: Option<i64>) -> Option<Option<String>> {
+    unix_ms.map(|ms| if ms > 0 { rfc3339(ms) } else { None })
 }
 
 impl From<queue::SettingChange> for ChangeView {
@@ -349,6 +546,8 @@ impl From<queue::SettingChange> for ChangeView {
             paused: change.paused,
             admission_rate: change.admission_rate,
             active_cap: change.active_cap,
+            prequeue_opens_at: changed_schedule(change.prequeue_opens_at_unix_ms),
+            opens_at: changed_schedule(change.opens_at_unix_ms),
         }
     }
 }
@@ -423,6 +622,8 @@ mod tests {
             paused,
             admission_rate: rate,
             active_cap: cap,
+            prequeue_opens_at: None,
+            opens_at: None,
         };
         let code = |patch: SettingsPatch| {
             patch
@@ -460,5 +661,138 @@ mod tests {
                 ..Default::default()
             })
         );
+    }
+
+    #[test]
+    fn a_schedule_is_set_as_unix_ms_cleared_as_0_and_refused_when_not_an_instant_or_out_of_order() {
+        let schedule = |body: &str| {
+            serde_json::from_str::<SettingsPatch>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|patch| {
+                    patch
+                        .into_request(RoomName(Some(3)), "a".into())
+                        .map_err(|e| e.code.into_owned())
+                })
+                .map(|r| (r.prequeue_opens_at_unix_ms, r.opens_at_unix_ms))
+        };
+        assert_eq!(
+            schedule(
+                r#"{"prequeueOpensAt": "2027-01-15T08:00:00Z", "opensAt": "2027-01-15T09:00:00+01:00"}"#
+            ),
+            Err("INVALID_ROOM_SETTINGS".into()),
+            "the same instant is not after"
+        );
+        assert_eq!(
+            schedule(
+                r#"{"prequeueOpensAt": "2027-01-15T08:00:00Z", "opensAt": "2027-01-15T08:00:00.001Z"}"#
+            ),
+            Ok((Some(1_800_000_000_000), Some(1_800_000_000_001)))
+        );
+        assert_eq!(
+            schedule(r#"{"prequeueOpensAt": null, "opensAt": null}"#),
+            Ok((Some(0), Some(0)))
+        );
+        assert_eq!(
+            schedule(r#"{"prequeueOpensAt": null, "opensAt": "2027-01-15T08:00:00Z"}"#),
+            Ok((Some(0), Some(1_800_000_000_000)))
+        );
+        assert_eq!(
+            schedule(r#"{"opensAt": "2027-01-15T08:00:00Z"}"#),
+            Ok((None, Some(1_800_000_000_000)))
+        );
+        assert_eq!(
+            schedule(r#"{"prequeueOpensAt": "2027-01-15T08:00:00Z", "opensAt": null}"#),
+            Err("INVALID_ROOM_SETTINGS".into()),
+            "a pre-queue that never opens"
+        );
+        for bad in [
+            r#""soon""#,
+            r#""2027-01-15T08:00""#,
+            r#""1969-07-20T20:17:00Z""#,
+        ] {
+            assert_eq!(
+                schedule(&format!(r#"{{"opensAt": {bad}}}"#)),
+                Err("INVALID_ROOM_SETTINGS".into()),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_change_log_entry_shows_a_schedule_set_cleared_or_not_at_all() {
+        let view = ChangeView::from(queue::SettingChange {
+            at_unix_ms: 1_800_000_000_000,
+            actor: "a".into(),
+            prequeue_opens_at_unix_ms: Some(0),
+            opens_at_unix_ms: Some(1_800_000_000_000),
+            ..Default::default()
+        });
+        let json = serde_json::to_value(&view).unwrap_or_default();
+        assert_eq!(json["prequeueOpensAt"], serde_json::Value::Null);
+        assert!(
+            json.get("prequeueOpensAt").is_some(),
+            "cleared is null: {json}"
+        );
+        assert_eq!(json["opensAt"], "2027-01-15T08:00:00Z");
+        let untouched = serde_json::to_value(ChangeView::from(queue::SettingChange {
+            paused: Some(true),
+            ..Default::default()
+        }))
+        .unwrap_or_default();
+        assert!(untouched.get("opensAt").is_none(), "{untouched}");
+        assert!(untouched.get("prequeueOpensAt").is_none(), "{untouched}");
+    }
+
+    #[test]
+    fn a_room_from_a_queue_that_reports_no_outflow_admits_at_its_settings() {
+        let figures = queue::RoomFigures {
+            settings: Some(queue::RoomSettings {
+                paused: true,
+                admission_rate: 10.0,
+                active_cap: 50,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let view = RoomView::new(figures, None);
+        assert_eq!(view.phase, RoomPhase::Open);
+        assert_eq!(view.outflow_limit, OutflowLimit::Paused);
+        assert_eq!(
+            (view.admission_rate_in_effect, view.active_cap_in_effect),
+            (10.0, 50)
+        );
+        assert_eq!((view.prequeue_opens_at, view.opens_at), (None, None));
+        let told = RoomView::new(
+            queue::RoomFigures {
+                settings: Some(queue::RoomSettings {
+                    admission_rate: 10.0,
+                    opens_at_unix_ms: Some(1_800_000_000_000),
+                    ..Default::default()
+                }),
+                phase: queue::RoomPhase::Prequeue.into(),
+                admission_rate_in_effect: 3.5,
+                outflow_limit: queue::OutflowLimit::HoldLatency.into(),
+                outflow_detail: "hold latency 420 ms over the 250 ms target".into(),
+                seats: Some(queue::RoomSeats {
+                    free: 0,
+                    held: 1,
+                    sold: 49,
+                }),
+                ..Default::default()
+            },
+            None,
+        );
+        assert_eq!(told.phase, RoomPhase::Prequeue);
+        assert_eq!(told.outflow_limit, OutflowLimit::HoldLatency);
+        assert_eq!(told.admission_rate_in_effect, 3.5);
+        assert_eq!(told.opens_at.as_deref(), Some("2027-01-15T08:00:00Z"));
+        let json = serde_json::to_value(&told).unwrap_or_default();
+        assert_eq!(json["outflowLimit"], "hold-latency");
+        assert_eq!(json["phase"], "prequeue");
+        assert_eq!(
+            json["seats"],
+            serde_json::json!({"free": 0, "held": 1, "sold": 49})
+        );
+        assert!(json.get("prequeueOpensAt").is_none(), "{json}");
     }
 }
