@@ -909,3 +909,67 @@ async fn the_console_shows_the_rate_in_effect_and_why_the_seats_left_idle_give_b
 
     browser.finish().await;
 }
+
+#[tokio::test]
+async fn a_fan_on_a_phone_joining_before_the_waiting_room_opens_is_told_when_it_opens_and_enters_the_prequeue_from_then_without_horizontal_scroll()
+ {
+    let admin_flag = format!("--admin-token={ADMIN_TOKEN}");
+    let (system, base) =
+        start_system_at_wall_clock(polling_every_two_seconds(), &[&admin_flag]).await;
+    let prequeue_at = queue_now(&system) + 60_000;
+    let opens_at = queue_now(&system) + 10 * 60_000;
+    operator_patch(
+        &system,
+        "default",
+        serde_json::json!({"prequeueOpensAt": rfc3339(prequeue_at), "opensAt": rfc3339(opens_at)}),
+    )
+    .await;
+    let browser = Browser::start("fan_before_the_room_opens").await;
+    let phone = browser.open("phone", PHONE).await;
+
+    join(&phone, &base, 7).await;
+    let local_time = phone
+        .eval(&format!(
+            "return new Date({prequeue_at}).toLocaleTimeString('en-GB', {{hour: '2-digit', minute: '2-digit'}});"
+        ))
+        .await;
+    let local_time = local_time.as_str().expect("a time").to_owned();
+    wait_for_sentence(
+        &phone,
+        "#message",
+        &[
+            "This waiting room opens today at ",
+            &local_time,
+            "put in a random order",
+        ],
+    )
+    .await;
+    assert_eq!(
+        phone
+            .eval("return document.querySelector('main#fan').dataset.state;")
+            .await,
+        "join",
+        "the fan stays on the join form"
+    );
+    assert_no_horizontal_scroll(&phone, "room not open").await;
+    phone.step("room-not-open").await;
+
+    // From the pre-queue's opening, the same button lets the fan in.
+    system.advance(60_000);
+    phone.click("#join").await;
+    phone.wait_for_state("fan", "prequeue").await;
+    wait_for_sentence(
+        &phone,
+        "#prequeue-text",
+        &["arriving earlier gives no advantage"],
+    )
+    .await;
+    assert_no_horizontal_scroll(&phone, "prequeue").await;
+    assert_every_control_is_named(&phone, "prequeue").await;
+    phone.step("prequeue-360").await;
+
+    // The refused join, answered 409 ROOM_NOT_OPEN on purpose.
+    browser
+        .finish_expecting(&["/queue/issue-token - Failed to load resource: the server responded with a status of 409"])
+        .await;
+}

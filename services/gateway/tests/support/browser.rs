@@ -160,6 +160,12 @@ impl Browser {
     /// Collects the last console lines of every page, fails the test if any page logged an
     /// error, and quits every session.
     pub async fn finish(self) {
+        self.finish_expecting(&[]).await;
+    }
+
+    /// As [`Browser::finish`], except for the error lines that contain one of `expected`: the
+    /// browser logs every 4xx answer as an error, also one the test provoked on purpose.
+    pub async fn finish_expecting(self, expected: &[&str]) {
         let pages: Vec<Page> = std::mem::take(&mut *self.pages.lock().expect("pages lock"));
         let mut errors = Vec::new();
         for page in &pages {
@@ -167,6 +173,7 @@ impl Browser {
             errors.extend(
                 page.console_errors()
                     .into_iter()
+                    .filter(|line| !expected.iter().any(|part| line.contains(part)))
                     .map(|line| format!("{}: {line}", page.name)),
             );
         }
