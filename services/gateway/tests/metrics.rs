@@ -43,6 +43,8 @@ async fn start_system() -> (SocketAddr, [SocketAddr; 4]) {
             &format!("--key-prefix=test:{}", uuid::Uuid::new_v4().simple()),
             "--admission-rate=1000",
             "--admission-tick-ms=20",
+            // Started before the reservation service: the configured rate, no outlook.
+            "--reservation-url=",
         ]),
         std::future::pending(),
     )
