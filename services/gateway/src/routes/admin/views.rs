@@ -148,7 +148,7 @@ impl OutflowLimit {
     }
 }
 
-/// The seats of a concert's own room's concert, as the queue's admitter last counted them.
+/// The seats of the room's concert, as the queue's admitter last counted them.
 #[derive(Serialize, Debug, PartialEq, Eq, ToSchema)]
 pub struct RoomSeatsView {
     pub free: u32,
