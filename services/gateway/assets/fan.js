@@ -244,7 +244,11 @@
       return schedule("poll", poll, pace * 1000);
     }
     if (entry.status === "ACTIVE") {
-      activeUntil = Date.parse(entry.activeUntil) || null;
+      // Before the first hold the turn ends at chooseBy, if the room sets one.
+      const until = Date.parse(entry.activeUntil) || null;
+      const chooseBy = Date.parse(entry.chooseBy) || null;
+      activeUntil = chooseBy && until ? Math.min(chooseBy, until) : until;
+      $("#choose-hint").hidden = !chooseBy;
       save();
       cancel("poll");
       schedule("poll", poll, 5000);

@@ -221,6 +221,7 @@ async fn the_pages_carry_every_id_of_the_dom_contract() {
         "progress",
         "status",
         "admitted-until",
+        "choose-hint",
         "options",
         "seat-map",
         "legend",

@@ -583,3 +583,37 @@ async fn a_waiter_is_told_sold_out_on_the_next_poll_keeps_the_place_and_hears_wh
         next.json
     );
 }
+
+#[tokio::test]
+async fn an_admitted_fan_is_told_until_when_to_choose_and_after_the_first_hold_no_longer() {
+    let policy = queue::Policy {
+        admitted_idle: Duration::from_secs(120),
+        ..default_policy()
+    };
+    let system = System::start(policy).await;
+    let (user, token) = system.active_tokens([7]).await.remove(0);
+    let active = system
+        .http
+        .get(&format!("/queue/check-queue?token={token}"))
+        .await;
+    assert_eq!(active.json["status"], "ACTIVE", "{}", active.json);
+    let choose_by = active.json["chooseBy"].as_str().expect("chooseBy");
+    let active_until = active.json["activeUntil"].as_str().expect("activeUntil");
+    assert!(choose_by < active_until, "{choose_by} {active_until}");
+    let reserved = system
+        .http
+        .post(
+            "/api/reserve",
+            &format!(
+                r#"{{"token": "{token}", "concertOptionId": 1, "seatId": 1, "userId": {user}}}"#
+            ),
+        )
+        .await;
+    assert_eq!(reserved.status, 303, "{}", reserved.json);
+    let after = system
+        .http
+        .get(&format!("/queue/check-queue?token={token}"))
+        .await;
+    assert_eq!(after.json["status"], "ACTIVE");
+    assert!(after.json.get("chooseBy").is_none(), "{}", after.json);
+}

@@ -146,3 +146,12 @@ local function touch_waiting(q, t, user, ttl)
   redis.call('PEXPIRE', tkey(t), ttl)
   redis.call('PEXPIRE', ukey(q, user), ttl)
 end
+
+-- Until when an active token that has made no reservation call may stay so (0: it has made
+-- one, or there is no idle limit).
+local function choose_by(q, t, idle_ms)
+  if idle_ms <= 0 then return 0 end
+  local since = redis.call('ZSCORE', qkey(q, 'idle'), t)
+  if not since then return 0 end
+  return tonumber(since) + idle_ms
+end

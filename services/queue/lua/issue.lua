@@ -2,7 +2,8 @@
 -- configured rate/s, configured cap, active ttl ms, tau ms, draw fraction (uniform in [0, 1),
 -- from the new token's random bits), idle limit ms (0: none).
 -- Returns {token, state, position, eta seconds, active until ms, paused (1 while waiting in a
--- paused room), opens at ms, opens in ms, seats may return (0|1)}; state is W (waiting), A
+-- paused room), opens at ms, opens in ms, seats may return (0|1), choose by ms (active, no
+-- reservation call yet; else 0)}; state is W (waiting), A
 -- (active), P (pre-queue: no position until the draw), S (sold out: the place is kept) or N
 -- (not open: nothing written; opens at is when the pre-queue opens).
 --
@@ -26,20 +27,20 @@ local room_phase = phase(now, prequeue_at, opens_at)
 -- A waiting token's answer: the pre-queue's, the sold-out one, or its place and wait.
 local function waiting_answer(t, rank)
   if room_phase == 'prequeue' then
-    return {t, 'P', 0, 0, 0, 0, opens_at, opens_at - now, 0}
+    return {t, 'P', 0, 0, 0, 0, opens_at, opens_at - now, 0, 0}
   end
   local free, held = seats(q)
   if free and free <= 0 then
-    return {t, 'S', rank + 1, 0, 0, 0, 0, 0, (held or 0) > 0 and 1 or 0}
+    return {t, 'S', rank + 1, 0, 0, 0, 0, 0, (held or 0) > 0 and 1 or 0, 0}
   end
-  return {t, 'W', rank + 1, eta(q, rank + 1, now, fallback_rate, tau), 0, paused_flag, 0, 0, 0}
+  return {t, 'W', rank + 1, eta(q, rank + 1, now, fallback_rate, tau), 0, paused_flag, 0, 0, 0, 0}
 end
 
 local existing = redis.call('GET', ukey(q, user))
 if existing then
   local h = redis.call('HMGET', tkey(existing), 'state', 'until')
   if h[1] == 'A' and tonumber(h[2]) > now and not idled(q, existing, now, idle_ms) then
-    return {existing, 'A', 0, 0, tonumber(h[2]), 0, 0, 0, 0}
+    return {existing, 'A', 0, 0, tonumber(h[2]), 0, 0, 0, 0, choose_by(q, existing, idle_ms)}
   end
   if h[1] == 'W' then
     local last = redis.call('ZSCORE', seen, existing)
@@ -56,7 +57,7 @@ if existing then
 end
 
 if room_phase == 'not-open' then
-  return {'', 'N', 0, 0, 0, 0, prequeue_at, prequeue_at - now, 0}
+  return {'', 'N', 0, 0, 0, 0, prequeue_at, prequeue_at - now, 0, 0}
 end
 
 local score

@@ -103,8 +103,12 @@ pub enum TokenStatus {
         eta_seconds: u64,
         paused: bool,
     },
-    /// Admitted until this instant (unix ms).
-    Active { until_unix_ms: i64 },
+    /// Admitted until this instant (unix ms); while no reservation call has come yet, the slot
+    /// goes back to the line at `choose_by_unix_ms` unless one does.
+    Active {
+        until_unix_ms: i64,
+        choose_by_unix_ms: Option<i64>,
+    },
     /// In the pre-queue of a scheduled room: the order is drawn at the opening, so there is no
     /// position yet.
     Prequeue {

@@ -177,9 +177,13 @@ impl From<AdvisedEntry> for pb::QueueEntry {
                 wire.set_status(pb::TokenStatus::Waiting);
                 (wire.position, wire.eta_seconds, wire.paused) = (position, eta_seconds, paused);
             }
-            TokenStatus::Active { until_unix_ms } => {
+            TokenStatus::Active {
+                until_unix_ms,
+                choose_by_unix_ms,
+            } => {
                 wire.set_status(pb::TokenStatus::Active);
                 wire.active_until_unix_ms = Some(until_unix_ms);
+                wire.choose_by_unix_ms = choose_by_unix_ms;
             }
             TokenStatus::Prequeue {
                 opens_at_unix_ms, ..
@@ -366,7 +370,10 @@ mod tests {
     fn an_active_entry_in_the_default_room_goes_on_the_wire_with_its_expiry_and_no_concert() {
         let wire = pb::QueueEntry::from(entry(
             Room::Default,
-            TokenStatus::Active { until_unix_ms: 42 },
+            TokenStatus::Active {
+                until_unix_ms: 42,
+                choose_by_unix_ms: None,
+            },
         ));
         assert_eq!(wire.status(), pb::TokenStatus::Active);
         assert_eq!((wire.position, wire.eta_seconds), (0, 0));

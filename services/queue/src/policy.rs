@@ -94,7 +94,10 @@ mod tests {
             policy.poll_after(&waiting(100_000), none),
             Duration::from_secs(20)
         );
-        let active = TokenStatus::Active { until_unix_ms: 1 };
+        let active = TokenStatus::Active {
+            until_unix_ms: 1,
+            choose_by_unix_ms: None,
+        };
         assert_eq!(policy.poll_after(&active, none), Duration::ZERO);
         let short_grace = Policy {
             waiting_grace: Duration::from_secs(2),

@@ -153,6 +153,15 @@ async fn an_admitted_user_who_makes_no_reservation_call_within_the_idle_limit_gi
         line_up(&rooms, 1..=3).await.try_into().expect("three");
     rooms.advance(1_000);
     assert_eq!(rooms.admit(CONCERT).await.admitted, 2, "the cap of two");
+    // Both are told until when they may choose.
+    let admitted_at = rooms.now_ms();
+    assert_eq!(
+        status(&rooms, &no_show).await,
+        TokenStatus::Active {
+            until_unix_ms: admitted_at + 600_000,
+            choose_by_unix_ms: Some(admitted_at + 120_000)
+        }
+    );
     // The shopper holds a seat at once; the no-show never comes.
     assert!(matches!(
         rooms.validate(&shopper).await,

@@ -226,7 +226,9 @@ async fn active_tokens_expire_after_their_ttl() {
     assert_eq!(
         active.status,
         TokenStatus::Active {
-            until_unix_ms: START_MS + 600_000
+            until_unix_ms: START_MS + 600_000,
+            // No idle limit in these tests.
+            choose_by_unix_ms: None,
         }
     );
     // Issuing again while active returns the active token.

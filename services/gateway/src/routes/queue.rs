@@ -101,6 +101,11 @@ pub struct QueueEntryView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     seats_may_return: Option<bool>,
+    /// While ACTIVE and before the first hold or payment: unless one comes by then, the turn
+    /// passes to the next fan (`QUEUE_ADMITTED_IDLE_SECS` after admission). Absent once one has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
+    choose_by: Option<String>,
 }
 
 impl TryFrom<pb::QueueEntry> for QueueEntryView {
@@ -140,6 +145,10 @@ impl TryFrom<pb::QueueEntry> for QueueEntryView {
                 .filter(|_| status == TokenState::Prequeue)
                 .and_then(rfc3339),
             seats_may_return: (status == TokenState::SoldOut).then_some(entry.seats_may_return),
+            choose_by: entry
+                .choose_by_unix_ms
+                .filter(|_| status == TokenState::Active)
+                .and_then(rfc3339),
         })
     }
 }

@@ -210,17 +210,8 @@ impl QueueStore {
     #[tracing::instrument(name = "redis issue.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn issue(&self, user: UserId, room: Room) -> Result<QueueEntry, QueueError> {
         let fresh = Token::random();
-        let (token, state, position, eta, until, paused, opens_at, opens_in, may_return): (
-            String,
-            String,
-            u64,
-            u64,
-            i64,
-            u8,
-            i64,
-            i64,
-            u8,
-        ) = self
+        type Reply = (String, String, u64, u64, i64, u8, i64, i64, u8, i64);
+        let (token, state, position, eta, until, paused, opens_at, opens_in, may_return, choose_by): Reply = self
             .run(
                 "issue",
                 self.scripts
@@ -254,6 +245,7 @@ impl QueueStore {
                     opens_at,
                     opens_in,
                     may_return,
+                    choose_by,
                 },
             )?,
         })
@@ -275,6 +267,7 @@ impl QueueStore {
             i64,
             i64,
             u8,
+            i64,
         );
         let (
             outcome,
@@ -288,6 +281,7 @@ impl QueueStore {
             opens_at,
             opens_in,
             may_return,
+            choose_by,
         ): Reply = self
             .run(
                 "status",
@@ -315,6 +309,7 @@ impl QueueStore {
                         opens_at,
                         opens_in,
                         may_return,
+                        choose_by,
                     },
                 )?,
             }),
@@ -492,6 +487,7 @@ struct StatusFields {
     opens_at: i64,
     opens_in: i64,
     may_return: u8,
+    choose_by: i64,
 }
 
 fn token_status(state: &str, fields: StatusFields) -> Result<TokenStatus, QueueError> {
@@ -503,6 +499,7 @@ fn token_status(state: &str, fields: StatusFields) -> Result<TokenStatus, QueueE
         }),
         "A" => Ok(TokenStatus::Active {
             until_unix_ms: fields.until,
+            choose_by_unix_ms: (fields.choose_by > 0).then_some(fields.choose_by),
         }),
         "P" => Ok(TokenStatus::Prequeue {
             opens_at_unix_ms: fields.opens_at,
