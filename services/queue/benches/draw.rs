@@ -23,7 +23,8 @@ use hdrhistogram::Histogram;
 use queue::{
     Clock, Policy, QueueStore,
     domain::{Room, Token, TokenStatus, UserId},
-    settings::{Actor, SchedulePatch, SettingsPatch},
+    schedule::SchedulePatch,
+    settings::{Actor, SettingsPatch},
 };
 
 const FILL_CONCURRENCY: usize = 64;

@@ -8,9 +8,10 @@ use crate::{
     domain::{AdvisedEntry, IssueToken, Room, Token, TokenStatus, UserId, ValidateToken, Verdict},
     error::QueueError,
     outflow::OutflowLimit,
+    schedule::{RoomPhase, SchedulePatch},
     settings::{
-        Actor, RoomFigures, RoomPhase, RoomSample, RoomSettings, SchedulePatch, SettingChange,
-        SettingsPatch, UpdateRoomSettings, changes_page,
+        Actor, RoomFigures, RoomSample, RoomSettings, SettingChange, SettingsPatch,
+        UpdateRoomSettings, changes_page,
     },
     store::QueueStore,
 };

@@ -4,6 +4,7 @@
 //! - `policy`: admission rate, active cap, TTLs, poll advice
 //! - `clock`: where "now" comes from (Redis, or a manual clock in tests)
 //! - `settings`: the operator's side of a room: settings, changes, figures, history
+//! - `schedule`: a room's scheduled opening (pre-queue, phase)
 //! - `admission`: one admission step's bound and outcome
 //! - `reservation`: what the admitter asks the reservation service (seats left, hold load)
 //! - `store`: the Redis adapter (one Lua script per queue step)
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod outflow;
 pub mod policy;
 pub mod reservation;
+pub mod schedule;
 pub mod settings;
 pub mod store;
 

@@ -11,7 +11,8 @@ use queue::{
     QueueStore,
     domain::{QueueEntry, Room, TokenStatus, UserId, Verdict},
     error::QueueError,
-    settings::{Actor, RoomPhase, SchedulePatch, SettingsPatch},
+    schedule::{RoomPhase, SchedulePatch},
+    settings::{Actor, SettingsPatch},
 };
 use support::{Rooms, START_MS, policy};
 

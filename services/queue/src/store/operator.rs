@@ -4,7 +4,7 @@
 use super::*;
 use crate::{
     outflow::{InEffect, OutflowLimit},
-    settings::{RoomPhase, Schedule, SchedulePatch},
+    schedule::{RoomPhase, Schedule, SchedulePatch},
 };
 
 impl QueueStore {
