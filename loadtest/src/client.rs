@@ -121,6 +121,13 @@ impl Client {
         self.send(Method::PATCH, path, Some(body)).await
     }
 
+    /// A POST with an `Idempotency-Key`: sent again with the same key after a lost answer, it
+    /// gets the first answer instead of doing it twice.
+    pub async fn post_once(&self, path: &str, body: String, key: &str) -> CallResult {
+        self.send_with(Method::POST, path, Some(body), Some(key))
+            .await
+    }
+
     /// Whether calls carry bearer tokens from a development key (the client itself as an
     /// operator).
     pub fn has_identity(&self) -> bool {
@@ -128,7 +135,20 @@ impl Client {
     }
 
     async fn send(&self, method: Method, path: &str, body: Option<String>) -> CallResult {
+        self.send_with(method, path, body, None).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        idempotency_key: Option<&str>,
+    ) -> CallResult {
         let mut call = self.http.request(method, path);
+        if let Some(key) = idempotency_key {
+            call = call.header("idempotency-key", key);
+        }
         if let Some(body) = body {
             call = call.json(body);
         }

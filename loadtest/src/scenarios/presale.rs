@@ -73,7 +73,7 @@ pub struct Args {
     /// Longest the doors stay shut after the opening while pre-queue fans see their place in
     /// the draw (they open as soon as every one has); 0: admission starts at the opening, and
     /// the draw order is checked only where later positions prove it.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 10)]
     pub hold_secs: u64,
     /// Seat holds an admitted fan tries before giving up.
     #[arg(long, default_value_t = 6)]
@@ -90,6 +90,11 @@ pub struct Args {
 
 const ISSUE: &str = "POST /queue/issue-token";
 const CHECK: &str = "GET /queue/check-queue";
+const DATES: &str = "GET /api/concert/{concertId}/available-dates";
+const SEATS: &str = "GET /api/concert/{concertOptionId}/available-seats";
+const RESERVE: &str = "POST /api/reserve";
+const CHARGE: &str = "POST /api/users/{userId}/balance/charge";
+const PAY: &str = "POST /api/payments";
 const ROOMS: &str = "GET /admin/rooms";
 const UPDATE_ROOM: &str = "PATCH /admin/rooms/{room}";
 /// Deadline of the admin calls (the run's own, not measured load).
@@ -162,6 +167,9 @@ struct Fan {
     admissions: u32,
     last_status: Option<Status>,
     last_seats_may_return: Option<bool>,
+    /// Lost: from its last answered poll to the one told its token was gone (the queue drops
+    /// a waiter silent for longer than its heartbeat grace).
+    lost_after: Option<Duration>,
     ending: Ending,
 }
 
@@ -231,19 +239,24 @@ impl Ctx {
         }
     }
 
-    /// One call, recorded. Shed (503), rate-limited (429), timed-out (504) and unanswered
-    /// calls are sent again after a pause, as a waiting page would, until the run's end;
-    /// `None` then. Answers when the call was sent and answered.
+    /// One call, recorded (`accepted` tells a success). Shed (503), rate-limited (429),
+    /// timed-out (504) and unanswered calls are sent again, as a waiting page would: after 1 s,
+    /// then twice as long each time up to 8 s, each pause spread ±50% so a shed crowd does
+    /// not come back in step; until the run's end, `None` then. Only calls that are safe to
+    /// repeat come here: reads, joins (a second join answers the same token) and POSTs with an
+    /// Idempotency-Key. Answers when the call was sent and answered.
     async fn call<F, Fut>(
         &self,
         visitor: &Visitor,
         endpoint: &'static str,
         call: F,
+        accepted: impl Fn(&Reply) -> bool,
     ) -> Option<(Instant, Instant, Reply)>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = CallResult>,
     {
+        let mut backoff = Duration::from_secs(1);
         loop {
             if self.stop.load(Ordering::Relaxed) || Instant::now() >= self.until {
                 return None;
@@ -253,22 +266,23 @@ impl Ctx {
             let end = Instant::now();
             visitor
                 .recorder
-                .record(endpoint, end - start, &result, |reply| reply.status == 200);
+                .record(endpoint, end - start, &result, &accepted);
             match result {
                 Ok(reply) if !matches!(reply.status, 429 | 503 | 504) => {
                     return Some((start, end, reply));
                 }
                 _ => {
-                    tokio::time::sleep(think_time(
-                        Duration::from_millis(500),
-                        Duration::from_millis(1500),
-                    ))
-                    .await;
+                    tokio::time::sleep(think_time(backoff / 2, backoff * 3 / 2)).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
     }
 }
+
+/// The longest pause before sending a refused call again: well inside the queue's heartbeat
+/// grace, so a fan shed a few times in a row keeps its place.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
 /// The room as the operator's API shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -566,8 +580,9 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     let check_queue = summary.endpoints.get(CHECK).map(|e| e.latency);
     let joins_per_second = outcome.joins_per_second;
     eprintln!(
-        "presale: {} joined ({:.0}/s), opening {}{}; {} admitted in {}, {} paid, sold out {}; {} told sold out, {} still waiting, {} failed, {} lost their place",
+        "presale: {} joined ({} of them in the pre-queue, {:.0}/s), opening {}{}; {} admitted, the room's last {} and the last fan told {} after the doors opened; {} paid, sold out {}; {} told sold out, {} still waiting, {} failed, {} lost their place",
         outcome.joined,
+        outcome.joined_prequeue,
         joins_per_second,
         rfc3339(opens_ms),
         released.map_or(String::new(), |at| format!(
@@ -575,6 +590,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
             at.saturating_duration_since(opens_at).as_secs_f64()
         )),
         outcome.admitted,
+        since(admitted_room).map_or("—".into(), |s| format!("{s:.1} s")),
         since(outcome.last_admitted).map_or("—".into(), |s| format!("{s:.1} s")),
         outcome.paid,
         since(sold_out_at).map_or("no".into(), |s| format!("after {s:.1} s")),
@@ -625,6 +641,9 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
             "still_waiting_at_end": outcome.still_waiting,
             "failed_journeys": outcome.failed,
             "lost_place": outcome.lost,
+            "lost_place_after_silence_seconds": outcome.lost_after.map(|(low, high)| json!({
+                "min": low.as_secs_f64(), "max": high.as_secs_f64(),
+            })),
             "seconds_to_admit_all": since(outcome.last_admitted),
             "seconds_to_sell_out": since(sold_out_at),
             "room_seconds_to_admit_all": since(admitted_room),
@@ -654,9 +673,12 @@ async fn fan_journey(ctx: &Ctx, index: usize, visitor: &Visitor) -> Ending {
     );
     let (mut start, mut end, mut reply) = loop {
         let Some((start, end, reply)) = ctx
-            .call(visitor, ISSUE, || {
-                visitor.client.post("/queue/issue-token", body.clone())
-            })
+            .call(
+                visitor,
+                ISSUE,
+                || visitor.client.post("/queue/issue-token", body.clone()),
+                ok,
+            )
             .await
         else {
             return Ending::Going;
@@ -690,13 +712,18 @@ async fn fan_journey(ctx: &Ctx, index: usize, visitor: &Visitor) -> Ending {
             return Ending::Going;
         }
         tokio::time::sleep(pause).await;
-        let Some((s, e, next)) = ctx.call(visitor, CHECK, || visitor.client.get(&path)).await
+        let Some((s, e, next)) = ctx
+            .call(visitor, CHECK, || visitor.client.get(&path), ok)
+            .await
         else {
             return Ending::Going;
         };
         match next.status {
             200 => (start, end, reply) = (s, e, next),
-            401 => return Ending::Lost,
+            401 => {
+                ctx.update(index, |fan| fan.lost_after = Some(e - end));
+                return Ending::Lost;
+            }
             _ => return Ending::Failed,
         }
     }
@@ -704,20 +731,36 @@ async fn fan_journey(ctx: &Ctx, index: usize, visitor: &Visitor) -> Ending {
 
 /// An admitted fan books one seat: the concert's options with free seats, their free seats,
 /// a random one held (another on SEAT_TAKEN, the list read again now and then), top up, pay.
+/// The calls of flow.rs, each with an Idempotency-Key, so a hold, top-up or payment whose
+/// answer was lost is sent again safely: a seat held but never paid would keep the concert
+/// from selling out.
 async fn book(ctx: &Ctx, visitor: &Visitor, token: &str) -> Ending {
-    let Some(options) = visitor.available_dates(ctx.concert).await else {
-        return Ending::Failed;
+    let user = visitor.user_id;
+    let dates = format!("/api/concert/{}/available-dates", ctx.concert);
+    let Some((_, _, reply)) = ctx
+        .call(visitor, DATES, || visitor.client.get(&dates), ok)
+        .await
+    else {
+        return Ending::Going;
     };
-    let Some(&option) = fastrand::choice(&options) else {
+    if reply.status != 200 {
+        return Ending::Failed;
+    }
+    let Some(&option) = fastrand::choice(&ids(&reply.json)) else {
         return Ending::NoSeat;
     };
-    let Some(mut seats) = visitor.available_seats(option).await else {
-        return Ending::Failed;
+    let seats_path = format!("/api/concert/{option}/available-seats");
+    let free_seats = || async {
+        let (_, _, reply) = ctx
+            .call(visitor, SEATS, || visitor.client.get(&seats_path), ok)
+            .await?;
+        (reply.status == 200).then(|| ids(&reply.json))
     };
+    let mut seats = Vec::new();
     for attempt in 0..ctx.attempts {
         // Others hold from the same list: after two taken seats it is worth reading again.
-        if seats.is_empty() || (attempt > 0 && attempt % 2 == 0) {
-            match visitor.available_seats(option).await {
+        if seats.is_empty() || attempt % 2 == 0 {
+            match free_seats().await {
                 Some(fresh) => seats = fresh,
                 None => return Ending::Failed,
             }
@@ -726,28 +769,100 @@ async fn book(ctx: &Ctx, visitor: &Visitor, token: &str) -> Ending {
             return Ending::NoSeat;
         }
         let seat = seats.swap_remove(fastrand::usize(..seats.len()));
-        match visitor.reserve(token, option, seat).await {
-            Ok(Some(held)) => {
-                let (Some(id), Some(price)) =
-                    (held["reservationId"].as_u64(), held["price"].as_u64())
-                else {
-                    return Ending::Failed;
-                };
-                if visitor.charge(price).await.is_none() {
-                    return Ending::Failed;
-                }
-                return match visitor.pay(token, id).await {
-                    Some(_) => Ending::Paid(Instant::now()),
-                    None => Ending::Failed,
-                };
-            }
-            Ok(None) => {
-                ctx.seat_taken.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(()) => return Ending::Failed,
+        let body = format!(
+            r#"{{"token": "{token}", "concertOptionId": {option}, "seatId": {seat}, "userId": {user}}}"#
+        );
+        let key = format!("presale-{user}-hold-{option}-{seat}");
+        let taken = |reply: &Reply| reply.code() == Some("SEAT_TAKEN");
+        let Some((_, _, held)) = ctx
+            .call(
+                visitor,
+                RESERVE,
+                || visitor.client.post_once("/api/reserve", body.clone(), &key),
+                |reply| reply.status == 303 || taken(reply),
+            )
+            .await
+        else {
+            return Ending::Going;
+        };
+        if taken(&held) {
+            ctx.seat_taken.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
+        if held.status != 303 {
+            return Ending::Failed;
+        }
+        let (Some(id), Some(price)) = (
+            held.json["reservationId"].as_u64(),
+            held.json["price"].as_u64(),
+        ) else {
+            return Ending::Failed;
+        };
+        return pay(ctx, visitor, token, id, price).await;
     }
     Ending::NoSeat
+}
+
+/// Tops the wallet up by the seat's price and pays the hold.
+async fn pay(ctx: &Ctx, visitor: &Visitor, token: &str, reservation: u64, price: u64) -> Ending {
+    let user = visitor.user_id;
+    let charge_path = format!("/api/users/{user}/balance/charge");
+    let charge_body = format!(r#"{{"amount": {price}}}"#);
+    let charge_key = format!("presale-{user}-charge-{reservation}");
+    let Some((_, _, charged)) = ctx
+        .call(
+            visitor,
+            CHARGE,
+            || {
+                visitor
+                    .client
+                    .post_once(&charge_path, charge_body.clone(), &charge_key)
+            },
+            ok,
+        )
+        .await
+    else {
+        return Ending::Going;
+    };
+    if charged.status != 200 {
+        return Ending::Failed;
+    }
+    let body =
+        format!(r#"{{"reservationId": {reservation}, "userId": {user}, "token": "{token}"}}"#);
+    let key = format!("presale-{user}-pay-{reservation}");
+    match ctx
+        .call(
+            visitor,
+            PAY,
+            || {
+                visitor
+                    .client
+                    .post_once("/api/payments", body.clone(), &key)
+            },
+            ok,
+        )
+        .await
+    {
+        Some((_, end, paid)) if paid.status == 200 => Ending::Paid(end),
+        Some(_) => Ending::Failed,
+        None => Ending::Going,
+    }
+}
+
+fn ok(reply: &Reply) -> bool {
+    reply.status == 200
+}
+
+/// The `id` of each item of a JSON array.
+fn ids(json: &Value) -> Vec<u64> {
+    json.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether joining before the pre-queue opens is refused (409 ROOM_NOT_OPEN); `None` when the
@@ -848,6 +963,7 @@ fn check(ok: bool, detail: String) -> Check {
 #[derive(Debug, Default)]
 struct Outcome {
     joined: u64,
+    joined_prequeue: u64,
     join_failures: u64,
     joins_per_second: f64,
     admitted: u64,
@@ -857,6 +973,8 @@ struct Outcome {
     still_waiting: u64,
     failed: u64,
     lost: u64,
+    /// The shortest and longest silence after which a fan was told its place was gone.
+    lost_after: Option<(Duration, Duration)>,
     seat_taken: u64,
     last_admitted: Option<Instant>,
     /// When the last payment was answered.
@@ -881,6 +999,7 @@ impl Outcome {
                 Some(at) => {
                     outcome.joined += 1;
                     if !fan.late {
+                        outcome.joined_prequeue += 1;
                         joins.push(at);
                     }
                 }
@@ -896,7 +1015,13 @@ impl Outcome {
                 Ending::SoldOut => outcome.told_sold_out += 1,
                 Ending::Going if fan.admitted_at.is_none() => outcome.still_waiting += 1,
                 Ending::Going => {}
-                Ending::Lost => outcome.lost += 1,
+                Ending::Lost => {
+                    outcome.lost += 1;
+                    if let Some(after) = fan.lost_after {
+                        let (low, high) = outcome.lost_after.unwrap_or((after, after));
+                        outcome.lost_after = Some((low.min(after), high.max(after)));
+                    }
+                }
                 Ending::Failed => outcome.failed += 1,
             }
         }
