@@ -39,7 +39,7 @@ pub fn rows(results: &Results) -> Vec<Row> {
             "{} joins/s; {} admitted in {}, sold out in {}; check-queue p99 {}, {} errors",
             show(at("/results/joins_per_second"), int),
             show(at("/results/admitted"), int),
-            show(at("/results/seconds_to_admit_all"), seconds),
+            show(at("/results/room_seconds_to_admit_all"), seconds),
             show(at("/results/seconds_to_sell_out"), seconds),
             show(at("/results/check_queue_ms/p99"), ms),
             show(at("/results/errors"), int),
@@ -72,7 +72,7 @@ pub fn markdown(results: &Results) -> String {
          later, {} admissions/s up to {} active. {} fans arrive over the pre-queue window and join \
          (PREQUEUE), {} more join after the opening; each polls as `pollAfterSeconds` advises. \
          The doors stay shut over the opening until every pre-queue fan has seen its place in \
-         the draw (so those places are exact), then admitted fans book one seat each: free \
+         the draw (so those places are exact; {} s at most), then admitted fans book one seat each: free \
          seats, hold a random one (another on SEAT_TAKEN), top up, pay. Times are from the doors \
          opening.\n\n\
          | figure | value |\n|---|---|\n",
@@ -81,6 +81,7 @@ pub fn markdown(results: &Results) -> String {
         show(at("/parameters/active_cap"), int),
         show(at("/parameters/fans"), int),
         show(at("/parameters/late_fans"), int),
+        show(at("/parameters/hold_secs"), int),
     );
     let rows = [
         (
@@ -102,8 +103,9 @@ pub fn markdown(results: &Results) -> String {
         (
             "admitted",
             format!(
-                "{}, the last {} after the doors opened",
+                "{}; the room's last admission {} after the doors opened, the last fan to see ACTIVE {} after",
                 show(at("/results/admitted"), int),
+                show(at("/results/room_seconds_to_admit_all"), seconds),
                 show(at("/results/seconds_to_admit_all"), seconds)
             ),
         ),
@@ -119,11 +121,22 @@ pub fn markdown(results: &Results) -> String {
         (
             "fans told SOLD_OUT (seatsMayReturn false)",
             format!(
-                "{}; {} still waiting at the end, {} failed, {} lost their place",
+                "{}; {} still waiting at the end, {} failed, {} lost their place{}",
                 show(at("/results/told_sold_out"), int),
                 show(at("/results/still_waiting_at_end"), int),
                 show(at("/results/failed_journeys"), int),
-                show(at("/results/lost_place"), int)
+                show(at("/results/lost_place"), int),
+                match (
+                    at("/results/lost_place_after_silence_seconds/min"),
+                    at("/results/lost_place_after_silence_seconds/max"),
+                ) {
+                    (Some(low), Some(high)) => format!(
+                        " (told so after {} to {} without an answered poll)",
+                        seconds(low),
+                        seconds(high)
+                    ),
+                    _ => String::new(),
+                }
             ),
         ),
         (
@@ -177,12 +190,12 @@ mod tests {
         results.insert(
             super::RUN,
             json!({
-                "parameters": {"fans": 20000, "late_fans": 300, "prequeue_secs": 30,
+                "parameters": {"fans": 20000, "late_fans": 300, "prequeue_secs": 30, "hold_secs": 10,
                                "admission_rate": 200.0, "active_cap": 1000},
                 "results": {
                     "seats": 2000, "joined": 20300, "joins_per_second": 700.4,
                     "opening": {"opens_at": "2026-01-01T00:00:30Z", "doors_opened_after_seconds": 4.2},
-                    "admitted": 2100, "seconds_to_admit_all": 12.34, "paid": 2000,
+                    "admitted": 2100, "seconds_to_admit_all": 20.0, "room_seconds_to_admit_all": 12.34, "paid": 2000,
                     "seconds_to_sell_out": 15.0, "told_sold_out": 18200,
                     "still_waiting_at_end": 0, "failed_journeys": 0, "lost_place": 0,
                     "requests": 90000, "errors": 0,
