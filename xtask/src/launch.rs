@@ -597,7 +597,10 @@ async fn schedule_presale(
     seconds: u64,
 ) -> anyhow::Result<Opening> {
     let bearer = admin_bearer(spec)?;
-    let now = time::OffsetDateTime::now_utc();
+    // Whole seconds: what an operator would type, and shorter to read.
+    let now = time::OffsetDateTime::from_unix_timestamp(
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    )?;
     let at = |t: time::OffsetDateTime| -> anyhow::Result<String> {
         Ok(t.format(&time::format_description::well_known::Rfc3339)?)
     };
