@@ -130,40 +130,64 @@ async fn main() {
     let one_shot = one_shot_draw(&redis_url, &prefix, entrants).await;
     cleanup(&redis_url, &prefix).await;
 
-    println!("| measure | {entrants} entrants |");
-    println!("|---|---|");
-    println!(
-        "| joining the pre-queue ({FILL_CONCURRENCY} at once) | {:.0} joins/s; p50 {} µs, p99 {} µs, p99.9 {} µs |",
+    let mut table = format!("| measure | {entrants} entrants |\n|---|---|\n");
+    table += &format!(
+        "| joining the pre-queue ({FILL_CONCURRENCY} at once) | {:.0} joins/s; p50 {} µs, p99 {} µs, p99.9 {} µs |\n",
         entrants as f64 / fill.as_secs_f64(),
         join_latency.value_at_quantile(0.50),
         join_latency.value_at_quantile(0.99),
         join_latency.value_at_quantile(0.999),
     );
-    println!("| Redis memory per entrant | {bytes_per_entrant:.0} bytes |");
-    println!("| work at the opening instant | none: the order was drawn at each join |");
-    println!(
-        "| first admission step after the opening ({} admitted) | {:.2} ms |",
+    table += &format!("| Redis memory per entrant | {bytes_per_entrant:.0} bytes |\n");
+    table += "| work at the opening instant | none: the order was drawn at each join |\n";
+    table += &format!(
+        "| first admission step after the opening ({} admitted) | {:.2} ms |\n",
         first.admitted,
         first_step.as_secs_f64() * 1000.0
     );
-    println!(
-        "| a position anywhere in the drawn line (GetStatus) | p50 {} µs, p99 {} µs, p99.9 {} µs |",
+    table += &format!(
+        "| a position anywhere in the drawn line (GetStatus) | p50 {} µs, p99 {} µs, p99.9 {} µs |\n",
         positions.value_at_quantile(0.50),
         positions.value_at_quantile(0.99),
         positions.value_at_quantile(0.999),
     );
-    println!(
-        "| avoided: drawing at the opening in one script | Redis blocked {:.0} ms |",
+    table += &format!(
+        "| avoided: drawing at the opening in one script | Redis blocked {:.0} ms |\n",
         one_shot.as_secs_f64() * 1000.0
     );
+    table += &format!(
+        "| this machine's Redis PING round trip (floor) | {} |\n",
+        summary(&floor)
+    );
+    print!("{table}");
+    // docs/benchmarks.md carries the last run's table (`cargo xtask bench` includes this file).
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/benchmarks/prequeue-draw.md");
+    let when = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    std::fs::write(
+        &out,
+        format!(
+            "Measured by `cargo bench -p queue --bench draw` ({when}, {} cores, Redis on the same machine):\n\n{table}",
+            std::thread::available_parallelism().map_or(0, usize::from)
+        ),
+    )
+    .expect("write docs/benchmarks/prequeue-draw.md");
+    println!("wrote {}", out.display());
 }
 
 /// The draw done the other way: one script writing `entrants` random scores at the opening.
 /// Redis runs one script at a time, so every other client waits this long.
 async fn one_shot_draw(redis_url: &str, prefix: &str, entrants: i64) -> Duration {
     let client = redis::Client::open(redis_url).expect("url");
+    // The script runs for seconds: no response deadline on this connection.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
     let mut connection = client
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("connect");
     let script = redis::Script::new(

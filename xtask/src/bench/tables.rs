@@ -266,6 +266,7 @@ pub fn benchmarks_markdown(results: &Results, machine: &Value) -> String {
     out.push_str(&results_table(results));
     out.push_str(&auth_cost::markdown(results));
     out.push_str(&presale::markdown(results));
+    out.push_str(&prequeue_draw());
     for (name, run) in results {
         out.push_str(&format!("\n## {name}\n\n"));
         out.push_str(&format!(
@@ -365,6 +366,22 @@ pub fn index_html(results: &Results) -> String {
         "<!doctype html><meta charset=\"utf-8\"><title>ticketing benchmarks</title>\
          <body style=\"font-family:system-ui,sans-serif;max-width:60em;margin:2em auto\">\
          <h1>Benchmark runs</h1><ul>\n{links}</ul></body>\n"
+    )
+}
+
+/// docs/benchmarks.md's section on the pre-queue's draw with a million entrants: the table the
+/// queue's `draw` benchmark last wrote (a separate, minutes-long run, not part of this one).
+fn prequeue_draw() -> String {
+    let table =
+        std::fs::read_to_string(crate::process::root().join("docs/benchmarks/prequeue-draw.md"))
+            .unwrap_or_else(|_| {
+                "Not measured yet: run `cargo bench -p queue --bench draw`.\n".to_owned()
+            });
+    format!(
+        "\n## The pre-queue's draw, 1,000,000 entrants\n\n\
+         The order is drawn as each fan joins (a secret uniform score, `services/queue/lua/issue.lua`), \
+         so nothing moves at the opening instant; the alternative, drawing in one script at the \
+         opening, would stop Redis for everyone for as long as the last row says.\n\n{table}"
     )
 }
 
