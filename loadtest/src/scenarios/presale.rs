@@ -150,15 +150,17 @@ enum Ending {
 /// What the run saw of one fan.
 #[derive(Default)]
 struct Fan {
+    /// Arrives after the opening (else over the pre-queue window).
     late: bool,
-    /// When issue-token answered 200.
+    /// When the join that issue-token answered 200 was sent, and when it was answered.
+    join_sent: Option<Instant>,
     joined_at: Option<Instant>,
     /// What the join answered (pre-queue fans must get PREQUEUE with opensAt).
     join_status: Option<Status>,
     join_opens_at: Option<String>,
-    /// Late fans: the position the join answered.
+    /// Fans whose join answered with a place (it came after the opening): that place.
     join_position: Option<Seen>,
-    /// Pre-queue fans: the first position after the opening.
+    /// Fans who joined the pre-queue: the first position after the opening.
     drawn: Option<Seen>,
     /// When the latest call answered with a place in line (WAITING or SOLD_OUT) was sent.
     placed_last: Option<Instant>,
@@ -178,6 +180,7 @@ impl Fan {
         let position = reply.json["position"].as_u64();
         let joining = self.joined_at.is_none();
         if joining {
+            self.join_sent = Some(start);
             self.joined_at = Some(end);
             self.join_status = Some(status);
             self.join_opens_at = reply.json["opensAt"].as_str().map(str::to_owned);
@@ -191,10 +194,10 @@ impl Fan {
                         end,
                         position,
                     };
-                    if self.late && joining {
+                    if joining {
                         self.join_position = Some(seen);
                     }
-                    if !self.late && self.drawn.is_none() && start >= ctx.opens_at {
+                    if self.in_prequeue() && self.drawn.is_none() && start >= ctx.opens_at {
                         self.drawn = Some(seen);
                     }
                 }
@@ -209,6 +212,12 @@ impl Fan {
         }
         self.last_status = Some(status);
         self.last_seats_may_return = reply.json["seatsMayReturn"].as_bool();
+    }
+
+    /// Joined the pre-queue (the join answered PREQUEUE): in the draw. A fan of the pre-queue
+    /// window whose join was held up past the opening joined behind it, like a late fan.
+    fn in_prequeue(&self) -> bool {
+        self.join_status == Some(Status::Prequeue)
     }
 
     /// Left the line on its own (an error), so not one the order can be judged by.
@@ -555,7 +564,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
         .collect();
     let opened = released.unwrap_or(opens_at);
     let outcome = Outcome::of(&fans_seen, released, ctx.seat_taken.load(Ordering::Relaxed));
-    let checks = outcome.checks(&fans_seen, &before, &after, early, opens_ms);
+    let checks = outcome.checks(&fans_seen, &before, &after, early, (opens_at, opens_ms));
     let failed: Vec<&str> = checks
         .iter()
         .filter(|(_, check)| !check.ok)
@@ -626,6 +635,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
             "arrivals": {"pre_queue": pre, "late": late},
             "seats": before.seats.total(),
             "joined": outcome.joined,
+            "joined_prequeue": outcome.joined_prequeue,
             "join_failures": outcome.join_failures,
             "joins_per_second": joins_per_second,
             "opening": {
@@ -999,8 +1009,10 @@ impl Outcome {
                 Some(at) => {
                     outcome.joined += 1;
                     if !fan.late {
-                        outcome.joined_prequeue += 1;
                         joins.push(at);
+                    }
+                    if fan.in_prequeue() {
+                        outcome.joined_prequeue += 1;
                     }
                 }
                 None => outcome.join_failures += 1,
@@ -1049,7 +1061,7 @@ impl Outcome {
         before: &RoomState,
         after: &RoomState,
         early: Option<bool>,
-        opens_ms: i64,
+        (opens_instant, opens_ms): (Instant, i64),
     ) -> Vec<(&'static str, Check)> {
         let mut checks = Vec::new();
         checks.push((
@@ -1071,26 +1083,31 @@ impl Outcome {
             },
         ));
 
+        // Joins answered before the opening must enter the pre-queue, and joins sent after it
+        // must not; a join in flight across the opening may be either.
         let opens_at = rfc3339(opens_ms);
-        let pre: Vec<&Fan> = fans
-            .iter()
-            .filter(|fan| !fan.late && fan.joined_at.is_some())
-            .collect();
-        let not_prequeue = pre
-            .iter()
-            .filter(|fan| {
-                fan.join_status != Some(Status::Prequeue)
-                    || fan.join_opens_at.as_deref().map(same_instant(&opens_at)) != Some(true)
-            })
-            .count();
+        let margin = Duration::from_millis(100);
+        let (mut before_opening, mut after_opening, mut wrong) = (0, 0, 0);
+        for fan in fans {
+            let (Some(sent), Some(answered)) = (fan.join_sent, fan.joined_at) else {
+                continue;
+            };
+            if answered + margin < opens_instant {
+                before_opening += 1;
+                let told = fan.in_prequeue()
+                    && fan.join_opens_at.as_deref().map(same_instant(&opens_at)) == Some(true);
+                wrong += u64::from(!told);
+            } else if sent > opens_instant + margin {
+                after_opening += 1;
+                wrong += u64::from(fan.in_prequeue());
+            }
+        }
         checks.push((
             "prequeue_answered",
             check(
-                not_prequeue == 0,
+                wrong == 0,
                 format!(
-                    "{} of {} pre-queue joins answered PREQUEUE with opensAt {opens_at}",
-                    pre.len() - not_prequeue,
-                    pre.len()
+                    "{before_opening} joins answered before the opening, {after_opening} sent after it: {wrong} not PREQUEUE with opensAt {opens_at} before, or PREQUEUE after"
                 ),
             ),
         ));
@@ -1130,7 +1147,7 @@ impl Outcome {
             check(
                 overtaking.ahead == 0 && overtaking.admitted_before_prequeue == 0,
                 format!(
-                    "{} late fans joined with a place; {} of them placed ahead of pre-queue fans still in line; {} late fans admitted while pre-queue fans were never admitted",
+                    "{} fans joined after the opening; {} of them placed ahead of pre-queue fans still in line; {} admitted while pre-queue fans never were",
                     overtaking.placed, overtaking.ahead, overtaking.admitted_before_prequeue
                 ),
             ),
@@ -1209,7 +1226,7 @@ fn exact_draw(fans: &[Fan], released: Option<Instant>) -> Vec<(usize, Seen)> {
     };
     fans.iter()
         .enumerate()
-        .filter(|(_, fan)| !fan.late)
+        .filter(|(_, fan)| fan.in_prequeue())
         .filter_map(|(index, fan)| Some((index, fan.drawn?)))
         .filter(|(_, seen)| seen.end <= released)
         .collect()
@@ -1252,7 +1269,7 @@ fn draw_order(fans: &[Fan], released: Option<Instant>) -> DrawOrder {
         .count() as u64;
     let pre_in_line = fans
         .iter()
-        .filter(|fan| !fan.late && fan.joined_at.is_some() && stayed(fan))
+        .filter(|fan| fan.in_prequeue() && stayed(fan))
         .count();
     let admitted = exact.iter().filter(|(_, admitted)| *admitted).count() as u64;
     order.first_k = exact.len() == pre_in_line
@@ -1267,7 +1284,7 @@ fn draw_order(fans: &[Fan], released: Option<Instant>) -> DrawOrder {
     // behind an X never admitted is admission out of order.
     let mut never: Vec<(Instant, u64)> = Vec::new();
     let mut admitted_seen: Vec<(Instant, u64)> = Vec::new();
-    for fan in fans.iter().filter(|fan| !fan.late && stayed(fan)) {
+    for fan in fans.iter().filter(|fan| fan.in_prequeue() && stayed(fan)) {
         let Some(seen) = fan.drawn else { continue };
         if fan.admitted_at.is_some() {
             admitted_seen.push((seen.start, seen.position));
@@ -1301,25 +1318,26 @@ fn behind_a_never_admitted(never: &mut [(Instant, u64)], admitted: &mut [(Instan
 
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Overtaking {
+    /// Fans who joined after the opening with a place.
     placed: u64,
-    /// Late fans whose place was not behind every pre-queue fan still in line.
+    /// Of them, placed not behind every pre-queue fan still in line.
     ahead: u64,
-    /// Late fans admitted although a pre-queue fan (still in line) never was.
+    /// Of them, admitted although a pre-queue fan (still in line) never was.
     admitted_before_prequeue: u64,
 }
 
-/// A late fan joined at position p after the opening. Every pre-queue fan answered with a
-/// place in a call sent after that join was answered was in line at the join (nobody comes
-/// back), so ahead of it: p must be past all of them.
+/// A fan joined at position p after the opening (late, or held up past it). Every pre-queue
+/// fan answered with a place in a call sent after that join was answered was in line at the
+/// join (nobody comes back), so ahead of it: p must be past all of them.
 fn overtaking(fans: &[Fan]) -> Overtaking {
     let mut still_there: Vec<Instant> = fans
         .iter()
-        .filter(|fan| !fan.late)
+        .filter(|fan| fan.in_prequeue())
         .filter_map(|fan| fan.placed_last)
         .collect();
     still_there.sort_unstable();
     let mut result = Overtaking::default();
-    for fan in fans.iter().filter(|fan| fan.late) {
+    for fan in fans {
         let Some(joined) = fan.join_position else {
             continue;
         };
@@ -1329,13 +1347,13 @@ fn overtaking(fans: &[Fan]) -> Overtaking {
             result.ahead += 1;
         }
     }
-    let prequeue_never_admitted = fans.iter().any(|fan| {
-        !fan.late && fan.joined_at.is_some() && !fan.left() && fan.admitted_at.is_none()
-    });
+    let prequeue_never_admitted = fans
+        .iter()
+        .any(|fan| fan.in_prequeue() && !fan.left() && fan.admitted_at.is_none());
     if prequeue_never_admitted {
         result.admitted_before_prequeue = fans
             .iter()
-            .filter(|fan| fan.late && fan.admitted_at.is_some())
+            .filter(|fan| fan.join_position.is_some() && fan.admitted_at.is_some())
             .count() as u64;
     }
     result
@@ -1442,6 +1460,11 @@ mod tests {
     fn fan(late: bool) -> Fan {
         Fan {
             late,
+            join_status: Some(if late {
+                Status::Waiting
+            } else {
+                Status::Prequeue
+            }),
             joined_at: Some(Instant::now()),
             ending: Ending::SoldOut,
             ..Fan::default()
@@ -1543,6 +1566,39 @@ mod tests {
         // Admitted while pre-queue fans never were.
         fans[3].admitted_at = Some(at(900));
         assert_eq!(overtaking(&fans).admitted_before_prequeue, 1);
+    }
+
+    #[test]
+    fn a_fan_whose_join_was_held_up_past_the_opening_is_judged_as_a_late_joiner() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut fans: Vec<Fan> = (1..=2)
+            .map(|position| {
+                let mut f = fan(false);
+                f.drawn = seen(at(10), position);
+                f.placed_last = Some(at(500));
+                f
+            })
+            .collect();
+        // Of the pre-queue window, but its join was answered after the opening, at place 3.
+        let mut held_up = fan(false);
+        held_up.join_status = Some(Status::Waiting);
+        held_up.join_position = seen(at(100), 3);
+        held_up.drawn = None;
+        fans.push(held_up);
+        let order = draw_order(&fans, Some(at(1000)));
+        assert_eq!((order.exact, order.exact_violations), (2, 0));
+        assert_eq!(
+            overtaking(&fans),
+            Overtaking {
+                placed: 1,
+                ahead: 0,
+                admitted_before_prequeue: 0
+            }
+        );
+        // Placed ahead of the two still in line: it overtook them.
+        fans[2].join_position = seen(at(100), 2);
+        assert_eq!(overtaking(&fans).ahead, 1);
     }
 
     #[test]
