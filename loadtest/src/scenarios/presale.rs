@@ -73,7 +73,7 @@ pub struct Args {
     /// Longest the doors stay shut after the opening while pre-queue fans see their place in
     /// the draw (they open as soon as every one has); 0: admission starts at the opening, and
     /// the draw order is checked only where later positions prove it.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     pub hold_secs: u64,
     /// Seat holds an admitted fan tries before giving up.
     #[arg(long, default_value_t = 6)]
