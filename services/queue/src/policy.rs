@@ -88,7 +88,10 @@ mod tests {
         };
         let none = Duration::ZERO;
         assert_eq!(policy.poll_after(&waiting(0), none), Duration::from_secs(1));
-        assert_eq!(policy.poll_after(&waiting(10), none), Duration::from_secs(5));
+        assert_eq!(
+            policy.poll_after(&waiting(10), none),
+            Duration::from_secs(5)
+        );
         assert_eq!(
             policy.poll_after(&waiting(100), none),
             Duration::from_secs(20)
