@@ -17,7 +17,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{SAMPLES, cleanup, ping_floor, summary};
+use common::{cleanup, ping_floor, status_latency, summary};
 use futures::{StreamExt, stream};
 use hdrhistogram::Histogram;
 use queue::{
@@ -111,20 +111,7 @@ async fn main() {
     let first = store.admit(room).await.expect("admit");
     let first_step = step.elapsed();
 
-    let mut positions = Histogram::<u64>::new(3).expect("histogram");
-    let mut pick = 0x9E37_79B9_7F4A_7C15_u64;
-    for _ in 0..SAMPLES {
-        // xorshift: spread samples over the whole line without a rand dependency.
-        pick ^= pick << 13;
-        pick ^= pick >> 7;
-        pick ^= pick << 17;
-        let token = tokens[(pick % tokens.len() as u64) as usize];
-        let call = Instant::now();
-        store.status(token).await.expect("status");
-        positions
-            .record(call.elapsed().as_micros() as u64)
-            .expect("record");
-    }
+    let positions = status_latency(&store, &tokens).await;
     cleanup(&redis_url, &prefix).await;
 
     let one_shot = one_shot_draw(&redis_url, &prefix, entrants).await;

@@ -8,9 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use common::{SAMPLES, cleanup, ping_floor, summary};
+use common::{cleanup, ping_floor, status_latency, summary};
 use futures::{StreamExt, stream};
-use hdrhistogram::Histogram;
 use queue::{
     Policy, QueueStore,
     domain::{Room, Token, UserId},
@@ -72,20 +71,7 @@ async fn main() {
             .await;
         let fill_rate = *size as f64 / started.elapsed().as_secs_f64();
 
-        let mut histogram = Histogram::<u64>::new(3).expect("histogram");
-        let mut pick = 0x9E37_79B9_7F4A_7C15_u64;
-        for _ in 0..SAMPLES {
-            // xorshift: spread samples over the whole line without a rand dependency.
-            pick ^= pick << 13;
-            pick ^= pick >> 7;
-            pick ^= pick << 17;
-            let token = tokens[(pick % tokens.len() as u64) as usize];
-            let call = Instant::now();
-            store.status(token).await.expect("status");
-            histogram
-                .record(call.elapsed().as_micros() as u64)
-                .expect("record");
-        }
+        let histogram = status_latency(&store, &tokens).await;
         println!(
             "| {size} | {} µs | {} µs | {} µs | {:.2} | {:.0} issues/s |",
             histogram.value_at_quantile(0.50),

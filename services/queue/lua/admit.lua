@@ -42,13 +42,7 @@ local free, held = seats(q)
 local sold_out = free and free <= 0
 local room_phase = phase(now, prequeue_at, opens_at)
 
--- The pace: a share of the rate, or with a cap only, of the cap.
-local rate_in_effect, cap_in_effect = rate, cap
-if rate > 0 then
-  rate_in_effect = rate * share
-elseif cap > 0 then
-  cap_in_effect = math.max(1, math.floor(cap * share))
-end
+local rate_in_effect, cap_in_effect = in_effect(rate, cap, share)
 if paused then
   limit, detail = 'paused', ''
 elseif room_phase ~= 'open' then

@@ -155,3 +155,11 @@ local function choose_by(q, t, idle_ms)
   if not since then return 0 end
   return tonumber(since) + idle_ms
 end
+
+-- The rate and cap in effect at a share of the ceiling: a share of the rate, or with a cap
+-- only, of the cap (never below one active user).
+local function in_effect(rate, cap, share)
+  if rate > 0 then return rate * share, cap end
+  if cap > 0 then return rate, math.max(1, math.floor(cap * share)) end
+  return rate, cap
+end

@@ -36,12 +36,7 @@ for _, q in ipairs(rooms) do
   -- are read as they are now too, so a change shows at once, before the next step.
   local share = tonumber(o[1]) or 1
   local limit, detail = o[2] or 'none', o[3] or ''
-  local rate_in_effect, cap_in_effect = rate, cap
-  if rate > 0 then
-    rate_in_effect = rate * share
-  elseif cap > 0 then
-    cap_in_effect = math.max(1, math.floor(cap * share))
-  end
+  local rate_in_effect, cap_in_effect = in_effect(rate, cap, share)
   if paused then
     limit, detail = 'paused', ''
   elseif room_phase ~= 'open' then

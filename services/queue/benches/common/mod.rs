@@ -1,10 +1,11 @@
-//! What the queue's benchmarks share: this machine's Redis round-trip floor, a latency summary,
-//! and removing a run's keys.
+//! What the queue's benchmarks share: this machine's Redis round-trip floor, GetStatus latency
+//! across a line, a latency summary, and removing a run's keys.
 #![allow(dead_code)]
 
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
+use queue::{QueueStore, domain::Token};
 
 /// Samples per measured latency.
 pub const SAMPLES: usize = 20_000;
@@ -69,4 +70,23 @@ pub async fn cleanup(redis_url: &str, prefix: &str) {
         }
         cursor = next;
     }
+}
+
+/// GetStatus one call at a time, `SAMPLES` times, on tokens picked all over `tokens`.
+pub async fn status_latency(store: &QueueStore, tokens: &[Token]) -> Histogram<u64> {
+    let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+    let mut pick = 0x9E37_79B9_7F4A_7C15_u64;
+    for _ in 0..SAMPLES {
+        // xorshift: spread samples over the whole line without a rand dependency.
+        pick ^= pick << 13;
+        pick ^= pick >> 7;
+        pick ^= pick << 17;
+        let token = tokens[(pick % tokens.len() as u64) as usize];
+        let call = Instant::now();
+        store.status(token).await.expect("status");
+        histogram
+            .record(call.elapsed().as_micros() as u64)
+            .expect("record");
+    }
+    histogram
 }
