@@ -1,7 +1,16 @@
 //! A room's scheduled opening: the pre-queue's window, the phase a room is in at an instant, and
 //! an operator's change to it. The draw itself is in `lua/issue.lua`.
 
-use crate::settings::SettingsRule;
+/// What a schedule must satisfy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleRule {
+    #[error("a scheduled instant must be a positive unix time in milliseconds")]
+    InstantOutOfRange,
+    #[error("the pre-queue opens before the room does: prequeueOpensAt must come before opensAt")]
+    PrequeueNotBeforeOpening,
+    #[error("a pre-queue needs an opening: set opensAt too")]
+    PrequeueWithoutOpening,
+}
 
 /// Where a room stands with respect to its scheduled opening.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,19 +35,19 @@ pub struct Schedule {
 
 impl Schedule {
     /// Each instant positive, and the pre-queue (if any) before an opening.
-    pub fn check(&self) -> Result<(), SettingsRule> {
+    pub fn check(&self) -> Result<(), ScheduleRule> {
         for instant in [self.prequeue_opens_at_ms, self.opens_at_ms]
             .into_iter()
             .flatten()
         {
             if instant <= 0 {
-                return Err(SettingsRule::InstantOutOfRange);
+                return Err(ScheduleRule::InstantOutOfRange);
             }
         }
         match (self.prequeue_opens_at_ms, self.opens_at_ms) {
-            (Some(_), None) => Err(SettingsRule::PrequeueWithoutOpening),
+            (Some(_), None) => Err(ScheduleRule::PrequeueWithoutOpening),
             (Some(prequeue), Some(opens)) if prequeue >= opens => {
-                Err(SettingsRule::PrequeueNotBeforeOpening)
+                Err(ScheduleRule::PrequeueNotBeforeOpening)
             }
             _ => Ok(()),
         }
@@ -94,15 +103,15 @@ mod tests {
         assert_eq!(schedule(Some(4), Some(5)).check(), Ok(()));
         assert_eq!(
             schedule(Some(5), Some(5)).check(),
-            Err(SettingsRule::PrequeueNotBeforeOpening)
+            Err(ScheduleRule::PrequeueNotBeforeOpening)
         );
         assert_eq!(
             schedule(Some(5), None).check(),
-            Err(SettingsRule::PrequeueWithoutOpening)
+            Err(ScheduleRule::PrequeueWithoutOpening)
         );
         assert_eq!(
             schedule(None, Some(0)).check(),
-            Err(SettingsRule::InstantOutOfRange)
+            Err(ScheduleRule::InstantOutOfRange)
         );
     }
 

@@ -5,7 +5,7 @@ use crate::{
     domain::Room,
     error::QueueError,
     policy::Policy,
-    schedule::{RoomPhase, Schedule, SchedulePatch},
+    schedule::{RoomPhase, Schedule, SchedulePatch, ScheduleRule},
 };
 
 /// The highest admission rate (per second) a room may be set to.
@@ -23,12 +23,8 @@ pub enum SettingsRule {
          once and nobody ever waits"
     )]
     NeitherRateNorCap,
-    #[error("a scheduled instant must be a positive unix time in milliseconds")]
-    InstantOutOfRange,
-    #[error("the pre-queue opens before the room does: prequeueOpensAt must come before opensAt")]
-    PrequeueNotBeforeOpening,
-    #[error("a pre-queue needs an opening: set opensAt too")]
-    PrequeueWithoutOpening,
+    #[error(transparent)]
+    Schedule(#[from] ScheduleRule),
 }
 
 /// Checks a rate (per second, 0 = no rate limit) and a cap (0 = no cap) against the rule.
@@ -125,7 +121,7 @@ impl SettingsPatch {
             .flatten()
         {
             if instant <= 0 {
-                return Err(SettingsRule::InstantOutOfRange.into());
+                return Err(SettingsRule::from(ScheduleRule::InstantOutOfRange).into());
             }
         }
         Ok(Self {
@@ -366,7 +362,7 @@ mod tests {
         // Clearing the opening alone would leave a pre-queue without one.
         assert_eq!(
             clear_opening.applied_to(scheduled),
-            Err(SettingsRule::PrequeueWithoutOpening)
+            Err(SettingsRule::Schedule(ScheduleRule::PrequeueWithoutOpening))
         );
         assert!(
             SettingsPatch::with_schedule(
