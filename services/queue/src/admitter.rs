@@ -341,42 +341,41 @@ struct RoomWarnings {
 }
 
 impl RoomWarnings {
-    fn reservation_failed(&mut self, status: &tonic::Status) {
+    /// Whether a warning line is due now; if so, how many were held back since the last one.
+    fn due(&mut self) -> Option<u64> {
         let now = Instant::now();
         if self
             .last
             .is_none_or(|last| now.duration_since(last) >= ROOM_WARNING_INTERVAL)
         {
+            self.last = Some(now);
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+
+    fn reservation_failed(&mut self, status: &tonic::Status) {
+        if let Some(suppressed) = self.due() {
             tracing::warn!(
                 code = ?status.code(),
                 message = status.message(),
-                suppressed = self.suppressed,
+                suppressed,
                 "the reservation service did not say how it copes; admitting slower"
             );
-            self.last = Some(now);
-            self.suppressed = 0;
-        } else {
-            self.suppressed += 1;
         }
     }
 
     fn room_failed(&mut self, room: Room, error: &QueueError) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_none_or(|last| now.duration_since(last) >= ROOM_WARNING_INTERVAL)
-        {
-            tracing::warn!(
+        match self.due() {
+            Some(suppressed) => tracing::warn!(
                 room = ?room,
                 %error,
-                suppressed = self.suppressed,
+                suppressed,
                 "admission failed in one room; the other rooms go on"
-            );
-            self.last = Some(now);
-            self.suppressed = 0;
-        } else {
-            self.suppressed += 1;
-            tracing::debug!(room = ?room, %error, "admission failed in one room");
+            ),
+            None => tracing::debug!(room = ?room, %error, "admission failed in one room"),
         }
     }
 }
