@@ -228,6 +228,10 @@ impl Admitter {
         let Some(paced) = &mut self.reservation else {
             return (Pace::ceiling(), HashMap::new());
         };
+        // Nothing to step, nothing to pace: an idle admitter does not call every tick.
+        if rooms.is_empty() {
+            return (paced.outflow.current(), HashMap::new());
+        }
         let concerts: Vec<i64> = rooms.iter().filter_map(|room| room.concert_id()).collect();
         let now = self.store.clock().manual_now_ms().unwrap_or_else(|| {
             i64::try_from(paced.started.elapsed().as_millis()).unwrap_or(i64::MAX)

@@ -131,6 +131,19 @@ impl Outflow {
         }
     }
 
+    /// The pace as last set, without a new observation (its detail left out).
+    pub fn current(&self) -> Pace {
+        Pace {
+            share: self.share,
+            limit: if self.share < 1.0 {
+                OutflowLimit::Recovering
+            } else {
+                OutflowLimit::None
+            },
+            detail: String::new(),
+        }
+    }
+
     /// The pace after observing `load` (`None`: the service did not answer) `elapsed` after
     /// the previous observation.
     pub fn observe(&mut self, load: Option<&HoldLoad>, elapsed: Duration) -> Pace {
