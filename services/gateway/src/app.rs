@@ -35,8 +35,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .with_state(state.clone())
         .layer(axum::middleware::from_fn_with_state(
             RequestGate {
-                identity: state.identity,
-                rate_limits: state.rate_limits,
+                identity: state.identity.clone(),
+                rate_limits: state.rate_limits.clone(),
                 timeout: request_timeout,
             },
             gate,

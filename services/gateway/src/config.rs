@@ -21,6 +21,9 @@ pub struct Config {
     #[command(flatten)]
     pub dev_sign_in: crate::routes::dev_sign_in::DevSignInConfig,
 
+    #[command(flatten)]
+    pub read_cache: crate::read_cache::ReadCacheConfig,
+
     /// HTTP listen address (port 0 picks a free port).
     #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
@@ -120,6 +123,7 @@ impl Config {
             return Err("GATEWAY_MAX_IN_FLIGHT and GATEWAY_MAX_BODY_BYTES must be > 0".into());
         }
         if self.header_read_timeout_ms == 0
+        self.read_cache.validate()?;
             || self.idle_timeout_ms == 0
             || self.body_read_timeout_ms == 0
         {

@@ -10,7 +10,7 @@ use axum::{
 };
 use serde::Serialize;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: Cow<'static, str>,

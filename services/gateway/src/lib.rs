@@ -10,18 +10,30 @@ pub mod identity;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
+pub mod read_cache;
 pub mod rooms;
 pub mod routes;
 pub mod server;
 pub mod wire;
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, ops::Deref, sync::Arc};
 
 pub use config::Config;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared allocation, so the per-request clone axum's
+/// `State` extractor makes is one reference count, not a copy of every channel and limiter.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub backends: backends::Backends,
     pub identity: identity::Identity,
     pub rate_limits: rate_limit::RateLimits,
@@ -31,6 +43,8 @@ pub struct AppState {
     pub dev_sign_in: routes::dev_sign_in::DevSignIn,
     /// Prometheus metrics, and this replica's recent per-route view for the console.
     pub metrics: metrics::GatewayMetrics,
+    /// Browsing answers kept for a bounded time.
+    pub reads: read_cache::ReadCache,
 }
 
 /// Binds the HTTP server and returns its address and the future that serves until `shutdown`.
@@ -82,7 +96,7 @@ pub async fn state(config: &Config) -> anyhow::Result<AppState> {
     let identity = identity::Identity::from_config(&config.identity).await?;
     let dev_sign_in =
         routes::dev_sign_in::DevSignIn::from_config(&config.dev_sign_in, &identity).await?;
-    Ok(AppState {
+    Ok(AppState(Arc::new(Shared {
         backends: backends::Backends::connect(config)?,
         identity,
         pages: routes::pages::Pages::from_config(&config.pages)?,
@@ -91,5 +105,6 @@ pub async fn state(config: &Config) -> anyhow::Result<AppState> {
         rooms: rooms::Rooms::default(),
         admin: identity::admin::AdminAccess::from_config(&config.identity),
         metrics: metrics::GatewayMetrics::new(),
-    })
+        reads: read_cache::ReadCache::from_config(&config.read_cache),
+    })))
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use axum::{Json, extract::State};
+use axum::extract::State;
 use serde::Serialize;
 use ticketing_proto::{catalog::v1 as catalog, reservation::v1 as reservation};
 use utoipa::ToSchema;
@@ -12,6 +12,7 @@ use crate::{
     AppState,
     error::ApiError,
     extract::PathParams,
+    read_cache::{JsonBytes, Read},
     wire::{rfc3339, valid_id},
 };
 
@@ -74,23 +75,27 @@ crate::errors!(ConcertsErrors {});
         ConcertsErrors,
     )
 )]
-async fn concerts(State(state): State<AppState>) -> Result<Json<Vec<ConcertView>>, ApiError> {
-    let concerts = state
-        .backends
-        .list_concerts(catalog::ListConcertsRequest {})
-        .await?
-        .concerts;
-    Ok(Json(
-        concerts
-            .into_iter()
-            .map(|c| ConcertView {
-                id: c.id,
-                title: c.title,
-                artist: c.artist,
-                description: c.description,
-            })
-            .collect(),
-    ))
+async fn concerts(State(state): State<AppState>) -> Result<JsonBytes, ApiError> {
+    state
+        .reads
+        .get_or_fetch(Read::Concerts, || async {
+            let concerts = state
+                .backends
+                .list_concerts(catalog::ListConcertsRequest {})
+                .await?
+                .concerts;
+            let views: Vec<ConcertView> = concerts
+                .into_iter()
+                .map(|c| ConcertView {
+                    id: c.id,
+                    title: c.title,
+                    artist: c.artist,
+                    description: c.description,
+                })
+                .collect();
+            JsonBytes::of(&views)
+        })
+        .await
 }
 
 /// The concert's options with free-seat counts: two hops (options, then one count query for
@@ -99,7 +104,6 @@ async fn options_with_counts(
     state: &AppState,
     concert_id: i64,
 ) -> Result<Vec<OptionView>, ApiError> {
-    let concert_id = valid_id(concert_id, "INVALID_CONCERT_ID", "concertId")?;
     let options = state
         .backends
         .list_options(catalog::ListOptionsRequest { concert_id })
@@ -108,6 +112,10 @@ async fn options_with_counts(
     if options.is_empty() {
         return Ok(Vec::new());
     }
+    state
+        .reads
+        .note_options(concert_id, options.iter().map(|o| o.id).collect())
+        .await;
     let taken = state
         .backends
         .count_taken(reservation::CountTakenRequest {
@@ -153,10 +161,16 @@ crate::errors!(ConcertOptionsErrors {
 async fn available_dates(
     State(state): State<AppState>,
     PathParams(concert_id): PathParams<i64>,
-) -> Result<Json<Vec<OptionView>>, ApiError> {
-    let mut options = options_with_counts(&state, concert_id).await?;
-    options.retain(|o| o.available_seats > 0);
-    Ok(Json(options))
+) -> Result<JsonBytes, ApiError> {
+    let concert_id = valid_id(concert_id, "INVALID_CONCERT_ID", "concertId")?;
+    state
+        .reads
+        .get_or_fetch(Read::AvailableDates(concert_id), || async {
+            let mut options = options_with_counts(&state, concert_id).await?;
+            options.retain(|o| o.available_seats > 0);
+            JsonBytes::of(&options)
+        })
+        .await
 }
 
 /// Every option with its free-seat count, in one call.
@@ -175,8 +189,14 @@ async fn available_dates(
 async fn available_concert_options(
     State(state): State<AppState>,
     PathParams(concert_id): PathParams<i64>,
-) -> Result<Json<Vec<OptionView>>, ApiError> {
-    Ok(Json(options_with_counts(&state, concert_id).await?))
+) -> Result<JsonBytes, ApiError> {
+    let concert_id = valid_id(concert_id, "INVALID_CONCERT_ID", "concertId")?;
+    state
+        .reads
+        .get_or_fetch(Read::ConcertOptions(concert_id), || async {
+            JsonBytes::of(&options_with_counts(&state, concert_id).await?)
+        })
+        .await
 }
 
 crate::errors!(AvailableSeatsErrors {
@@ -184,7 +204,8 @@ crate::errors!(AvailableSeatsErrors {
     404 => ["OPTION_NOT_FOUND"],
 });
 
-/// The option's seat map minus held and sold seats; both fetched in parallel.
+/// The option's seat map minus held and sold seats; both fetched in parallel (and the answer
+/// kept for the read cache's bound; a hold through this gateway drops it).
 #[utoipa::path(
     get,
     path = "/api/concert/{id}/available-seats",
@@ -200,8 +221,17 @@ crate::errors!(AvailableSeatsErrors {
 async fn available_seats(
     State(state): State<AppState>,
     PathParams(option_id): PathParams<i64>,
-) -> Result<Json<Vec<SeatView>>, ApiError> {
+) -> Result<JsonBytes, ApiError> {
     let option_id = valid_id(option_id, "INVALID_CONCERT_OPTION_ID", "concertOptionId")?;
+    state
+        .reads
+        .get_or_fetch(Read::AvailableSeats(option_id), || {
+            free_seats(&state, option_id)
+        })
+        .await
+}
+
+async fn free_seats(state: &AppState, option_id: i64) -> Result<JsonBytes, ApiError> {
     let (map, occupancy) = tokio::join!(
         state.backends.get_seat_map(catalog::GetSeatMapRequest {
             concert_option_id: option_id,
@@ -213,15 +243,15 @@ async fn available_seats(
             }),
     );
     let taken: HashSet<i32> = occupancy?.taken_seat_nos.into_iter().collect();
-    Ok(Json(
-        map?.seats
-            .into_iter()
-            .filter(|seat| !taken.contains(&seat.seat_no))
-            .map(|seat| SeatView {
-                id: seat.seat_no,
-                grade: seat.grade,
-                price: seat.price_minor,
-            })
-            .collect(),
-    ))
+    let free: Vec<SeatView> = map?
+        .seats
+        .into_iter()
+        .filter(|seat| !taken.contains(&seat.seat_no))
+        .map(|seat| SeatView {
+            id: seat.seat_no,
+            grade: seat.grade,
+            price: seat.price_minor,
+        })
+        .collect();
+    JsonBytes::of(&free)
 }

@@ -146,7 +146,7 @@ async fn reserve(
     )?;
     let seat_no = valid_seat(body.seat_id)?;
     let admitted_by = require_active_token(&state, &body.token, user_id).await?;
-    let reservation = state
+    let held = state
         .backends
         .hold_seat(pb::HoldSeatRequest {
             user_id,
@@ -155,7 +155,11 @@ async fn reserve(
             idempotency_key,
             admitted_by: Some(admitted_by),
         })
-        .await?;
+        .await;
+    // Held, or refused as taken: either way the free seats this gateway keeps for the option
+    // are out of date, and the caller's next look must not show the seat.
+    state.reads.seat_changed(concert_option_id).await;
+    let reservation = held?;
     // The original clients look for the 303 itself; there is deliberately no Location header.
     Ok((
         StatusCode::SEE_OTHER,

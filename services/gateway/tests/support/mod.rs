@@ -34,6 +34,10 @@ pub struct System {
     pub prefix: String,
     /// The reservation service's gRPC URL (none for [`System::start_queue_only`]).
     pub reservation_url: Option<String>,
+    /// The catalog's gRPC URL (none for [`System::start_queue_only`]).
+    pub catalog_url: Option<String>,
+    /// The queue service's gRPC URL, for a second gateway in front of the same backends.
+    pub queue_url: String,
 }
 
 /// The databases of the catalog and reservation services behind a [`System`].
@@ -160,6 +164,7 @@ impl System {
         let mut backend_flags = Vec::new();
         let mut bookings = None;
         let mut reservation = None;
+        let mut catalog = None;
         if let Some(flags) = reservation_flags {
             let (catalog_url, reservation_url, reservation_db, catalog_db) =
                 start_catalog_and_reservation_with(flags).await;
@@ -170,10 +175,12 @@ impl System {
                 catalog_db,
             });
             reservation = Some(reservation_url);
+            catalog = Some(catalog_url);
         }
         let mut flags: Vec<&str> = backend_flags.iter().map(String::as_str).collect();
         flags.extend_from_slice(gateway_flags);
-        let http = Http::new(start_gateway(&format!("http://{queue_addr}"), &flags).await);
+        let queue_url = format!("http://{queue_addr}");
+        let http = Http::new(start_gateway(&queue_url, &flags).await);
         Self {
             http,
             queue_store,
@@ -181,6 +188,8 @@ impl System {
             bookings,
             prefix,
             reservation_url: reservation,
+            catalog_url: catalog,
+            queue_url,
         }
     }
 
