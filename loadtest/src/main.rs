@@ -22,7 +22,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 
 use crate::scenarios::{
-    capacity, contention, holds, issue_tokens, limits, presale, queue_spike, reserve_flow,
+    capacity, contention, cost, holds, issue_tokens, limits, presale, queue_spike, reserve_flow,
 };
 
 #[derive(Parser)]
@@ -49,9 +49,15 @@ struct Cli {
     /// Without it requests carry no Authorization header (GATEWAY_AUTH=trusted).
     #[arg(long, global = true, value_name = "DIR")]
     auth_key_dir: Option<PathBuf>,
-    /// A process whose CPU time (utime + stime) the measured window of `holds` and
-    /// `issue-tokens` is charged to, per request: `name=pid`; repeat for each service.
-    #[arg(long = "cpu-pid", global = true, value_name = "NAME=PID")]
+    /// A process whose CPU time (utime + stime) the measured windows of `holds`,
+    /// `issue-tokens` and `cost` are charged to, per request: `name=pid`, or
+    /// `name=comm:COMMAND` for every process of that command name (`postgresql=comm:postgres`,
+    /// one process per connection); repeat for each.
+    #[arg(
+        long = "cpu-pid",
+        global = true,
+        value_name = "NAME=PID|NAME=comm:COMMAND"
+    )]
     cpu_pids: Vec<cpu::Process>,
     #[command(subcommand)]
     scenario: Scenario,
@@ -73,6 +79,9 @@ enum Scenario {
     Holds(holds::Args),
     /// Users arrive at a rate and take one queue token each (issue-token alone).
     IssueTokens(issue_tokens::Args),
+    /// CPU per request of each request kind, in a closed loop (and the hold's statement by
+    /// pgbench), per `--cpu-pid` process.
+    Cost(cost::Args),
     /// A scheduled opening: fans join the pre-queue, the draw at the opening, admission in its
     /// order until sold out; checks the order, the late joiners and SOLD_OUT (exit 1 if broken).
     Presale(presale::Args),
@@ -112,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
         Scenario::Limits(args) => limits::run(args).await?,
         Scenario::Holds(args) => holds::run(&client, args, &probe).await?,
         Scenario::IssueTokens(args) => issue_tokens::run(&client, args, &probe).await?,
+        Scenario::Cost(args) => cost::run(&client, args, &probe).await?,
         Scenario::Presale(args) => presale::run(&client, args).await?,
         Scenario::BareServer(args) => return bare_server::serve(args).await,
         Scenario::Attacks(args) => {

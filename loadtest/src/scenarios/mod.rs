@@ -2,6 +2,7 @@
 
 pub mod capacity;
 pub mod contention;
+pub mod cost;
 pub mod holds;
 pub mod issue_tokens;
 pub mod limits;
