@@ -4,6 +4,7 @@
 //! afterwards docs/benchmarks.md and the README's results table are rewritten from them.
 
 mod auth_cost;
+mod cost;
 mod format;
 mod presale;
 mod tables;
@@ -40,6 +41,9 @@ pub struct BenchArgs {
 
 const CATALOG_DB: &str = "ticketing_bench_catalog";
 const RESERVATION_DB: &str = "ticketing_bench_reservation";
+
+/// The stores' processes as the load generator's `--cpu-pid` takes them.
+const STORE_PROCESSES: [&str; 2] = ["redis=comm:redis-server", "postgresql=comm:postgres"];
 
 /// Where the load generator receives the services' spans.
 const COLLECTOR: &str = "127.0.0.1:14317";
@@ -142,6 +146,9 @@ const BOOKING: System = System {
     presale_seats: None,
 };
 
+/// `cargo xtask up`'s system (demo data, the default admission), for what one request costs.
+const COST: System = WAITING_ROOM;
+
 /// A presale concert (its own room) beside the demo data; the run schedules its opening.
 const PRESALE: System = System {
     presale_seats: Some(2000),
@@ -242,6 +249,22 @@ fn plans(quick: bool) -> Vec<Plan> {
             ),
         },
     ];
+    // What one request of each kind costs every process, under each tracing setting (the
+    // holds runs above are the hold's row of the same table).
+    for (tracing, name) in [
+        (Tracing::Off, "cost-tracing-off"),
+        (Tracing::Sampled(0.01), "cost-tracing-1pct"),
+        (Tracing::Sampled(1.0), "cost-tracing-100pct"),
+    ] {
+        plans.push(Plan {
+            name,
+            system: Some(System { tracing, ..COST }),
+            args: pick(
+                "cost --seconds 10 --warmup-seconds 2",
+                "cost --seconds 2 --warmup-seconds 1",
+            ),
+        });
+    }
     // A scheduled opening: 20,000 fans in the pre-queue for 2,000 seats (concert 2, after
     // the demo concert).
     plans.push(Plan {
@@ -415,6 +438,12 @@ async fn run_on_system(
     // What the load generator's own environment needs: the operator's secret for a run that
     // schedules a room (kept out of its arguments, which the report records).
     let mut loadtest_env = Vec::new();
+    // `cost` runs the hold's statement on reservation's own database (other runs ignore it).
+    loadtest_env.push((
+        "LOADTEST_RESERVATION_DATABASE_URL",
+        kit::postgres::with_database(&stores.database_url, RESERVATION_DB)
+            .map_err(anyhow::Error::msg)?,
+    ));
     if let Some(seats) = system.presale_seats {
         presale = launch::PresaleSeed { concerts: 1, seats };
         if spec.auth == GatewayAuth::Trusted {
@@ -428,11 +457,14 @@ async fn run_on_system(
         Ok(()) => {
             let gateway = format!("http://{}", spec.gateway_addr);
             let collect = matches!(system.tracing, Tracing::Sampled(_));
-            // The services' CPU is charged to the runs that measure it (holds, issue-tokens).
+            // The services' and the stores' CPU is charged to the runs that measure it (holds,
+            // issue-tokens, cost). The stores by command name: PostgreSQL is one process per
+            // connection, and either store may be the machine's own server, not our child.
             let mut global: Vec<String> = running
                 .iter()
                 .filter_map(|(name, child)| Some(format!("--cpu-pid={name}={}", child.id()?)))
                 .collect();
+            global.extend(STORE_PROCESSES.iter().map(|p| format!("--cpu-pid={p}")));
             if let GatewayAuth::Jwt { key_dir } = &spec.auth {
                 global.push("--auth-key-dir".into());
                 global.push(key_dir.display().to_string());

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::{
-    auth_cost,
+    auth_cost, cost,
     format::{Results, Row, int, ms, number, percent, show, verdict},
     presale,
 };
@@ -227,6 +227,7 @@ fn rows(results: &Results) -> Vec<Row> {
         ),
         original: "—",
     });
+    rows.extend(cost::rows(results));
     rows.extend(auth_cost::rows(results));
     rows.extend(presale::rows(results));
     rows
@@ -264,6 +265,7 @@ pub fn benchmarks_markdown(results: &Results, machine: &Value) -> String {
         machine["cores"]
     );
     out.push_str(&results_table(results));
+    out.push_str(&cost::markdown(results));
     out.push_str(&auth_cost::markdown(results));
     out.push_str(&presale::markdown(results));
     out.push_str(&prequeue_draw());
