@@ -12,6 +12,7 @@ pub mod http_client;
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod sampling;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;

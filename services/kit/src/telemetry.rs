@@ -1,7 +1,9 @@
 //! Tracing set-up for every service: human or JSON logs filtered by `RUST_LOG`, and OpenTelemetry
 //! spans exported over OTLP/gRPC, configured only by the standard `OTEL_*` variables and off
 //! when no endpoint is set. The OpenTelemetry layer has its own filter (`OTEL_SPAN_FILTER`,
-//! default `info`), so quieting the logs never silently drops exported spans.
+//! default `info`), so quieting the logs never silently drops exported spans, and the sampling
+//! rule is applied once per trace at its root ([`crate::sampling`]): an unsampled request
+//! builds no spans.
 
 use opentelemetry::{global, trace::TracerProvider as _};
 use opentelemetry_sdk::{
@@ -11,7 +13,7 @@ use opentelemetry_sdk::{
 };
 use tracing::Subscriber;
 use tracing_subscriber::{
-    EnvFilter, Layer, Registry,
+    EnvFilter, Layer,
     filter::{FilterExt, LevelFilter},
     layer::{Identity, SubscriberExt},
     registry::LookupSpan,
@@ -76,8 +78,9 @@ pub fn init(service: &'static str) -> TelemetryGuard {
     install(service, provider)
 }
 
-/// A tracer provider for `service` over `exporter` (batched, or one span at a time for tests),
-/// sampling as `OTEL_TRACES_SAMPLER`/`_ARG` say, by default parent-based ratio sampling.
+/// A tracer provider for `service` over `exporter` (batched, or one span at a time for tests).
+/// Its sampler keeps every span it is given: `OTEL_TRACES_SAMPLER`/`_ARG` are applied before
+/// any span is built, at the trace's root ([`crate::sampling`]).
 pub fn provider(
     exporter: impl SpanExporter + 'static,
     service: &'static str,
@@ -90,11 +93,9 @@ pub fn provider(
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name(service);
     }
-    let builder = SdkTracerProvider::builder().with_resource(resource.build());
-    let builder = match default_sampler() {
-        Some(sampler) => builder.with_sampler(sampler),
-        None => builder,
-    };
+    let builder = SdkTracerProvider::builder()
+        .with_resource(resource.build())
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
     if batched {
         builder.with_batch_exporter(exporter).build()
     } else {
@@ -108,20 +109,8 @@ fn instance_id(service: &str) -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// Parent-based ratio sampling when `OTEL_TRACES_SAMPLER` is unset (the SDK reads it when set).
-fn default_sampler() -> Option<Sampler> {
-    if std::env::var("OTEL_TRACES_SAMPLER").is_ok() {
-        return None;
-    }
-    let ratio = std::env::var("OTEL_TRACES_SAMPLER_ARG")
-        .ok()
-        .and_then(|arg| arg.parse::<f64>().ok())
-        .filter(|ratio| (0.0..=1.0).contains(ratio))
-        .unwrap_or(1.0);
-    Some(parent_based_ratio(ratio))
-}
-
-/// Follow the caller's sampling decision; sample `ratio` of new traces.
+/// Follow the caller's sampling decision; sample `ratio` of new traces (for tests that give
+/// the SDK its own sampler behind the root decision).
 pub fn parent_based_ratio(ratio: f64) -> Sampler {
     Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio)))
 }
@@ -146,31 +135,40 @@ pub fn install(service: &'static str, provider: Option<SdkTracerProvider>) -> Te
 }
 
 /// The registry with the span-export layer (when a provider is given) and the log layer.
+/// With export on, [`crate::sampling::RootGate`] goes outermost: an unsampled request's spans
+/// are refused there, before any layer builds them.
 fn subscriber(
     service: &'static str,
     provider: Option<&SdkTracerProvider>,
-) -> impl Subscriber + Send + Sync + 'static {
-    let otel: Box<dyn Layer<Registry> + Send + Sync> = match provider {
+) -> Box<dyn Subscriber + Send + Sync + 'static> {
+    match provider {
         Some(provider) => {
+            crate::sampling::set_rule(crate::sampling::Rule::from_env());
             let span_filter = std::env::var("OTEL_SPAN_FILTER").unwrap_or_else(|_| "info".into());
             // Only what the spans need: per-span extras (source location, thread, target,
             // busy/idle timing on every poll) cost measurable throughput under load.
-            tracing_opentelemetry::layer()
+            let otel = tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(service))
                 .with_location(false)
                 .with_threads(false)
                 .with_target(false)
                 .with_tracked_inactivity(false)
                 .with_context_activation(false)
-                .with_filter(EnvFilter::new(span_filter))
-                .boxed()
+                .with_filter(EnvFilter::new(span_filter));
+            Box::new(
+                tracing_subscriber::registry()
+                    .with(otel)
+                    .with(log_layer())
+                    .with(crate::sampling::RootGate),
+            )
         }
-        // Not `None`: tracing-subscriber's `Option<Layer>` answers "enabled" for every span, so
-        // the registry would build and drop every request's spans for nobody. A layer that wants
-        // nothing keeps spans free when they are not exported.
-        None => Identity::new().with_filter(LevelFilter::OFF).boxed(),
-    };
-    tracing_subscriber::registry().with(otel).with(log_layer())
+        // A layer that wants nothing, not no layer: spans stay off at their call sites.
+        None => Box::new(
+            tracing_subscriber::registry()
+                .with(Identity::new().with_filter(LevelFilter::OFF))
+                .with(log_layer()),
+        ),
+    }
 }
 
 /// Logs: `RUST_LOG` filter (default `info`), one JSON object per line with `LOG_FORMAT=json`.

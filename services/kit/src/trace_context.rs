@@ -55,12 +55,6 @@ pub fn inject_into(span: &Span, headers: &mut HeaderMap) {
     });
 }
 
-/// "/pkg.Service/Method" → ("pkg.Service", "Method").
-fn rpc_parts(path: &str) -> (&str, &str) {
-    let path = path.trim_start_matches('/');
-    path.split_once('/').unwrap_or((path, ""))
-}
-
 /// Records the gRPC status of a response: unary errors are trailers-only, so their
 /// `grpc-status` is in the headers; a success's status arrives in trailers (OK).
 fn record_grpc_status<B>(span: &Span, response: &Response<B>) {
@@ -93,7 +87,8 @@ enum Side {
 }
 
 /// A span per gRPC call named by its method (`ticketing.queue.v1.QueueService/ValidateToken`),
-/// carrying trace context across the call.
+/// carrying trace context across the call. Spans carry only what the viewer and the bench's
+/// bottleneck report read: the name (service and method are in it), the kind and the status.
 #[derive(Clone, Copy, Debug)]
 pub struct GrpcTraceLayer {
     side: Side,
@@ -143,36 +138,55 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let (service, method) = rpc_parts(request.uri().path());
-        let name = format!("{service}/{method}");
+        // "/pkg.Service/Method" → "pkg.Service/Method".
+        let name = request.uri().path().trim_start_matches('/');
         let span = match self.side {
-            Side::Server => tracing::info_span!(
-                "grpc.server",
-                otel.name = %name,
-                otel.kind = "server",
-                rpc.system = "grpc",
-                rpc.service = service,
-                rpc.method = method,
-                rpc.grpc.status_code = Empty,
-                otel.status_code = Empty,
-                otel.status_description = Empty,
-            ),
-            Side::Client => tracing::info_span!(
-                "grpc.client",
-                otel.name = %name,
-                otel.kind = "client",
-                rpc.system = "grpc",
-                rpc.service = service,
-                rpc.method = method,
-                rpc.grpc.status_code = Empty,
-                otel.status_code = Empty,
-                otel.status_description = Empty,
-            ),
+            Side::Server => {
+                // A call is a root in this service: the decision is the caller's, carried in
+                // its traceparent (a call without one decides by the ratio).
+                let decision = crate::sampling::decide(Some(request.headers()));
+                let span = crate::sampling::root_span(&decision, || {
+                    tracing::info_span!(
+                        "grpc.server",
+                        otel.name = name,
+                        otel.kind = "server",
+                        rpc.grpc.status_code = Empty,
+                        otel.status_code = Empty,
+                        otel.status_description = Empty,
+                    )
+                });
+                if span.is_disabled() {
+                    let inner = &mut self.inner;
+                    return Box::pin(crate::sampling::call_under(&decision, || {
+                        inner.call(request)
+                    }));
+                }
+                if matches!(
+                    decision,
+                    crate::sampling::Decision::Sampled { continues: true }
+                ) {
+                    continue_from(&span, request.headers());
+                }
+                span
+            }
+            Side::Client => {
+                let span = tracing::info_span!(
+                    "grpc.client",
+                    otel.name = name,
+                    otel.kind = "client",
+                    rpc.grpc.status_code = Empty,
+                    otel.status_code = Empty,
+                    otel.status_description = Empty,
+                );
+                if span.is_disabled() {
+                    // Unsampled (or not traced): no span, only the decision passed on.
+                    crate::sampling::inject_unsampled(request.headers_mut());
+                    return Box::pin(self.inner.call(request));
+                }
+                inject_into(&span, request.headers_mut());
+                span
+            }
         };
-        match self.side {
-            Side::Server => continue_from(&span, request.headers()),
-            Side::Client => inject_into(&span, request.headers_mut()),
-        }
         // The service that was polled ready is the one to call; leave a fresh clone behind.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -201,7 +215,7 @@ mod tests {
     use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
     use tracing_subscriber::layer::SubscriberExt;
 
-    use super::{continue_from, inject_into, rpc_parts};
+    use super::{continue_from, inject_into};
 
     #[test]
     fn trace_context_and_baggage_pass_from_incoming_headers_through_child_spans_to_outgoing_ones() {
@@ -247,14 +261,5 @@ mod tests {
                 Some("tenant=acme")
             );
         });
-    }
-
-    #[test]
-    fn grpc_paths_split_into_service_and_method() {
-        assert_eq!(
-            rpc_parts("/ticketing.queue.v1.QueueService/ValidateToken"),
-            ("ticketing.queue.v1.QueueService", "ValidateToken")
-        );
-        assert_eq!(rpc_parts("/odd"), ("odd", ""));
     }
 }
