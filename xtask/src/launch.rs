@@ -96,7 +96,9 @@ pub struct UpArgs {
     #[arg(long)]
     no_build: bool,
 
-    /// Do not start the trace viewer (services then export no spans).
+    /// Export no spans and start no trace viewer. Without it, spans go to the collector that
+    /// OTEL_EXPORTER_OTLP_ENDPOINT (or _TRACES_ENDPOINT) names when set, else to a trace viewer
+    /// started for the run.
     #[arg(long)]
     no_traces: bool,
 
@@ -269,18 +271,29 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         build_release(&[]).await?;
     }
     let mut running: Vec<(&'static str, Child)> = Vec::new();
-    if !args.no_traces {
-        for addr in [args.otlp_addr, args.traces_ui_addr] {
-            if std::net::TcpListener::bind(addr).is_err() {
-                bail!("{addr} is already in use (or pass --no-traces)");
+    let traces = viewer::Traces::from_env(args.no_traces);
+    match &traces {
+        viewer::Traces::Viewer => {
+            for addr in [args.otlp_addr, args.traces_ui_addr] {
+                if std::net::TcpListener::bind(addr).is_err() {
+                    bail!("{addr} is already in use (or pass --no-traces)");
+                }
             }
+            let binary = viewer::build().await?;
+            running.push((
+                "trace-viewer",
+                viewer::start(&binary, args.otlp_addr, args.traces_ui_addr)?,
+            ));
+            spec.env.extend(viewer::service_env(args.otlp_addr));
         }
-        let binary = viewer::build().await?;
-        running.push((
-            "trace-viewer",
-            viewer::start(&binary, args.otlp_addr, args.traces_ui_addr)?,
-        ));
-        spec.env.extend(viewer::service_env(args.otlp_addr));
+        // The services inherit the user's OTEL_* settings as they are.
+        viewer::Traces::Collector(endpoint) => {
+            eprintln!(
+                "xtask: spans go to {endpoint} (OTEL_EXPORTER_OTLP_ENDPOINT); no trace viewer"
+            );
+        }
+        // Also when the user's environment names a collector.
+        viewer::Traces::Off => spec.env.push(("OTEL_TRACES_EXPORTER", "none".into())),
     }
     let stores = stores::ensure(&args.stores).await?;
     eprintln!(
@@ -315,11 +328,15 @@ pub async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             "  console   http://{}/admin  ({console_credential})",
             args.gateway_addr
         );
-        if !args.no_traces {
-            println!(
+        match &traces {
+            viewer::Traces::Viewer => println!(
                 "  traces    http://{}  (every request, every hop)",
                 args.traces_ui_addr
-            );
+            ),
+            viewer::Traces::Collector(endpoint) => {
+                println!("  traces    exported to your collector at {endpoint}")
+            }
+            viewer::Traces::Off => {}
         }
         match &spec.auth {
             GatewayAuth::Trusted => {

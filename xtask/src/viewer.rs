@@ -60,6 +60,39 @@ pub fn start(binary: &Path, otlp: SocketAddr, ui: SocketAddr) -> anyhow::Result<
         .context("starting the trace viewer")
 }
 
+/// Where `cargo xtask up` sends the services' spans.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Traces {
+    /// Its own viewer, started for the run.
+    Viewer,
+    /// The collector the user's OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT names: the services
+    /// inherit it, and no viewer is started.
+    Collector(String),
+    /// Nowhere (`--no-traces`, which also overrides an inherited endpoint).
+    Off,
+}
+
+impl Traces {
+    /// The choice for `--no-traces` and the launcher's own environment.
+    pub fn from_env(no_traces: bool) -> Self {
+        let endpoint = [
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()));
+        Self::choose(no_traces, endpoint)
+    }
+
+    fn choose(no_traces: bool, endpoint: Option<String>) -> Self {
+        match (no_traces, endpoint) {
+            (true, _) => Self::Off,
+            (false, Some(endpoint)) => Self::Collector(endpoint),
+            (false, None) => Self::Viewer,
+        }
+    }
+}
+
 /// What the services need to export to the viewer.
 pub fn service_env(otlp: SocketAddr) -> Vec<(&'static str, String)> {
     vec![
@@ -67,4 +100,21 @@ pub fn service_env(otlp: SocketAddr) -> Vec<(&'static str, String)> {
         // Show traces within a second of the request, not after the default five.
         ("OTEL_BSP_SCHEDULE_DELAY", "1000".into()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Traces;
+
+    #[test]
+    fn a_users_collector_wins_over_the_viewer_and_no_traces_over_both() {
+        let theirs = Some("http://collector:4317".to_owned());
+        assert_eq!(
+            Traces::choose(false, theirs.clone()),
+            Traces::Collector("http://collector:4317".into())
+        );
+        assert_eq!(Traces::choose(false, None), Traces::Viewer);
+        assert_eq!(Traces::choose(true, theirs), Traces::Off);
+        assert_eq!(Traces::choose(true, None), Traces::Off);
+    }
 }
