@@ -87,9 +87,13 @@ pub struct Config {
     #[arg(long, env = "QUEUE_REDIS_TIMEOUT_MS", default_value_t = 1000)]
     pub redis_timeout_ms: u64,
 
-    /// Redis connection pool size.
+    /// Redis connection pool size (pooled connections only).
     #[arg(long, env = "QUEUE_REDIS_POOL_SIZE", default_value_t = 32)]
     pub redis_pool_size: usize,
+
+    /// One multiplexed Redis connection, pipelining every in-flight call, instead of the pool.
+    #[arg(long, env = "QUEUE_REDIS_MULTIPLEXED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_multiplexed: bool,
 }
 
 impl Config {
@@ -107,7 +111,9 @@ impl Config {
         if self.admitter_rooms_per_tick == 0 {
             return Err("QUEUE_ADMITTER_ROOMS_PER_TICK must be > 0".into());
         }
-        if self.admitter_concurrency == 0 || self.admitter_concurrency > self.redis_pool_size {
+        if self.admitter_concurrency == 0
+            || (!self.redis_multiplexed && self.admitter_concurrency > self.redis_pool_size)
+        {
             return Err(
                 "QUEUE_ADMITTER_CONCURRENCY must be > 0 and at most QUEUE_REDIS_POOL_SIZE".into(),
             );

@@ -40,13 +40,21 @@ pub use store::QueueStore;
 /// Builds the store the configuration describes.
 pub fn store(config: &Config) -> anyhow::Result<QueueStore> {
     config.validate().map_err(anyhow::Error::msg)?;
-    Ok(QueueStore::connect(
-        &config.redis_url,
-        config.redis_pool_size,
+    let redis = if config.redis_multiplexed {
+        store::Connections::multiplexed(&config.redis_url, config.redis_timeout())?
+    } else {
+        store::Connections::pooled(
+            &config.redis_url,
+            config.redis_pool_size,
+            config.redis_timeout(),
+        )?
+    };
+    Ok(QueueStore::on(
+        redis,
         &config.key_prefix,
         config.policy(),
         config.redis_timeout(),
-    )?)
+    ))
 }
 
 /// Binds the gRPC server and returns its address and the future that serves until `shutdown`.

@@ -1,16 +1,16 @@
 //! The Redis adapter: the connection pool, the keys, and the scripts. Each queue step is one
 //! Lua script (`lua/<step>.lua`, with the key layout in `lua/common.lua`), one round trip,
 //! atomic; the room set, a room's history and the change log are read with plain commands.
-//! Each call has a deadline covering both the pool checkout and the Redis work. Here: the pool,
+//! Each call has a deadline covering both the connection checkout and the Redis work. Here: the connections,
 //! the scripts and the waiting line's steps; `operator`: figures, history, settings and their
 //! change log; `encoding`: how rooms and users are written in keys and values.
 
+mod connections;
 mod encoding;
 mod operator;
 
 use std::{sync::Arc, time::Duration};
 
-use deadpool_redis::{Pool, Runtime};
 use redis::{FromRedisValue, Script, ScriptInvocation};
 
 use crate::{
@@ -25,6 +25,7 @@ use crate::{
         SettingsPatch,
     },
 };
+pub use connections::Connections;
 use encoding::{room_from_key, room_key, stored_room, stored_user};
 
 /// Time constant of the measured-outflow average behind ETAs.
@@ -73,7 +74,7 @@ impl Scripts {
 
 #[derive(Clone)]
 pub struct QueueStore {
-    pool: Pool,
+    redis: Arc<Connections>,
     prefix: Arc<str>,
     policy: Arc<Policy>,
     scripts: Arc<Scripts>,
@@ -92,24 +93,21 @@ impl QueueStore {
         policy: Policy,
         deadline: Duration,
     ) -> Result<Self, QueueError> {
-        let mut config = deadpool_redis::Config::from_url(redis_url);
-        let mut pool_config = deadpool_redis::PoolConfig::new(pool_size);
-        pool_config.timeouts.wait = Some(deadline);
-        pool_config.timeouts.create = Some(deadline);
-        pool_config.timeouts.recycle = Some(deadline);
-        config.pool = Some(pool_config);
-        let pool = config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|error| QueueError::Protocol(format!("bad Redis configuration: {error}")))?;
-        Ok(Self {
-            pool,
+        let redis = Connections::pooled(redis_url, pool_size, deadline)?;
+        Ok(Self::on(redis, prefix, policy, deadline))
+    }
+
+    /// A store over `redis` (pooled or multiplexed); nothing connects until first use.
+    pub fn on(redis: Connections, prefix: &str, policy: Policy, deadline: Duration) -> Self {
+        Self {
+            redis: Arc::new(redis),
             prefix: prefix.into(),
             policy: Arc::new(policy),
             scripts: Arc::new(Scripts::load()),
             clock: Clock::Redis,
             deadline,
             latency: None,
-        })
+        }
     }
 
     /// The same store reading time from `clock`.
@@ -125,16 +123,9 @@ impl QueueStore {
         self
     }
 
-    /// The connection pool's usage now (for the metrics port).
+    /// The connections' usage now (for the metrics port).
     pub fn pool_usage(&self) -> kit::metrics::PoolUsage {
-        let status = self.pool.status();
-        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-        kit::metrics::PoolUsage {
-            open: count(status.size),
-            idle: count(status.available),
-            max: count(status.max_size),
-            waiting: Some(count(status.waiting)),
-        }
+        self.redis.usage()
     }
 
     /// Runs one round trip under the deadline, timed when metrics are on.
@@ -191,7 +182,7 @@ impl QueueStore {
         invocation: &mut ScriptInvocation<'_>,
     ) -> Result<T, QueueError> {
         let call = async {
-            let mut connection = self.pool.get().await?;
+            let mut connection = self.redis.get().await?;
             Ok::<T, QueueError>(invocation.invoke_async(&mut connection).await?)
         };
         self.timed(script, call).await
@@ -200,7 +191,7 @@ impl QueueStore {
     /// One plain command, under the same deadline as the scripts.
     async fn query<T: FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, QueueError> {
         let call = async {
-            let mut connection = self.pool.get().await?;
+            let mut connection = self.redis.get().await?;
             Ok::<T, QueueError>(command.query_async(&mut connection).await?)
         };
         self.timed(command_name(command), call).await
@@ -470,7 +461,7 @@ impl QueueStore {
     /// True when Redis answers a PING within the deadline.
     pub async fn ping(&self) -> bool {
         let call = async {
-            let mut connection = self.pool.get().await?;
+            let mut connection = self.redis.get().await?;
             let pong: String = redis::cmd("PING").query_async(&mut connection).await?;
             Ok::<_, QueueError>(pong)
         };
