@@ -15,12 +15,14 @@ use crate::error::QueueError;
 
 pub enum Connections {
     Pooled(deadpool_redis::Pool),
-    Multiplexed {
-        client: redis::Client,
-        config: ConnectionManagerConfig,
-        /// Connected on first use (a service may start before Redis).
-        manager: OnceCell<ConnectionManager>,
-    },
+    Multiplexed(Box<Multiplexed>),
+}
+
+pub struct Multiplexed {
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    /// Connected on first use (a service may start before Redis).
+    manager: OnceCell<ConnectionManager>,
 }
 
 /// One call's connection.
@@ -52,21 +54,22 @@ impl Connections {
             // Reconnecting: quick at first, then at most once a second, for as long as it takes.
             .set_max_delay(Duration::from_secs(1))
             .set_number_of_retries(usize::MAX);
-        Ok(Self::Multiplexed {
+        Ok(Self::Multiplexed(Box::new(Multiplexed {
             client,
             config,
             manager: OnceCell::new(),
-        })
+        })))
     }
 
     pub async fn get(&self) -> Result<Connection, QueueError> {
         match self {
             Self::Pooled(pool) => Ok(Connection::Pooled(pool.get().await?)),
-            Self::Multiplexed {
-                client,
-                config,
-                manager,
-            } => {
+            Self::Multiplexed(multiplexed) => {
+                let Multiplexed {
+                    client,
+                    config,
+                    manager,
+                } = &**multiplexed;
                 let manager = manager
                     .get_or_try_init(|| {
                         ConnectionManager::new_with_config(client.clone(), config.clone())
@@ -91,8 +94,8 @@ impl Connections {
                     waiting: Some(count(status.waiting)),
                 }
             }
-            Self::Multiplexed { manager, .. } => {
-                let open = u64::from(manager.initialized());
+            Self::Multiplexed(multiplexed) => {
+                let open = u64::from(multiplexed.manager.initialized());
                 kit::metrics::PoolUsage {
                     open,
                     idle: 0,
