@@ -60,11 +60,39 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     pub request_timeout_ms: u64,
 
-    /// Requests in flight before new ones are shed with 503. Small on purpose: past capacity,
-    /// a fast 503 keeps the admitted requests quick and the system recovers as soon as the
-    /// surge ends (10,000 let queues grow until throughput collapsed; see docs/benchmarks.md).
+    /// The ceiling of the adaptive in-flight limit (the whole gateway's, not per route): past
+    /// the limit new requests are shed at once with 503 `OVERLOADED` and `Retry-After`. The
+    /// limit starts here and falls, towards `GATEWAY_MIN_IN_FLIGHT`, when latency rises under
+    /// load (Gradient2; see overload.rs). Small on purpose: past capacity a fast 503 keeps the
+    /// admitted requests quick and the system recovers as soon as the surge ends (10,000 let
+    /// queues grow until throughput collapsed; see docs/benchmarks.md).
     #[arg(long, env = "GATEWAY_MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
+
+    /// The floor of the adaptive in-flight limit (capped at `GATEWAY_MAX_IN_FLIGHT`): however
+    /// slow the backends get, this many requests may be in flight.
+    #[arg(long, env = "GATEWAY_MIN_IN_FLIGHT", default_value_t = 32)]
+    pub min_in_flight: usize,
+
+    /// The adaptive limit's averaging window, in milliseconds: the limit moves at most once
+    /// per window (and per 10 completed requests).
+    #[arg(long, env = "GATEWAY_LIMIT_WINDOW_MS", default_value_t = 100)]
+    pub limit_window_ms: u64,
+
+    /// How far the mean latency may rise above its long-run baseline before the adaptive
+    /// limit falls (1.5: 50% above).
+    #[arg(long, env = "GATEWAY_LIMIT_RTT_TOLERANCE", default_value_t = 1.5)]
+    pub limit_rtt_tolerance: f64,
+
+    /// How often, in milliseconds, the gateway logs one summary line of the requests it shed,
+    /// rate-limited or failed with 503/504 (and of the 5xx errors past the first few logged
+    /// singly), instead of a line per request.
+    #[arg(
+        long,
+        env = "GATEWAY_FAILURE_LOG_INTERVAL_MS",
+        default_value_t = 10_000
+    )]
+    pub failure_log_interval_ms: u64,
 
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "GATEWAY_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
@@ -99,6 +127,7 @@ impl Config {
         self.rate_limit.validate()?;
         self.pages.validate()?;
         self.dev_sign_in.validate(self.identity.mode)?;
+        self.read_cache.validate()?;
         for (name, url) in [
             ("QUEUE_URL", &self.queue_url),
             ("CATALOG_URL", &self.catalog_url),
@@ -119,11 +148,22 @@ impl Config {
         if self.grpc_timeout_ms >= self.request_timeout_ms {
             return Err("GATEWAY_GRPC_TIMEOUT_MS must be below GATEWAY_REQUEST_TIMEOUT_MS".into());
         }
-        if self.max_in_flight == 0 || self.max_body_bytes == 0 {
-            return Err("GATEWAY_MAX_IN_FLIGHT and GATEWAY_MAX_BODY_BYTES must be > 0".into());
+        if self.max_in_flight == 0 || self.min_in_flight == 0 || self.max_body_bytes == 0 {
+            return Err(
+                "GATEWAY_MAX_IN_FLIGHT, GATEWAY_MIN_IN_FLIGHT and GATEWAY_MAX_BODY_BYTES must be > 0"
+                    .into(),
+            );
+        }
+        if self.limit_window_ms == 0 || self.failure_log_interval_ms == 0 {
+            return Err(
+                "GATEWAY_LIMIT_WINDOW_MS and GATEWAY_FAILURE_LOG_INTERVAL_MS must be > 0".into(),
+            );
+        }
+        // NaN fails this too.
+        if !(1.0..=100.0).contains(&self.limit_rtt_tolerance) {
+            return Err("GATEWAY_LIMIT_RTT_TOLERANCE must be between 1 and 100".into());
         }
         if self.header_read_timeout_ms == 0
-        self.read_cache.validate()?;
             || self.idle_timeout_ms == 0
             || self.body_read_timeout_ms == 0
         {
@@ -149,6 +189,20 @@ impl Config {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The adaptive in-flight limit's settings.
+    pub fn in_flight_limit(&self) -> crate::app::overload::Settings {
+        crate::app::overload::Settings {
+            floor: self.min_in_flight.min(self.max_in_flight),
+            ceiling: self.max_in_flight,
+            window: Duration::from_millis(self.limit_window_ms),
+            tolerance: self.limit_rtt_tolerance,
+        }
+    }
+
+    pub fn failure_log_interval(&self) -> Duration {
+        Duration::from_millis(self.failure_log_interval_ms)
     }
 }
 
@@ -180,6 +234,12 @@ mod tests {
         assert!(config.validate().is_err());
         let config = Config::parse_from(["gateway", "--auth=trusted", "--grpc-timeout-ms", "9000"]);
         assert!(config.validate().is_err());
+        let config = Config::parse_from(["gateway", "--auth=trusted", "--limit-rtt-tolerance=0.5"]);
+        assert!(config.validate().is_err());
+        // A ceiling below the default floor is a fixed limit, not an error.
+        let config = Config::parse_from(["gateway", "--auth=trusted", "--max-in-flight=1"]);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.in_flight_limit().floor, 1);
     }
 
     #[test]

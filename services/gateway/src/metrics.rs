@@ -1,8 +1,9 @@
 //! The gateway's metrics: per route template (never the raw path) and method, requests by
 //! status (`http_server_requests_total`) and a latency histogram
 //! (`http_server_request_duration_seconds`); requests shed past the in-flight limit and
-//! refused over a caller's rate (`http_server_rejected_total{reason}`). Served as Prometheus
-//! text on the metrics port.
+//! refused over a caller's rate (`http_server_rejected_total{reason}`); the adaptive in-flight
+//! limit and the requests in flight under it (`http_server_concurrency_limit`,
+//! `http_server_in_flight`). Served as Prometheus text on the metrics port.
 //!
 //! For the operator's console the same histograms give a recent view at no extra cost per
 //! request: a background task copies every route's cumulative buckets every
@@ -24,7 +25,7 @@ use axum::extract::MatchedPath;
 use http::{Method, Request, Response};
 use kit::metrics::{
     HistogramFamily, LATENCY_BUCKETS, Registry, Snapshot,
-    client::metrics::{counter::Counter, family::Family},
+    client::metrics::{counter::Counter, family::Family, gauge::Gauge},
 };
 
 /// How often the console's ring takes a copy of the histograms.
@@ -84,6 +85,8 @@ pub struct GatewayMetrics {
     requests: Family<StatusKey, Counter>,
     latency: HistogramFamily<RouteKey>,
     rejected: Family<[(&'static str, &'static str); 1], Counter>,
+    /// The adaptive limit's gauges; its layer keeps them (in flight is its own count).
+    limiter: crate::app::overload::Gauges,
     ring: Arc<Mutex<VecDeque<Frame>>>,
 }
 
@@ -99,6 +102,7 @@ impl GatewayMetrics {
             requests: Family::default(),
             latency: HistogramFamily::new(LATENCY_BUCKETS, MAX_ROUTES),
             rejected: Family::default(),
+            limiter: crate::app::overload::Gauges::default(),
             ring: Arc::default(),
         }
     }
@@ -121,7 +125,27 @@ impl GatewayMetrics {
             "Requests refused before their handler: overloaded (503, past the in-flight limit) or rate_limited (429)",
             self.rejected.clone(),
         );
+        registry.register(
+            "http_server_concurrency_limit",
+            "The adaptive in-flight limit now: requests past it are shed with 503",
+            self.limiter.limit.clone(),
+        );
+        registry.register(
+            "http_server_in_flight",
+            "Requests in flight under the adaptive limit",
+            self.limiter.in_flight.clone(),
+        );
         registry
+    }
+
+    /// The adaptive limit's gauges (shared: the limiter sets them, the registry reads them).
+    pub fn limiter_gauges(&self) -> crate::app::overload::Gauges {
+        self.limiter.clone()
+    }
+
+    /// The adaptive limit now.
+    pub fn concurrency_limit(&self) -> Gauge {
+        self.limiter.limit.clone()
     }
 
     /// The layer recording every request (outermost, so it sees shed and timed-out ones too).
