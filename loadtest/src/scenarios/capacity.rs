@@ -2,9 +2,15 @@
 //! the system takes. Arrival rate ramps in steps until a step's p99 breaks the bound or errors
 //! pass the ratio; the last step that held is the knee. Then an overload test: a baseline at
 //! half the knee, `overload` seconds at twice the knee, and back to half — reporting how long
-//! p99 took to return to the baseline once the overload stopped.
+//! p99 took to return to the baseline once the overload stopped, and during the overload the
+//! served requests' p99 apart from the shed (503 `OVERLOADED`) answers' p99.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use hdrhistogram::Histogram;
 
 use serde::Serialize;
 use serde_json::json;
@@ -12,12 +18,13 @@ use tokio::time::Instant;
 
 use crate::{
     arrivals::{Arrivals, open_model},
-    client::Client,
+    client::{CallResult, Client},
     flow::Visitor,
     recorder::Recorder,
     report::Run,
     scenarios::first_user,
     series::Second,
+    stats::{self, Latency},
 };
 
 #[derive(clap::Args, Debug, Clone)]
@@ -75,6 +82,64 @@ pub struct Overload {
     pub recovered_after_seconds: Option<u64>,
     /// The worst second after that (sweeping abandoned waiters can still cost a little).
     pub worst_p99_after_recovery_ms: Option<f64>,
+    /// Answers completed during the overload: served (200) and shed (503 `OVERLOADED`).
+    pub served_during_overload: u64,
+    pub shed_during_overload: u64,
+    /// p99 of the served requests alone during the overload (None: none served).
+    pub served_p99_during_overload_ms: Option<f64>,
+    /// p99 of the shed answers alone during the overload: what a refusal costs the client.
+    pub shed_p99_during_overload_ms: Option<f64>,
+}
+
+/// Latencies of the answers completed within `[from, to)`, served and shed apart (the
+/// recorder's per-second p99 mixes the quick 503s in with the served requests).
+struct SplitLatency {
+    from: Instant,
+    to: Instant,
+    /// (served, shed)
+    histograms: Mutex<(Histogram<u64>, Histogram<u64>)>,
+}
+
+impl SplitLatency {
+    fn new(from: Instant, to: Instant) -> Self {
+        Self {
+            from,
+            to,
+            histograms: Mutex::new((stats::histogram(), stats::histogram())),
+        }
+    }
+
+    fn note(&self, latency: Duration, result: &CallResult) {
+        let now = Instant::now();
+        if now < self.from || now >= self.to {
+            return;
+        }
+        let Ok(reply) = result else { return };
+        let Ok(mut histograms) = self.histograms.lock() else {
+            return;
+        };
+        let micros = (latency.as_micros() as u64).clamp(1, 60_000_000);
+        let histogram = match (reply.status, reply.code()) {
+            (200, _) => &mut histograms.0,
+            (503, Some("OVERLOADED")) => &mut histograms.1,
+            _ => return,
+        };
+        let _ = histogram.record(micros);
+    }
+
+    /// (served, shed, served p99, shed p99)
+    fn summary(&self) -> (u64, u64, Option<f64>, Option<f64>) {
+        let Ok(histograms) = self.histograms.lock() else {
+            return (0, 0, None, None);
+        };
+        let p99 = |h: &Histogram<u64>| (!h.is_empty()).then(|| Latency::from(h).p99_ms);
+        (
+            histograms.0.len(),
+            histograms.1.len(),
+            p99(&histograms.0),
+            p99(&histograms.1),
+        )
+    }
 }
 
 const BASELINE_SECONDS: u64 = 10;
@@ -163,11 +228,17 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     }
     if let Some(o) = &overload {
         eprintln!(
-            "capacity: {} s at {:.0} users/s: worst p99 {:.1} ms, {} errors; p99 back under {:.1} ms {}",
+            "capacity: {} s at {:.0} users/s: worst p99 {:.1} ms, {} errors; served {} (p99 {}), shed {} (p99 {}); p99 back under {:.1} ms {}",
             args.overload_seconds,
             o.overload_users_per_second,
             o.worst_p99_ms,
             o.errors_during_overload,
+            o.served_during_overload,
+            o.served_p99_during_overload_ms
+                .map_or("-".into(), |p| format!("{p:.1} ms")),
+            o.shed_during_overload,
+            o.shed_p99_during_overload_ms
+                .map_or("-".into(), |p| format!("{p:.1} ms")),
             o.threshold_p99_ms,
             o.recovered_after_seconds
                 .map_or("never (within the window)".into(), |s| format!(
@@ -237,6 +308,10 @@ async fn overload(
     client.prepare_users(first, everyone)?;
     let recorder = Arc::new(Recorder::new());
     let started = Instant::now();
+    let split = Arc::new(SplitLatency::new(
+        started + Duration::from_secs(BASELINE_SECONDS),
+        started + Duration::from_secs(BASELINE_SECONDS + args.overload_seconds),
+    ));
     let mut first_of_phase = first;
     let runs = phases.map(|(start, seconds, rate)| {
         let users = (rate * seconds as f64).round() as u64;
@@ -244,10 +319,15 @@ async fn overload(
         first_of_phase += users;
         let recorder = recorder.clone();
         let client = client.clone();
+        let split = split.clone();
         async move {
             tokio::time::sleep_until(started + Duration::from_secs(start)).await;
             let until = Instant::now() + Duration::from_secs(seconds + 12);
-            hot_pair_users(&client, &recorder, rate, users, first, until).await
+            open_model(rate, users, until, &recorder, |index| {
+                let (client, recorder, split) = (client.clone(), recorder.clone(), split.clone());
+                async move { hot_pair_split(&client, &recorder, &split, first + index).await }
+            })
+            .await
         }
     });
     futures::future::join_all(runs).await;
@@ -282,6 +362,7 @@ async fn overload(
         .iter()
         .filter(|s| s.t >= BASELINE_SECONDS && s.t < overload_end)
         .collect();
+    let (served, shed, served_p99, shed_p99) = split.summary();
     Ok((
         Overload {
             baseline_users_per_second: low,
@@ -292,7 +373,44 @@ async fn overload(
             errors_during_overload: during.iter().map(|s| s.error_count()).sum(),
             recovered_after_seconds,
             worst_p99_after_recovery_ms: worst_after_recovery,
+            served_during_overload: served,
+            shed_during_overload: shed,
+            served_p99_during_overload_ms: served_p99,
+            shed_p99_during_overload_ms: shed_p99,
         },
         series,
     ))
+}
+
+/// The hot pair of [`Visitor::issue_and_check`] (same endpoints, same recording), each answer's
+/// latency also noted in `split`.
+async fn hot_pair_split(
+    client: &Client,
+    recorder: &Arc<Recorder>,
+    split: &Arc<SplitLatency>,
+    user: u64,
+) {
+    let client = client.as_user(user);
+    let timed = |endpoint: &'static str, started: std::time::Instant, result: &CallResult| {
+        let latency = started.elapsed();
+        recorder.record(endpoint, latency, result, |reply| reply.status == 200);
+        split.note(latency, result);
+    };
+    let started = std::time::Instant::now();
+    let issued = client
+        .post("/queue/issue-token", format!(r#"{{"userId": {user}}}"#))
+        .await;
+    timed("POST /queue/issue-token", started, &issued);
+    let Some(token) = issued
+        .ok()
+        .filter(|reply| reply.status == 200)
+        .and_then(|reply| reply.json["token"].as_str().map(str::to_owned))
+    else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let checked = client
+        .get(&format!("/queue/check-queue?token={token}"))
+        .await;
+    timed("GET /queue/check-queue", started, &checked);
 }
