@@ -60,11 +60,13 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(CatchPanicLayer::custom(panic_response))
+                // The trace's sampling decision, once, before any span (kit::sampling).
+                .layer(kit::sampling::RootLayer::new(
+                    move |request: &Request<Body>| trusts_trace_context(request, &trusted_tracers),
+                ))
                 .layer(
                     TraceLayer::new_for_http()
-                        .make_span_with(move |request: &Request<Body>| {
-                            http_span(request, &trusted_tracers)
-                        })
+                        .make_span_with(move |request: &Request<Body>| http_span(request))
                         .on_response(RecordStatus { failures })
                         // Not a line per 5xx (tower-http's default, at ERROR): RecordStatus
                         // logs them, shed and backend-down ones only in aggregate.
@@ -108,29 +110,47 @@ async fn gate(
 }
 
 /// Spans are named by route template (`POST /api/reserve`), never by raw path, and continue the
-/// caller's trace when the request carries `traceparent` and comes from a trusted network.
-fn http_span<B>(request: &Request<B>, trusted_tracers: &[ipnet::IpNet]) -> tracing::Span {
-    let route = request
+/// caller's trace when the request carries `traceparent` and comes from a trusted network; an
+/// unsampled request gets none.
+fn http_span<B>(request: &Request<B>) -> tracing::Span {
+    let decision = request
         .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str);
-    let span = tracing::info_span!(
-        "http",
-        otel.name = %format!("{} {}", request.method(), route),
-        otel.kind = "server",
-        http.request.method = %request.method(),
-        http.route = route,
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip());
-    if peer.is_some_and(|ip| trusted_tracers.iter().any(|net| net.contains(&ip))) {
+        .get::<kit::sampling::Decision>()
+        .cloned()
+        .unwrap_or(kit::sampling::Decision::Untraced);
+    let span = kit::sampling::root_span(&decision, || {
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
+        tracing::info_span!(
+            "http",
+            otel.name = %format_args!("{} {}", request.method(), route),
+            otel.kind = "server",
+            http.route = route,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        )
+    });
+    if matches!(
+        decision,
+        kit::sampling::Decision::Sampled { continues: true }
+    ) {
         kit::trace_context::continue_from(&span, request.headers());
     }
     span
+}
+
+/// Whether the request comes from a network whose trace context (sampled flag included) the
+/// gateway takes up; anyone else's is ignored, so a client cannot raise the sampling rate.
+fn trusts_trace_context<B>(request: &Request<B>, trusted_tracers: &[ipnet::IpNet]) -> bool {
+    if trusted_tracers.is_empty() {
+        return false;
+    }
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|info| trusted_tracers.iter().any(|net| net.contains(&info.0.ip())))
 }
 
 /// Records the status on the span (server errors mark it failed) and in the failure log:
