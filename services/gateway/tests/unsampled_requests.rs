@@ -33,7 +33,10 @@ async fn spans_once(exporter: &InMemorySpanExporter, trace: TraceId, root: &str)
         {
             return spans;
         }
-        assert!(Instant::now() < deadline, "the fence request's {root} span never ended");
+        assert!(
+            Instant::now() < deadline,
+            "the fence request's {root} span never ended"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -47,7 +50,9 @@ async fn a_request_its_caller_did_not_sample_builds_no_span_in_any_service() {
         System::start_with(default_policy(), &["--trace-trusted-networks=127.0.0.0/8"]).await;
     let tokens = system.active_tokens([31, 32]).await;
     let reserve = |(user, token): &(i64, String), seat: i64| {
-        format!(r#"{{"token": "{token}", "concertOptionId": 1, "seatId": {seat}, "userId": {user}}}"#)
+        format!(
+            r#"{{"token": "{token}", "concertOptionId": 1, "seatId": {seat}, "userId": {user}}}"#
+        )
     };
     let parent = SpanId::from(0x77_u64);
     // The first hold of an option also fetches its seat map: done here, so both requests below
