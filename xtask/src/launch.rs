@@ -556,6 +556,9 @@ pub fn fresh_admin_token() -> anyhow::Result<String> {
 }
 
 /// A command for a built service binary, logging at info unless RUST_LOG says otherwise.
+/// Tokio workers each service gets from the launcher.
+const SERVICE_WORKER_THREADS: &str = "1";
+
 fn service(name: &str) -> anyhow::Result<Command> {
     let binary = process::release_binary(name);
     if !binary.exists() {
@@ -565,6 +568,13 @@ fn service(name: &str) -> anyhow::Result<Command> {
     command.stdin(Stdio::null()).kill_on_drop(true);
     if std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", "info");
+    }
+    // One Tokio worker per service unless the user says otherwise: four services, Redis and
+    // PostgreSQL share this machine's cores, and with a worker per core each request crossed
+    // threads at every hop (the cost runs: issue-token 98 -> 89 µs, check-queue 83 -> 71 µs of
+    // CPU per request). Kubernetes sets it per pod from its CPU limit.
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        command.env("TOKIO_WORKER_THREADS", SERVICE_WORKER_THREADS);
     }
     Ok(command)
 }

@@ -175,11 +175,9 @@ mod tests {
         })
     }
 
-    fn answer(calls: &AtomicUsize) -> impl Future<Output = Result<JsonBytes, ApiError>> + '_ {
-        async move {
-            let n = calls.fetch_add(1, Ordering::SeqCst);
-            JsonBytes::of(&n)
-        }
+    async fn answer(calls: &AtomicUsize) -> Result<JsonBytes, ApiError> {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        JsonBytes::of(&n)
     }
 
     #[tokio::test]

@@ -91,8 +91,10 @@ pub struct Config {
     #[arg(long, env = "QUEUE_REDIS_POOL_SIZE", default_value_t = 32)]
     pub redis_pool_size: usize,
 
-    /// One multiplexed Redis connection, pipelining every in-flight call, instead of the pool.
-    #[arg(long, env = "QUEUE_REDIS_MULTIPLEXED", default_value_t = false, action = clap::ArgAction::Set)]
+    /// One multiplexed Redis connection, pipelining every in-flight call, instead of the pool
+    /// (the cost runs: issue-token 145 -> 98 µs of CPU per request across gateway, queue and
+    /// Redis, check-queue 127 -> 83 µs).
+    #[arg(long, env = "QUEUE_REDIS_MULTIPLEXED", default_value_t = true, action = clap::ArgAction::Set)]
     pub redis_multiplexed: bool,
 }
 
@@ -215,8 +217,12 @@ mod tests {
                 .is_err()
         );
         assert!(parse(&["--admitter-concurrency", "0"]).validate().is_err());
-        let config = parse(&["--admitter-concurrency", "8", "--redis-pool-size", "4"]);
+        let pooled = ["--redis-multiplexed", "false", "--redis-pool-size", "4"];
+        let config = parse(&[&pooled[..], &["--admitter-concurrency", "8"]].concat());
         assert!(config.validate().is_err());
+        // One multiplexed connection carries any number of scripts at once.
+        let config = parse(&["--admitter-concurrency", "8", "--redis-pool-size", "4"]);
+        assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]

@@ -62,7 +62,8 @@ enum Tracing {
 impl Tracing {
     fn env(self) -> Vec<(&'static str, String)> {
         match self {
-            Self::Off => Vec::new(),
+            // Also when the user's environment names a collector.
+            Self::Off => vec![("OTEL_TRACES_EXPORTER", "none".into())],
             Self::Sampled(ratio) => vec![
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{COLLECTOR}")),
                 ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()),
