@@ -24,6 +24,8 @@ async fn calls_latency_and_the_admitters_admissions_and_drops_show_per_room() {
         "--active-cap=3",
         "--waiting-grace-secs=1",
         "--admission-tick-ms=20",
+        // The pool, not the default multiplexed connection: its size is what the gauge shows.
+        "--redis-multiplexed=false",
         "--redis-pool-size=8",
         "--reservation-url=",
     ]);
