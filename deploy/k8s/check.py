@@ -29,6 +29,11 @@
                       GATEWAY_JWT_AUDIENCE and exactly one JWKS source (GATEWAY_JWT_JWKS_URL,
                       https, or GATEWAY_JWT_JWKS_FILE) are set; with --gateway-auth MODE the
                       mode must be MODE (validate requires `jwt` of the prod overlay)
+     grpc-discovery   a `*_URL` in a ConfigMap that names a rendered Service's gRPC port
+                      (appProtocol grpc) is `dns:///<service>:<port>` and that Service is
+                      headless (clusterIP: None): the clients resolve every ready pod and
+                      balance per call; a ClusterIP's one virtual IP, or an http:// URL to one
+                      name, would pin each long-lived HTTP/2 connection to one pod
 
 There are no exemptions: every shipped object passes every rule.
 
@@ -412,6 +417,53 @@ def gateway_auth_violations(objects: list[dict], required_mode: str | None) -> l
     return out
 
 
+# dns:///host:port (gRPC's name syntax, no authority) or http(s)://host:port, as kit::grpc::Target
+DNS_TARGET = re.compile(r"dns:(?:///)?([A-Za-z0-9.-]+):(\d+)")
+URL_TARGET = re.compile(r"https?://([A-Za-z0-9.-]+):(\d+)/?")
+
+
+def grpc_discovery_violations(objects: list[dict]) -> list[Violation]:
+    def ns(obj: dict) -> str:
+        return (obj.get("metadata") or {}).get("namespace") or "default"
+
+    services = {(ns(o), (o.get("metadata") or {}).get("name")): o
+                for o in objects if o.get("kind") == "Service"}
+    out = []
+    for obj in objects:
+        if obj.get("kind") != "ConfigMap":
+            continue
+        for key, value in (obj.get("data") or {}).items():
+            if not key.endswith("_URL"):
+                continue
+            for target in str(value).split(","):
+                target = target.strip()
+                dns = DNS_TARGET.fullmatch(target)
+                match = dns or URL_TARGET.fullmatch(target)
+                if not match:
+                    continue
+                host, port = match.group(1), int(match.group(2))
+                # `name`, `name.namespace`, `name.namespace.svc.cluster.local`
+                labels = host.split(".")
+                service = services.get((labels[1] if len(labels) > 1 else ns(obj), labels[0]))
+                if service is None:
+                    continue
+                spec = service.get("spec") or {}
+                grpc = any(p.get("port") == port and p.get("appProtocol") == "grpc"
+                           for p in spec.get("ports") or [])
+                if not grpc:
+                    continue
+                where = f"{name_of(obj)} {key}"
+                if not dns:
+                    out.append(Violation("grpc-discovery", where,
+                                         f"{target} connects to one pod of Service {labels[0]}: use "
+                                         f"dns:///{labels[0]}:{port} so calls are balanced over its pods"))
+                elif spec.get("clusterIP") != "None":
+                    out.append(Violation("grpc-discovery", where,
+                                         f"{target} resolves {name_of(service)}, which is not headless: its "
+                                         f"one virtual IP balances connections, not calls (set clusterIP: None)"))
+    return out
+
+
 def check(objects: list[tuple[Path, dict]], versions: list[str], external_secrets: set[str],
           required_gateway_auth: str | None = None) -> list[Violation]:
     out = schema_violations(objects, versions) if versions else []
@@ -419,6 +471,7 @@ def check(objects: list[tuple[Path, dict]], versions: list[str], external_secret
         out += [Violation(v.rule, f"{path.name} {v.where}", v.message) for v in workload_violations(obj)]
     out += cross_object_violations([obj for _, obj in objects], external_secrets)
     out += gateway_auth_violations([obj for _, obj in objects], required_gateway_auth)
+    out += grpc_discovery_violations([obj for _, obj in objects])
     return out
 
 

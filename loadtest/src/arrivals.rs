@@ -37,6 +37,27 @@ where
     F: Fn(u64) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let stop = async move {
+        tokio::time::sleep_until(until).await;
+        until
+    };
+    open_model_until(rate, users, stop, recorder, journey).await
+}
+
+/// As [`open_model`], but users arrive (at most `users` of them) until `stop` completes; it
+/// answers when the journeys still going are cut off. A run whose length is not known in
+/// advance (one that waits for its faults to end) stops its arrivals this way.
+pub async fn open_model_until<F, Fut>(
+    rate: f64,
+    users: u64,
+    stop: impl Future<Output = Instant>,
+    recorder: &Arc<Recorder>,
+    journey: F,
+) -> Arrivals
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let started = Instant::now();
     let mut running = JoinSet::new();
     let mut outcome = Arrivals {
@@ -44,17 +65,20 @@ where
         finished: 0,
         cut_off: 0,
     };
+    let mut stop = std::pin::pin!(stop);
+    let mut cut_off_at: Option<Instant> = None;
     loop {
-        let next_arrival =
-            (outcome.arrived < users).then(|| started + arrival_offset(outcome.arrived, rate));
+        let next_arrival = (cut_off_at.is_none() && outcome.arrived < users)
+            .then(|| started + arrival_offset(outcome.arrived, rate));
         if next_arrival.is_none() && running.is_empty() {
             break;
         }
         tokio::select! {
             biased;
-            () = tokio::time::sleep_until(until) => break,
+            () = tokio::time::sleep_until(cut_off_at.unwrap_or(started)), if cut_off_at.is_some() => break,
+            at = &mut stop, if cut_off_at.is_none() => cut_off_at = Some(at),
             Some(_) = running.join_next(), if !running.is_empty() => outcome.finished += 1,
-            () = tokio::time::sleep_until(next_arrival.unwrap_or(until)), if next_arrival.is_some() => {
+            () = tokio::time::sleep_until(next_arrival.unwrap_or(started)), if next_arrival.is_some() => {
                 let user = recorder.user();
                 let journey = journey(outcome.arrived);
                 running.spawn(async move {
@@ -85,7 +109,7 @@ mod tests {
 
     use tokio::time::Instant;
 
-    use super::{arrival_offset, open_model, think_time};
+    use super::{arrival_offset, open_model, open_model_until, think_time};
     use crate::recorder::Recorder;
 
     #[test]
@@ -137,5 +161,28 @@ mod tests {
         assert_eq!(outcome.finished, 5);
         assert_eq!(outcome.cut_off, 15);
         assert_eq!(recorder.active_users(), 0, "cancelled users are not alive");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn arrivals_stop_when_told_and_journeys_under_way_get_until_the_cut_off() {
+        let recorder = Arc::new(Recorder::new());
+        let started = Instant::now();
+        // 10 users/s with no cap on their number; each stays 1.5 s. Arrivals stop at 3 s and
+        // journeys still going may finish until 4 s: users arriving from 2.5 s on are cut off.
+        let stop = async move {
+            tokio::time::sleep_until(started + Duration::from_secs(3)).await;
+            Instant::now() + Duration::from_secs(1)
+        };
+        let outcome = open_model_until(10.0, u64::MAX, stop, &recorder, |_| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+        })
+        .await;
+        assert_eq!(outcome.arrived, 30, "users 0..=29 arrive before 3 s");
+        assert_eq!(
+            outcome.finished, 25,
+            "those arriving before 2.5 s end by 4 s"
+        );
+        assert_eq!(outcome.cut_off, 5);
+        assert_eq!(Instant::now() - started, Duration::from_secs(4));
     }
 }

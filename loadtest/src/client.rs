@@ -121,11 +121,10 @@ impl Client {
         self.send(Method::PATCH, path, Some(body)).await
     }
 
-    /// A POST with an `Idempotency-Key`: sent again with the same key after a lost answer, it
-    /// gets the first answer instead of doing it twice.
-    pub async fn post_once(&self, path: &str, body: String, key: &str) -> CallResult {
-        self.send_with(Method::POST, path, Some(body), Some(key))
-            .await
+    /// A POST, with an `Idempotency-Key` when `key` is given: sent again with the same key
+    /// after a lost answer, it gets the first answer instead of doing it twice.
+    pub async fn post_with_key(&self, path: &str, body: String, key: Option<&str>) -> CallResult {
+        self.send_with(Method::POST, path, Some(body), key).await
     }
 
     /// Whether calls carry bearer tokens from a development key (the client itself as an

@@ -114,6 +114,11 @@ impl Probe {
         }
     }
 
+    /// The processes it charges.
+    pub fn processes(&self) -> &[Process] {
+        &self.processes
+    }
+
     pub fn start(&self) -> Window<'_> {
         Window {
             probe: self,

@@ -5,15 +5,22 @@
 mod arrivals;
 mod attacks;
 mod auth;
+mod bare_chain;
 mod bare_server;
 mod charts;
+mod children;
 mod client;
 mod cpu;
+mod faults;
 mod flow;
+mod ledger;
+mod pacing;
 mod recorder;
+mod recovery;
 mod report;
 mod scenarios;
 mod series;
+mod span_sink;
 mod spans;
 mod stats;
 
@@ -22,7 +29,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 
 use crate::scenarios::{
-    capacity, contention, cost, holds, issue_tokens, limits, presale, queue_spike, reserve_flow,
+    capacity, contention, cost, faults as faults_scenario, holds, issue_tokens, limits, presale,
+    queue_spike, reserve_flow,
 };
 
 #[derive(Parser)]
@@ -43,6 +51,10 @@ struct Cli {
     /// went (point the services' OTEL_EXPORTER_OTLP_ENDPOINT here).
     #[arg(long, global = true)]
     collect_spans: Option<SocketAddr>,
+    /// Answer the services' span exports on this address without reading them (for runs that
+    /// measure what tracing costs the services: no collector decoding on the same cores).
+    #[arg(long, global = true, conflicts_with = "collect_spans")]
+    discard_spans: Option<SocketAddr>,
     /// For a gateway with GATEWAY_AUTH=jwt: the development key's directory (what
     /// `cargo xtask up --auth jwt` writes, target/dev-identity). Every virtual user then sends
     /// `Authorization: Bearer` with a token minted for its own user id before the run starts.
@@ -85,8 +97,19 @@ enum Scenario {
     /// A scheduled opening: fans join the pre-queue, the draw at the opening, admission in its
     /// order until sold out; checks the order, the late joiners and SOLD_OUT (exit 1 if broken).
     Presale(presale::Args),
+    /// The reservation flow while faults are injected in turn (Redis and PostgreSQL stalled,
+    /// PostgreSQL restarted, a reservation replica killed, the queue restarted) into the
+    /// processes named; per fault the failed requests and the recovery, then checks that no
+    /// confirmed payment is lost, no seat sold twice and every wallet exact (exit 1 if not).
+    Faults(faults_scenario::Args),
     /// A bare axum handler (what `limits` measures); prints the address it bound.
     BareServer(bare_server::Args),
+    /// The floor of the queue pair's path, first hop: `GET /` relayed as one gRPC call to
+    /// `bare-grpc` (what `cost --floor-redis-url` measures); prints the address it bound.
+    BareRelay(bare_chain::RelayArgs),
+    /// Its second hop: a grpc.health.v1 Check that runs one script in Redis; prints the
+    /// address it bound.
+    BareGrpc(bare_chain::GrpcArgs),
     /// The attacks of docs/security.md against the running system; exits 1 if any got through
     /// (with --auth-key-dir, the jwt-mode attacks too).
     Attacks(attacks::Args),
@@ -113,6 +136,15 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    let sink = match cli.discard_spans {
+        Some(addr) => {
+            let sink = span_sink::SpanSink::default();
+            let bound = sink.start(addr).await?;
+            eprintln!("discarding span exports on {bound}");
+            Some(sink)
+        }
+        None => None,
+    };
     let mut run = match cli.scenario {
         Scenario::QueueSpike(args) => queue_spike::run(&client, args).await?,
         Scenario::ReserveFlow(args) => reserve_flow::run(&client, args).await?,
@@ -123,7 +155,10 @@ async fn main() -> anyhow::Result<()> {
         Scenario::IssueTokens(args) => issue_tokens::run(&client, args, &probe).await?,
         Scenario::Cost(args) => cost::run(&client, args, &probe).await?,
         Scenario::Presale(args) => presale::run(&client, args).await?,
+        Scenario::Faults(args) => faults_scenario::run(&client, args).await?,
         Scenario::BareServer(args) => return bare_server::serve(args).await,
+        Scenario::BareRelay(args) => return bare_chain::relay(args).await,
+        Scenario::BareGrpc(args) => return bare_chain::grpc(args).await,
         Scenario::Attacks(args) => {
             let jwt = cli.auth_key_dir.is_some();
             return if attacks::run(&client, &cli.gateway, jwt, args).await? {
@@ -147,6 +182,9 @@ async fn main() -> anyhow::Result<()> {
         let breakdown = spans::breakdown(&collector.spans());
         spans::print(&breakdown);
         run.breakdown = Some(breakdown);
+    }
+    if let Some(sink) = &sink {
+        eprintln!("span exports received and discarded: {}", sink.exports());
     }
     if let Some(folder) = &cli.out {
         run.write(folder)?;

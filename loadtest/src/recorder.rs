@@ -1,5 +1,8 @@
 //! Records every request of a run: per-second buckets (the time series) and per-endpoint
-//! histograms (the summary). Shared by all virtual users of a run.
+//! histograms (the summary), and when asked every request with when it was sent, when it
+//! ended and how it failed (a run that disturbs the system attributes failures and slowness to
+//! its disturbances).
+//! Shared by all virtual users of a run.
 
 use std::{
     collections::BTreeMap,
@@ -23,6 +26,18 @@ pub struct Recorder {
     started: Instant,
     active_users: AtomicU64,
     inner: Mutex<Inner>,
+    /// Every request, when the run keeps them ([`Recorder::keeping_requests`]).
+    requests: Option<Mutex<Vec<LoggedRequest>>>,
+}
+
+/// One request: its endpoint, why it failed if it did (the label of [`Recorder::record`]), and
+/// when it was sent and ended, counted from the recorder's start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedRequest {
+    pub endpoint: &'static str,
+    pub failure: Option<String>,
+    pub sent: Duration,
+    pub ended: Duration,
 }
 
 #[derive(Default)]
@@ -103,7 +118,30 @@ impl Recorder {
             started: Instant::now(),
             active_users: AtomicU64::new(0),
             inner: Mutex::new(Inner::default()),
+            requests: None,
         }
+    }
+
+    /// A recorder that also keeps every request ([`Recorder::requests`]): for runs of a few
+    /// hundred requests a second, not for capacity runs.
+    pub fn keeping_requests() -> Self {
+        Self {
+            requests: Some(Mutex::new(Vec::new())),
+            ..Self::new()
+        }
+    }
+
+    /// Time since the recorder started: the clock of its series and failures.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The requests kept so far, in the order they ended (empty unless kept).
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.requests
+            .as_ref()
+            .and_then(|requests| requests.lock().ok().map(|r| r.clone()))
+            .unwrap_or_default()
     }
 
     /// Records one call under `endpoint`: a failure when `accepted` rejects its reply (keyed by
@@ -137,7 +175,18 @@ impl Recorder {
         failure: Option<String>,
     ) {
         let micros = (latency.as_micros() as u64).clamp(1, 60_000_000);
-        let second = self.started.elapsed().as_secs() as usize;
+        let ended = self.started.elapsed();
+        if let Some(requests) = &self.requests
+            && let Ok(mut requests) = requests.lock()
+        {
+            requests.push(LoggedRequest {
+                endpoint,
+                failure: failure.clone(),
+                sent: ended.saturating_sub(latency),
+                ended,
+            });
+        }
+        let second = ended.as_secs() as usize;
         let active = self.active_users.load(Ordering::Relaxed);
         let Ok(mut inner) = self.inner.lock() else {
             return;
@@ -329,5 +378,36 @@ mod tests {
         assert_eq!(recorder.summary().peak_active_users, 2);
         drop(second);
         assert_eq!(recorder.active_users(), 0);
+    }
+
+    #[test]
+    fn a_recorder_keeping_requests_keeps_each_with_when_it_was_sent_and_ended() {
+        let ok = |reply: &Reply| reply.status == 200;
+        let plain = Recorder::new();
+        plain.record("a", Duration::from_millis(1), &reply(503), ok);
+        assert!(plain.requests().is_empty(), "only when asked");
+
+        let recorder = Recorder::keeping_requests();
+        recorder.record("a", Duration::from_millis(1), &reply(200), ok);
+        recorder.record(
+            "b",
+            Duration::ZERO,
+            &Ok(Reply {
+                status: 503,
+                json: serde_json::json!({"code": "SERVICE_UNAVAILABLE"}),
+            }),
+            ok,
+        );
+        let requests = recorder.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].failure, None);
+        assert!(requests[0].ended - requests[0].sent <= Duration::from_millis(1));
+        assert_eq!(requests[1].endpoint, "b");
+        assert_eq!(
+            requests[1].failure.as_deref(),
+            Some("503_SERVICE_UNAVAILABLE")
+        );
+        assert_eq!(requests[1].sent, requests[1].ended, "no latency");
+        assert!(requests[1].ended <= recorder.elapsed());
     }
 }

@@ -10,6 +10,44 @@ use serde_json::Value;
 
 use crate::{charts, recorder::Summary, series::Second, spans::Breakdown};
 
+/// One correctness check's verdict. A run lists its checks by name in `results.checks` and
+/// the names of the broken ones in `results.checks_failed`; one broken check fails the run
+/// ([`Run::broken_check`]).
+#[derive(Debug, Serialize)]
+pub struct Check {
+    pub ok: bool,
+    pub detail: String,
+}
+
+pub fn check(ok: bool, detail: String) -> Check {
+    Check { ok, detail }
+}
+
+/// Prints each check on stderr under the scenario's name and answers the report's
+/// `checks` (name → verdict) and `checks_failed` (the broken ones' names).
+pub fn checks_report(
+    scenario: &str,
+    checks: &[(&'static str, Check)],
+) -> (Value, Vec<&'static str>) {
+    for (name, check) in checks {
+        eprintln!(
+            "{scenario}: check {name}: {} — {}",
+            if check.ok { "ok" } else { "FAILED" },
+            check.detail
+        );
+    }
+    let verdicts: serde_json::Map<String, Value> = checks
+        .iter()
+        .map(|(name, check)| ((*name).to_owned(), serde_json::json!(check)))
+        .collect();
+    let failed = checks
+        .iter()
+        .filter(|(_, check)| !check.ok)
+        .map(|(name, _)| *name)
+        .collect();
+    (Value::Object(verdicts), failed)
+}
+
 #[derive(Serialize, Debug)]
 pub struct Run {
     pub scenario: &'static str,

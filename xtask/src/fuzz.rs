@@ -133,6 +133,7 @@ async fn run_one(
         queue_addr: free_addr()?,
         catalog_addr: free_addr()?,
         reservation_addr: free_addr()?,
+        replicas: 1,
         metrics: launch::MetricsAddrs {
             gateway: free_addr()?,
             queue: free_addr()?,

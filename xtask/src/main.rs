@@ -3,10 +3,13 @@
 
 mod bench;
 mod browser;
+mod cluster_pass;
 mod fuzz;
 mod launch;
 mod process;
+mod redis_cluster;
 mod stores;
+mod supervise;
 mod token;
 mod viewer;
 
@@ -25,7 +28,8 @@ enum Command {
     /// the stores, locally until Ctrl-C or SIGTERM.
     Up(Box<launch::UpArgs>),
     /// Find or start PostgreSQL and Redis, find or install Chromium and chromedriver (for the
-    /// browser tests), then run the whole workspace's tests.
+    /// browser tests), then run the whole workspace's tests; then the queue's tests again on a
+    /// private three-primary Redis Cluster.
     Test {
         #[command(flatten)]
         stores: stores::StoreArgs,
@@ -46,7 +50,13 @@ enum Command {
     Fuzz(fuzz::FuzzArgs),
     /// Find or start PostgreSQL and Redis and print their URLs (kept running until Ctrl-C
     /// when private instances had to be started).
-    Stores(stores::StoreArgs),
+    Stores {
+        #[command(flatten)]
+        stores: stores::StoreArgs,
+        /// Also start a private three-primary Redis Cluster and print its URL.
+        #[arg(long)]
+        redis_cluster: bool,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -55,7 +65,10 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Up(args) => launch::up(*args).await,
         Command::Test { stores, cargo_args } => test(stores, cargo_args).await,
-        Command::Stores(args) => print_stores(args).await,
+        Command::Stores {
+            stores,
+            redis_cluster,
+        } => print_stores(stores, redis_cluster).await,
         Command::Bench(args) => bench::bench(args).await,
         Command::Fuzz(args) => fuzz::fuzz(args).await,
         Command::Token(args) => token::token(args),
@@ -76,8 +89,6 @@ async fn test(
     args: stores::StoreArgs,
     cargo_args: Vec<String>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-
     // The browser first: it may fail with what to install, and then no store was started.
     let browser = browser::ensure().await?;
     let stores = stores::ensure(&args).await?;
@@ -85,22 +96,80 @@ async fn test(
         "xtask: Redis {}  PostgreSQL {}",
         stores.redis_url, stores.database_url
     );
+    // The load generator's fault driver is tested on a redis-server of its own (it stops it).
+    let redis_server = stores::redis_server().await?;
     eprintln!(
         "xtask: Chromium {}  chromedriver {}",
         browser.chrome.display(),
         browser.chromedriver.display()
     );
-    let mut child = tokio::process::Command::new(process::cargo())
-        .current_dir(process::root())
-        .args(["test", "--workspace"])
+    let mut command = tokio::process::Command::new(process::cargo());
+    command.arg("test");
+    // The whole workspace unless the arguments pick packages (`--workspace` would override them).
+    if !cluster_pass::selects_packages(&cargo_args) {
+        command.arg("--workspace");
+    }
+    command
         .args(&cargo_args)
-        .env("REDIS_URL", &stores.redis_url)
-        .env("DATABASE_URL", &stores.database_url)
         .env(browser::CHROME_VAR, &browser.chrome)
         .env(browser::CHROMEDRIVER_VAR, &browser.chromedriver)
+        .env("TICKETING_REDIS_SERVER", &redis_server);
+    let mut totals = TestTotals::default();
+    let mut passed = run_tests(command, &stores, &mut totals).await?;
+    // The queue's tests again, their stores on a Redis Cluster (tests/support reads
+    // QUEUE_TEST_REDIS_CLUSTER; tests of a single Redis's connections keep REDIS_URL).
+    match cluster_pass::arguments(&cargo_args) {
+        Some(arguments) => {
+            let cluster = redis_cluster::RedisCluster::start().await;
+            match cluster {
+                Ok(cluster) => {
+                    let mut command = tokio::process::Command::new(process::cargo());
+                    command
+                        .arg("test")
+                        .args(&arguments)
+                        .env(cluster_pass::CLUSTER_VAR, &cluster.url);
+                    let outcome = run_tests(command, &stores, &mut totals).await;
+                    cluster.stop().await;
+                    passed &= outcome?;
+                }
+                Err(error) => {
+                    eprintln!("xtask: {error:#}");
+                    passed = false;
+                }
+            }
+        }
+        None => {
+            eprintln!("xtask: the queue is not among the packages tested: no Redis Cluster pass")
+        }
+    }
+    stores.stop().await;
+    // One closing line for the whole workspace (cargo's own last line is often an empty doc-test run).
+    println!(
+        "summary: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    Ok(if passed && totals.passed > 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
+/// Runs one `cargo test` on `stores`, echoing its output and adding its results to `totals`;
+/// true when it succeeded.
+async fn run_tests(
+    mut command: tokio::process::Command,
+    stores: &stores::Stores,
+    totals: &mut TestTotals,
+) -> anyhow::Result<bool> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut child = command
+        .current_dir(process::root())
+        .env("REDIS_URL", &stores.redis_url)
+        .env("DATABASE_URL", &stores.database_url)
         .stdout(std::process::Stdio::piped())
         .spawn()?;
-    let mut totals = TestTotals::default();
     if let Some(stdout) = child.stdout.take() {
         let mut lines = BufReader::new(stdout).lines();
         while let Some(line) = lines.next_line().await? {
@@ -108,18 +177,7 @@ async fn test(
             totals.add(&line);
         }
     }
-    let status = child.wait().await?;
-    stores.stop().await;
-    // One closing line for the whole workspace (cargo's own last line is often an empty doc-test run).
-    println!(
-        "summary: {} passed, {} failed, {} skipped",
-        totals.passed, totals.failed, totals.ignored
-    );
-    Ok(if status.success() && totals.passed > 0 {
-        std::process::ExitCode::SUCCESS
-    } else {
-        std::process::ExitCode::FAILURE
-    })
+    Ok(child.wait().await?.success())
 }
 
 /// Sums cargo's `test result:` lines.
@@ -152,9 +210,19 @@ impl TestTotals {
     }
 }
 
-async fn print_stores(args: stores::StoreArgs) -> anyhow::Result<std::process::ExitCode> {
-    let stores = stores::ensure(&args).await?;
+async fn print_stores(
+    args: stores::StoreArgs,
+    redis_cluster: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let mut stores = stores::ensure(&args).await?;
+    let mut env = Vec::new();
+    if redis_cluster {
+        redis_cluster::serve_queue(&mut stores, &mut env).await?;
+    }
     println!("REDIS_URL={}", stores.redis_url);
+    for (name, value) in env {
+        println!("{name}={value}");
+    }
     println!("DATABASE_URL={}", stores.database_url);
     if stores.has_private_instances() {
         eprintln!("xtask: private instances running; Ctrl-C stops them");

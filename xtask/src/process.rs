@@ -63,20 +63,6 @@ where
     bail!("{what} did not become ready within {limit:?}")
 }
 
-/// The name of the first child to exit (never resolves when there are none).
-pub async fn first_exit(running: &mut [(&'static str, Child)]) -> &'static str {
-    if running.is_empty() {
-        return std::future::pending().await;
-    }
-    let waits = running.iter_mut().map(|(name, child)| {
-        Box::pin(async move {
-            let _ = child.wait().await;
-            *name
-        })
-    });
-    futures::future::select_all(waits).await.0
-}
-
 /// Stops the children in reverse start order.
 pub async fn stop_all(running: &mut [(&'static str, Child)]) {
     for (name, child) in running.iter_mut().rev() {

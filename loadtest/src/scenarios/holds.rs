@@ -1,5 +1,5 @@
 //! `holds`: many users hold seats as fast as the system answers (a closed loop per user: this
-//! measures capacity, not latency under a target rate). Each seat is attempted by `contenders`
+//! measures capacity, not latency under a target rate), or at a fixed total rate (`--rate`). Each seat is attempted by `contenders`
 //! users; afterwards the run checks, from its own successes and through the API, that no seat
 //! was held twice and that availability agrees.
 
@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use serde_json::json;
 
-use crate::{client::Client, cpu, recorder::Recorder, report::Run, stats};
+use crate::{client::Client, cpu, pacing::Pace, recorder::Recorder, report::Run, stats};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -42,6 +42,11 @@ pub struct Args {
     /// Seats per option.
     #[arg(long, default_value_t = 1000)]
     pub seats: u64,
+    /// Attempt at most this many holds per second in all, spread over the users (see
+    /// `cost --rate`: settings compared under the same load); without it each user sends its
+    /// next attempt as soon as the last is answered.
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 #[derive(Serialize, Debug)]
@@ -75,16 +80,22 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
     let window = probe.start();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
-    let workers = tokens.into_iter().map(|(user, token)| {
-        let client = client.as_user(user);
-        let next = next.clone();
-        let args = args.clone();
-        let recorder = recorder.clone();
-        tokio::spawn(async move {
-            let _alive = recorder.user();
-            worker(client, &recorder, args, user, token, next, deadline).await
-        })
-    });
+    let start = tokio::time::Instant::now();
+    let users = tokens.len() as u64;
+    let workers = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(index, (user, token))| {
+            let client = client.as_user(user);
+            let next = next.clone();
+            let args = args.clone();
+            let recorder = recorder.clone();
+            let pace = Pace::new(args.rate, users, index as u64, start);
+            tokio::spawn(async move {
+                let _alive = recorder.user();
+                worker(client, &recorder, args, (user, token), next, pace, deadline).await
+            })
+        });
     let mut outcome = Outcome::default();
     for worker in futures::future::join_all(workers).await {
         outcome.merge(worker?);
@@ -138,6 +149,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
         scenario: "holds",
         parameters: json!({
             "users": args.users, "seconds": args.seconds, "contenders": args.contenders,
+            "rate": args.rate,
             "options": args.options, "seats": args.seats,
         }),
         results: serde_json::to_value(&report)?,
@@ -208,14 +220,18 @@ async fn worker(
     client: Client,
     recorder: &Recorder,
     args: Args,
-    user: u64,
-    token: String,
+    (user, token): (u64, String),
     next: Arc<AtomicU64>,
+    mut pace: Pace,
     deadline: Instant,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let space = args.options * args.seats;
     while Instant::now() < deadline {
+        pace.turn().await;
+        if Instant::now() >= deadline {
+            break;
+        }
         let slot = next.fetch_add(1, Ordering::Relaxed) / args.contenders.max(1);
         if slot >= space {
             break;

@@ -6,7 +6,6 @@
 
 use std::{
     path::PathBuf,
-    process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -16,12 +15,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::Command,
-};
+use tokio::process::Command;
 
-use crate::{recorder::Recorder, report::Run};
+use crate::{
+    children::{self, Workers},
+    recorder::Recorder,
+    report::Run,
+};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -43,7 +43,8 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<Run> {
-    let (mut server, addr) = start_bare_server().await?;
+    let server = children::spawn(&["bare-server"], Workers::PerCore).await?;
+    let addr = server.addr;
     let recorder = Arc::new(Recorder::new());
     eprintln!(
         "limits: bare handler at {addr}: this generator, {} connections, {} s",
@@ -60,7 +61,7 @@ pub async fn run(args: Args) -> anyhow::Result<Run> {
         }
         None => None,
     };
-    let _ = server.kill().await;
+    drop(server);
     let generator = generator?;
     let wrk = wrk.transpose()?;
     let redis = match &args.redis_url {
@@ -102,31 +103,6 @@ pub async fn run(args: Args) -> anyhow::Result<Run> {
         summary: recorder.summary(),
         breakdown: None,
     })
-}
-
-/// Runs this binary's `bare-server` and reads the address it bound.
-async fn start_bare_server() -> anyhow::Result<(tokio::process::Child, std::net::SocketAddr)> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["bare-server", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let stdout = child.stdout.take().context("bare server has no stdout")?;
-    let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .context("bare server did not start")??;
-    let addr = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .with_context(|| format!("bare server said {line:?}"))?;
-    Ok((child, addr))
 }
 
 /// wrk-style: each connection sends its next request as soon as the last answer arrived.

@@ -3,6 +3,7 @@
 pub mod capacity;
 pub mod contention;
 pub mod cost;
+pub mod faults;
 pub mod holds;
 pub mod issue_tokens;
 pub mod limits;

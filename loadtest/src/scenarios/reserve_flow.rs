@@ -9,27 +9,17 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 
 use crate::{
     arrivals::open_model,
     client::Client,
-    flow::{Admission, Polling, Visitor},
+    flow::{Booking, Ending, Polling, Style, Tally, Visitor},
     recorder::Recorder,
     report::Run,
     scenarios::first_user,
-    stats,
 };
-
-#[derive(clap::ValueEnum, Debug, Clone, Copy, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Style {
-    /// Original scenario 1: available-dates → available-seats → reserve.
-    DatesSeats,
-    /// Original scenario 2: available-concert-options (with counts) → reserve.
-    OptionsCounts,
-}
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
@@ -63,35 +53,13 @@ pub struct Args {
     pub first_user: Option<u64>,
 }
 
-/// How one user's journey ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Ending {
-    Paid,
-    StillWaiting,
-    NoSeat,
-    Failed,
-}
-
-#[derive(Default)]
-struct Tally {
-    paid: u64,
-    still_waiting: u64,
-    no_seat: u64,
-    failed: u64,
-    seat_taken: u64,
-    journey: Option<hdrhistogram::Histogram<u64>>,
-}
-
 pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     let users = (args.rate * args.seconds as f64).round() as u64;
     let first = first_user(args.first_user);
     client.prepare_users(first, users)?;
     let recorder = Arc::new(Recorder::new());
     let until = Instant::now() + Duration::from_secs(args.seconds + args.linger);
-    let tally = Arc::new(Mutex::new(Tally {
-        journey: Some(stats::histogram()),
-        ..Tally::default()
-    }));
+    let tally = Arc::new(Mutex::new(Tally::default()));
     eprintln!(
         "reserve-flow: {users} users at {}/s ({:?}), concert {}",
         args.rate, args.style, args.concert
@@ -104,18 +72,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
             let mut taken = 0;
             let ending = journey(&visitor, &args, until, &mut taken).await;
             if let Ok(mut tally) = tally.lock() {
-                tally.seat_taken += taken;
-                match ending {
-                    Ending::Paid => {
-                        tally.paid += 1;
-                        if let Some(histogram) = tally.journey.as_mut() {
-                            let _ = histogram.record(started.elapsed().as_micros() as u64);
-                        }
-                    }
-                    Ending::StillWaiting => tally.still_waiting += 1,
-                    Ending::NoSeat => tally.no_seat += 1,
-                    Ending::Failed => tally.failed += 1,
-                }
+                tally.note(ending, taken, started.elapsed());
             }
         }
     })
@@ -124,12 +81,6 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
     let tally = tally
         .lock()
         .map_err(|_| anyhow::anyhow!("tally poisoned"))?;
-    let journey = tally
-        .journey
-        .as_ref()
-        .map(stats::Latency::from)
-        .map(|l| json!(l))
-        .unwrap_or(Value::Null);
     let bookings_per_second = tally.paid as f64 / summary.seconds.max(f64::EPSILON);
     eprintln!(
         "reserve-flow: {} paid, {} no seat, {} failed, {} still waiting; {:.0} req/s, p95 {:.1} ms, p99 {:.1} ms, {} errors",
@@ -148,81 +99,42 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
             "rate": args.rate, "seconds": args.seconds, "style": args.style,
             "concert": args.concert, "first_user": first,
         }),
-        results: json!({
-            "arrivals": arrivals,
-            "paid": tally.paid,
-            "no_seat": tally.no_seat,
-            "failed_journeys": tally.failed,
-            "still_waiting_at_end": tally.still_waiting + arrivals.cut_off,
-            "seat_taken_retries": tally.seat_taken,
-            "bookings_per_second": bookings_per_second,
-            "journey_ms": journey,
-        }),
+        results: {
+            let mut results = tally.results(&arrivals);
+            results["bookings_per_second"] = json!(bookings_per_second);
+            results
+        },
         series: recorder.series(),
         summary,
         breakdown: None,
     })
 }
 
-async fn journey(visitor: &Visitor, args: &Args, until: Instant, taken: &mut u64) -> Ending {
-    let polling = Polling {
-        min: Duration::from_millis(args.poll_min_ms),
-        max: Duration::from_millis(args.poll_max_ms),
-    };
-    let token = match visitor.wait_for_admission(polling, until).await {
-        Admission::Active(token) => token,
-        Admission::StillWaiting => return Ending::StillWaiting,
-        Admission::Failed => return Ending::Failed,
-    };
-    let mut reservation = None;
-    for attempt in 0..args.attempts {
-        let Some((option, seat)) = choose_seat(visitor, args, attempt).await else {
-            return Ending::NoSeat;
-        };
-        match visitor.reserve(&token, option, seat).await {
-            Ok(Some(held)) => {
-                reservation = Some(held);
-                break;
-            }
-            Ok(None) => *taken += 1,
-            Err(()) => return Ending::Failed,
+impl Args {
+    fn booking(&self) -> Booking {
+        Booking {
+            style: self.style,
+            concert: self.concert,
+            seats: self.seats,
+            attempts: self.attempts,
+            polling: Polling {
+                min: Duration::from_millis(self.poll_min_ms),
+                max: Duration::from_millis(self.poll_max_ms),
+            },
         }
-    }
-    let Some(held) = reservation else {
-        return Ending::NoSeat;
-    };
-    let (Some(id), Some(price)) = (held["reservationId"].as_u64(), held["price"].as_u64()) else {
-        return Ending::Failed;
-    };
-    if visitor.charge(price).await.is_none() {
-        return Ending::Failed;
-    }
-    match visitor.pay(&token, id).await {
-        Some(_) => Ending::Paid,
-        None => Ending::Failed,
     }
 }
 
-/// A seat to try, the way the style's original scenario found one.
-async fn choose_seat(visitor: &Visitor, args: &Args, attempt: u32) -> Option<(u64, u64)> {
-    match args.style {
-        Style::DatesSeats => {
-            let options = visitor.available_dates(args.concert).await?;
-            let option = *fastrand::choice(&options)?;
-            let seats = visitor.available_seats(option).await?;
-            Some((option, *fastrand::choice(&seats)?))
-        }
-        Style::OptionsCounts => {
-            let options = visitor.options_with_counts(args.concert).await?;
-            let open: Vec<u64> = options
-                .iter()
-                .filter(|(_, free)| *free > 0)
-                .map(|(id, _)| *id)
-                .collect();
-            let option = *fastrand::choice(&open)?;
-            // Like the original, move on to the next seat number after a taken one.
-            let start = fastrand::u64(0..args.seats.max(1));
-            Some((option, (start + u64::from(attempt)) % args.seats.max(1) + 1))
-        }
+async fn journey(visitor: &Visitor, args: &Args, until: Instant, taken: &mut u64) -> Ending {
+    let hold = match visitor.hold_a_seat(&args.booking(), until, taken).await {
+        Ok(hold) => hold,
+        Err(ending) => return ending,
+    };
+    if visitor.charge(hold.price).await.is_none() {
+        return Ending::Failed;
+    }
+    match visitor.pay(&hold.token, hold.reservation).await {
+        Some(_) => Ending::Paid,
+        None => Ending::Failed,
     }
 }

@@ -5,6 +5,9 @@ use std::{net::SocketAddr, time::Duration};
 /// Reference data: concerts, options and seat maps on PostgreSQL.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
+    #[command(flatten)]
+    pub grpc: kit::grpc::ServerArgs,
+
     /// gRPC listen address (port 0 picks a free port).
     #[arg(long, env = "CATALOG_LISTEN_ADDR", default_value = "127.0.0.1:50052")]
     pub listen_addr: SocketAddr,

@@ -23,15 +23,24 @@ impl CatalogError {
     }
 }
 
+impl kit::postgres::StoreError for CatalogError {
+    fn database(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::Database(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
 impl From<CatalogError> for Status {
     fn from(error: CatalogError) -> Self {
         let (code, error_code) = match &error {
             CatalogError::InvalidArgument { code, .. } => (Code::InvalidArgument, *code),
             CatalogError::ConcertNotFound => (Code::NotFound, "CONCERT_NOT_FOUND"),
             CatalogError::OptionNotFound => (Code::NotFound, "OPTION_NOT_FOUND"),
-            CatalogError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            ) => (Code::Unavailable, "CATALOG_STORE_UNAVAILABLE"),
+            CatalogError::Database(error) if kit::postgres::is_unavailable(error) => {
+                (Code::Unavailable, "CATALOG_STORE_UNAVAILABLE")
+            }
             CatalogError::Database(_) => (Code::Internal, "INTERNAL"),
         };
         if matches!(code, Code::Unavailable | Code::Internal) {

@@ -3,7 +3,7 @@
 use ticketing_proto::catalog::v1::{self as pb, catalog_service_server::CatalogService};
 use tonic::{Request, Response, Status};
 
-use crate::{domain::positive_id, repo::CatalogRepo};
+use crate::{domain::positive_id, error::CatalogError, repo::CatalogRepo};
 
 pub struct CatalogGrpc {
     repo: CatalogRepo,
@@ -15,6 +15,18 @@ impl CatalogGrpc {
     pub fn new(repo: CatalogRepo, latency: kit::metrics::StoreLatency) -> Self {
         Self { repo, latency }
     }
+
+    /// A repository read, timed, and run again when the server had ended its connection's
+    /// session (a restart: `kit::postgres::again_if_session_ended`).
+    async fn store<T, F, Fut>(&self, name: &'static str, read: F) -> Result<T, CatalogError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CatalogError>>,
+    {
+        self.latency
+            .time(name, kit::postgres::again_if_session_ended(read))
+            .await
+    }
 }
 
 #[tonic::async_trait]
@@ -23,7 +35,7 @@ impl CatalogService for CatalogGrpc {
         &self,
         _: Request<pb::ListConcertsRequest>,
     ) -> Result<Response<pb::ListConcertsResponse>, Status> {
-        let concerts = self.latency.time("concerts", self.repo.concerts()).await?;
+        let concerts = self.store("concerts", || self.repo.concerts()).await?;
         Ok(Response::new(pb::ListConcertsResponse {
             concerts: concerts.into_iter().map(Into::into).collect(),
         }))
@@ -39,8 +51,7 @@ impl CatalogService for CatalogGrpc {
             "concertId",
         )?;
         Ok(Response::new(
-            self.latency
-                .time("concert", self.repo.concert(concert_id))
+            self.store("concert", || self.repo.concert(concert_id))
                 .await?
                 .into(),
         ))
@@ -56,8 +67,7 @@ impl CatalogService for CatalogGrpc {
             "concertId",
         )?;
         let options = self
-            .latency
-            .time("options", self.repo.options(concert_id))
+            .store("options", || self.repo.options(concert_id))
             .await?;
         Ok(Response::new(pb::ListOptionsResponse {
             options: options.into_iter().map(Into::into).collect(),
@@ -74,8 +84,7 @@ impl CatalogService for CatalogGrpc {
             "concertOptionId",
         )?;
         Ok(Response::new(
-            self.latency
-                .time("seat_map", self.repo.seat_map(option_id))
+            self.store("seat_map", || self.repo.seat_map(option_id))
                 .await?
                 .into(),
         ))

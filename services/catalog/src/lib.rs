@@ -53,11 +53,11 @@ pub async fn start(
         Duration::from_secs(2),
         move || {
             let pool = probe_pool.clone();
-            async move { sqlx::query("select 1").execute(&pool).await.is_ok() }
+            async move { kit::postgres::answers(&pool).await }
         },
     )
     .await;
-    let router = kit::grpc::server(kit::grpc::ServerLimits::default())
+    let router = kit::grpc::server(config.grpc.limits())
         .layer(metrics.grpc.layer())
         .add_service(health)
         .add_service(kit::grpc::reflection(&[

@@ -21,6 +21,9 @@ enum Command {
     Seed(catalog::seed::SeedCommand),
 }
 
+#[global_allocator]
+static ALLOCATOR: kit::Allocator = kit::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = kit::telemetry::init("catalog");

@@ -82,67 +82,89 @@ impl CatalogRepo {
         &self.pool
     }
 
-    #[tracing::instrument(name = "SELECT concerts", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn concerts(&self) -> Result<Vec<Concert>, CatalogError> {
-        Ok(sqlx::query_as(ALL_CONCERTS).fetch_all(&self.pool).await?)
+        kit::trace::client(
+            "SELECT concerts",
+            kit::trace::db::POSTGRES_SELECT,
+            async move { Ok(sqlx::query_as(ALL_CONCERTS).fetch_all(&self.pool).await?) },
+        )
+        .await
     }
 
     /// One concert; `ConcertNotFound` for an unknown one.
-    #[tracing::instrument(name = "SELECT concerts", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn concert(&self, concert_id: i64) -> Result<Concert, CatalogError> {
-        let concert: Option<Concert> = sqlx::query_as(CONCERT_BY_ID)
-            .bind(concert_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        concert.ok_or(CatalogError::ConcertNotFound)
+        kit::trace::client(
+            "SELECT concerts",
+            kit::trace::db::POSTGRES_SELECT,
+            async move {
+                let concert: Option<Concert> = sqlx::query_as(CONCERT_BY_ID)
+                    .bind(concert_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                concert.ok_or(CatalogError::ConcertNotFound)
+            },
+        )
+        .await
     }
 
     /// The concert's options by start time; `ConcertNotFound` for an unknown concert.
-    #[tracing::instrument(name = "SELECT concert_options", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn options(&self, concert_id: i64) -> Result<Vec<ConcertOption>, CatalogError> {
-        // One statement answers both "does the concert exist" and "its options": the left join
-        // yields one all-null option row for a concert without options.
-        let rows: Vec<JoinedOption> = sqlx::query_as(OPTIONS_OF_CONCERT)
-            .bind(concert_id)
-            .fetch_all(&self.pool)
-            .await?;
-        if rows.is_empty() {
-            return Err(CatalogError::ConcertNotFound);
-        }
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                Some(ConcertOption {
-                    id: row.id?,
-                    concert_id,
-                    starts_at_ms: row.starts_at_ms?,
-                    venue: row.venue?,
-                    sale_opens_at_ms: row.sale_opens_at_ms?,
-                    seat_count: row.seat_count?,
-                })
-            })
-            .collect())
+        kit::trace::client(
+            "SELECT concert_options",
+            kit::trace::db::POSTGRES_SELECT,
+            async move {
+                // One statement answers both "does the concert exist" and "its options": the left join
+                // yields one all-null option row for a concert without options.
+                let rows: Vec<JoinedOption> = sqlx::query_as(OPTIONS_OF_CONCERT)
+                    .bind(concert_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                if rows.is_empty() {
+                    return Err(CatalogError::ConcertNotFound);
+                }
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|row| {
+                        Some(ConcertOption {
+                            id: row.id?,
+                            concert_id,
+                            starts_at_ms: row.starts_at_ms?,
+                            venue: row.venue?,
+                            sale_opens_at_ms: row.sale_opens_at_ms?,
+                            seat_count: row.seat_count?,
+                        })
+                    })
+                    .collect())
+            },
+        )
+        .await
     }
 
     /// The option's whole seat map; `OptionNotFound` for an unknown option.
-    #[tracing::instrument(name = "SELECT seats", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
     pub async fn seat_map(&self, option_id: i64) -> Result<SeatMap, CatalogError> {
-        let option: Option<(i64, i64, bool)> = sqlx::query_as(OPTION_OF_SEAT_MAP)
-            .bind(option_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        let (sale_opens_at_ms, concert_id, shared_room) =
-            option.ok_or(CatalogError::OptionNotFound)?;
-        let seats: Vec<Seat> = sqlx::query_as(SEATS_OF_OPTION)
-            .bind(option_id)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(SeatMap {
-            concert_option_id: option_id,
-            sale_opens_at_ms,
-            concert_id,
-            shared_room,
-            seats,
-        })
+        kit::trace::client(
+            "SELECT seats",
+            kit::trace::db::POSTGRES_SELECT,
+            async move {
+                let option: Option<(i64, i64, bool)> = sqlx::query_as(OPTION_OF_SEAT_MAP)
+                    .bind(option_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let (sale_opens_at_ms, concert_id, shared_room) =
+                    option.ok_or(CatalogError::OptionNotFound)?;
+                let seats: Vec<Seat> = sqlx::query_as(SEATS_OF_OPTION)
+                    .bind(option_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(SeatMap {
+                    concert_option_id: option_id,
+                    sale_opens_at_ms,
+                    concert_id,
+                    shared_room,
+                    seats,
+                })
+            },
+        )
+        .await
     }
 }

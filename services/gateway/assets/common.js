@@ -43,6 +43,8 @@
   /** A rough wait in words, for estimates: "under a minute", "about 4 minutes". */
   T.roughWait = (seconds) => {
     if (!Number.isFinite(seconds)) return "unknown";
+    // The queue says a day at most: a line that has all but stopped.
+    if (seconds >= 86400) return "more than a day";
     if (seconds <= 5) return "a few seconds";
     if (seconds < 60) return "under a minute";
     const minutes = Math.round(seconds / 60);

@@ -35,6 +35,10 @@
     clearTimeout(timers[name]);
     timers[name] = setTimeout(fn, ms);
   };
+  // The queue's advice plus up to a second at random: fans whose answers came back together
+  // (after a store stall, a restart, a resume) would otherwise poll in the same instant for
+  // ever after, and the admitted among them would all choose seats at once.
+  const advised = (seconds) => seconds * 1000 + Math.random() * 1000;
   const cancel = (...names) => names.forEach((name) => {
     clearTimeout(timers[name]);
     delete timers[name];
@@ -235,13 +239,13 @@
       record.opensAt = entry.opensAt || null;
       save();
       showPrequeue();
-      return schedule("poll", poll, pace * 1000);
+      return schedule("poll", poll, advised(pace));
     }
     if (entry.status === "SOLD_OUT") {
       save();
       if (!entry.seatsMayReturn) return soldOutForGood();
       showQueueSoldOut(entry);
-      return schedule("poll", poll, pace * 1000);
+      return schedule("poll", poll, advised(pace));
     }
     if (entry.status === "ACTIVE") {
       // Before the first hold the turn ends at chooseBy, if the room sets one.
@@ -268,7 +272,7 @@
     // page keeps saying why.
     const held = ["sold-out", "not-open"].includes(fan.dataset.state) && !wasQueueSoldOut;
     if (!held) showWaiting(entry);
-    schedule("poll", poll, pace * 1000);
+    schedule("poll", poll, advised(pace));
   };
 
   /** "today at 10:00", "on Tuesday 15 January at 10:00" (the fan's own time zone). */
@@ -366,7 +370,7 @@
     if (T.transient(reply)) {
       const wait = T.retryDelay(reply, 1);
       say(`${busyReason(reply)} Checking again in ${wait} s; you keep your place.`, "warn");
-      return schedule("poll", poll, wait * 1000);
+      return schedule("poll", poll, advised(wait));
     }
     failed(reply);
   };

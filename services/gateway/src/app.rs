@@ -4,22 +4,20 @@
 
 pub mod failure_log;
 pub mod overload;
+mod request_span;
 
-use std::{any::Any, net::SocketAddr, sync::Arc};
+use std::{any::Any, sync::Arc};
 
 use axum::{
     BoxError, Router,
     body::Body,
     error_handling::HandleErrorLayer,
-    extract::{ConnectInfo, DefaultBodyLimit, MatchedPath},
+    extract::DefaultBodyLimit,
     http::{Request, StatusCode},
     response::{IntoResponse, Response},
 };
 use tower::ServiceBuilder;
-use tower_http::{
-    catch_panic::CatchPanicLayer,
-    trace::{OnResponse, TraceLayer},
-};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{AppState, config::Config, error::ApiError, openapi};
 
@@ -60,18 +58,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(CatchPanicLayer::custom(panic_response))
-                // The trace's sampling decision, once, before any span (kit::sampling).
-                .layer(kit::sampling::RootLayer::new(
-                    move |request: &Request<Body>| trusts_trace_context(request, &trusted_tracers),
+                // The trace's sampling decision, once, and each request's span and status.
+                .layer(request_span::RequestSpanLayer::new(
+                    trusted_tracers,
+                    failures,
                 ))
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(move |request: &Request<Body>| http_span(request))
-                        .on_response(RecordStatus { failures })
-                        // Not a line per 5xx (tower-http's default, at ERROR): RecordStatus
-                        // logs them, shed and backend-down ones only in aggregate.
-                        .on_failure(()),
-                )
                 // Outside the in-flight limit: bodies are read before a request takes a slot.
                 .layer(crate::server::body::BufferBodyLayer::from_config(config))
                 .layer(HandleErrorLayer::new(middleware_error))
@@ -107,85 +98,6 @@ async fn gate(
         return refused;
     }
     crate::deadline::scope(gate.timeout, request, next).await
-}
-
-/// Spans are named by route template (`POST /api/reserve`), never by raw path, and continue the
-/// caller's trace when the request carries `traceparent` and comes from a trusted network; an
-/// unsampled request gets none.
-fn http_span<B>(request: &Request<B>) -> tracing::Span {
-    let decision = request
-        .extensions()
-        .get::<kit::sampling::Decision>()
-        .cloned()
-        .unwrap_or(kit::sampling::Decision::Untraced);
-    let span = kit::sampling::root_span(&decision, || {
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or("unmatched", MatchedPath::as_str);
-        tracing::info_span!(
-            "http",
-            otel.name = %format_args!("{} {}", request.method(), route),
-            otel.kind = "server",
-            http.route = route,
-            http.response.status_code = tracing::field::Empty,
-            otel.status_code = tracing::field::Empty,
-        )
-    });
-    if matches!(
-        decision,
-        kit::sampling::Decision::Sampled { continues: true }
-    ) {
-        kit::trace_context::continue_from(&span, request.headers());
-    }
-    span
-}
-
-/// Whether the request comes from a network whose trace context (sampled flag included) the
-/// gateway takes up; anyone else's is ignored, so a client cannot raise the sampling rate.
-fn trusts_trace_context<B>(request: &Request<B>, trusted_tracers: &[ipnet::IpNet]) -> bool {
-    if trusted_tracers.is_empty() {
-        return false;
-    }
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|info| trusted_tracers.iter().any(|net| net.contains(&info.0.ip())))
-}
-
-/// Records the status on the span (server errors mark it failed) and in the failure log:
-/// shed, rate-limited, 503 and 504 answers only counted, other server errors logged singly up
-/// to a few an interval.
-#[derive(Clone)]
-struct RecordStatus {
-    failures: failure_log::FailureLog,
-}
-
-impl<B> OnResponse<B> for RecordStatus {
-    fn on_response(
-        self,
-        response: &Response<B>,
-        latency: std::time::Duration,
-        span: &tracing::Span,
-    ) {
-        let status = response.status();
-        span.record("http.response.status_code", status.as_u16());
-        if status.is_server_error() {
-            span.record("otel.status_code", "ERROR");
-        }
-        let shed = response
-            .extensions()
-            .get::<crate::metrics::Shed>()
-            .is_some();
-        if self.failures.record(status, shed) == failure_log::Logged::Singly {
-            tracing::error!(
-                parent: span,
-                status = status.as_u16(),
-                latency_ms = latency.as_secs_f64() * 1000.0,
-                "request failed"
-            );
-        }
-    }
 }
 
 async fn middleware_error(error: BoxError) -> Response {

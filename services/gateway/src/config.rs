@@ -28,19 +28,27 @@ pub struct Config {
     #[arg(long, env = "GATEWAY_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen_addr: SocketAddr,
 
+    /// Share the listen address with other gateway processes that set it too (SO_REUSEPORT:
+    /// the kernel spreads new connections over them), as `cargo xtask up --replicas N` runs N
+    /// gateways behind one port. Off: a second gateway on the address fails to start.
+    #[arg(long, env = "GATEWAY_REUSE_PORT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub reuse_port: bool,
+
     /// Where Prometheus scrapes `GET /metrics` (port 0 picks a free port).
     #[arg(long, env = "GATEWAY_METRICS_ADDR", default_value = "127.0.0.1:9180")]
     pub metrics_addr: SocketAddr,
 
-    /// The queue service's gRPC URL.
+    /// The queue service's gRPC URL: one URL, a comma-separated list of replicas, or
+    /// dns:///name:port (every address the name resolves to, resolved again every 5 s; in
+    /// Kubernetes a headless Service). Calls are balanced per call over the replicas.
     #[arg(long, env = "QUEUE_URL", default_value = "http://127.0.0.1:50051")]
     pub queue_url: String,
 
-    /// The catalog service's gRPC URL.
+    /// The catalog service's gRPC URL (one, a list, or dns:///name:port, as QUEUE_URL).
     #[arg(long, env = "CATALOG_URL", default_value = "http://127.0.0.1:50052")]
     pub catalog_url: String,
 
-    /// The reservation service's gRPC URL.
+    /// The reservation service's gRPC URL (one, a list, or dns:///name:port, as QUEUE_URL).
     #[arg(
         long,
         env = "RESERVATION_URL",
@@ -133,11 +141,7 @@ impl Config {
             ("CATALOG_URL", &self.catalog_url),
             ("RESERVATION_URL", &self.reservation_url),
         ] {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(format!(
-                    "{name} must be an http:// or https:// URL, got {url:?}"
-                ));
-            }
+            kit::grpc::Target::parse(url).map_err(|error| format!("{name}: {error}"))?;
         }
         if self.grpc_timeout_ms == 0
             || self.grpc_connect_timeout_ms == 0
@@ -232,6 +236,13 @@ mod tests {
             "127.0.0.1:50051",
         ]);
         assert!(config.validate().is_err());
+        let replicas = Config::parse_from([
+            "gateway",
+            "--auth=trusted",
+            "--reservation-url=http://127.0.0.1:50053,http://127.0.0.1:50054",
+            "--catalog-url=dns:///catalog:50052",
+        ]);
+        assert_eq!(replicas.validate(), Ok(()));
         let config = Config::parse_from(["gateway", "--auth=trusted", "--grpc-timeout-ms", "9000"]);
         assert!(config.validate().is_err());
         let config = Config::parse_from(["gateway", "--auth=trusted", "--limit-rtt-tolerance=0.5"]);

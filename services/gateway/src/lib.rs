@@ -73,7 +73,7 @@ pub async fn start(
     let metrics_addr = metrics_server.addr();
     let snapshots = tokio::spawn(state.metrics.clone().snapshot_every_period());
     let app = app::router(state, &config);
-    let listener = server::bind(config.listen_addr)?;
+    let listener = server::bind(config.listen_addr, config.reuse_port)?;
     let addr = listener.local_addr()?;
     let limits = server::Limits::from_config(&config);
     tracing::info!(%addr, %metrics_addr, "gateway listening");

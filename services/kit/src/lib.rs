@@ -2,6 +2,10 @@
 //! the error-code convention on gRPC metadata, and shutdown. Infrastructure only — no models,
 //! SQL, Redis key layouts or domain errors live here.
 
+/// The allocator each service binary declares as its `#[global_allocator]`.
+#[cfg(feature = "allocator")]
+pub use mimalloc::MiMalloc as Allocator;
+
 #[cfg(feature = "dev-identity")]
 pub mod dev_identity;
 pub mod error_code;
@@ -12,7 +16,6 @@ pub mod http_client;
 pub mod metrics;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-pub mod sampling;
 pub mod shutdown;
 pub mod telemetry;
-pub mod trace_context;
+pub mod trace;

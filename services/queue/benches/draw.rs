@@ -17,7 +17,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{cleanup, ping_floor, status_latency, summary};
+use common::{cleanup, ping_floor, status_latency, summary, used_memory};
 use futures::{StreamExt, stream};
 use hdrhistogram::Histogram;
 use queue::{
@@ -190,21 +190,4 @@ async fn one_shot_draw(redis_url: &str, prefix: &str, entrants: i64) -> Duration
         .expect("one-shot draw");
     assert_eq!(drawn, entrants);
     started.elapsed()
-}
-
-async fn used_memory(redis_url: &str) -> u64 {
-    let client = redis::Client::open(redis_url).expect("url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut connection)
-        .await
-        .expect("info");
-    info.lines()
-        .find_map(|line| line.strip_prefix("used_memory:"))
-        .and_then(|value| value.trim().parse().ok())
-        .expect("used_memory")
 }

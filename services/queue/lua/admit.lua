@@ -1,8 +1,8 @@
--- One admission step for one room. ARGV: P, room id, now, configured rate/s (0 = no rate
--- limit), configured cap (0 = no cap), grace ms, active ttl ms, max batch, tau ms, history
--- samples kept, share of the ceiling (the admitter's pace, in (0, 1]), the pace's limit code
--- and detail, the concert's free, held and sold seats ('' when not known this step: the last
--- known stand), idle limit ms (0: none).
+-- One admission step for one room. KEYS: the room's stem. ARGV: now, configured rate/s (0 =
+-- no rate limit), configured cap (0 = no cap), grace ms, active ttl ms, max batch, tau ms,
+-- history samples kept, share of the ceiling (the admitter's pace, in (0, 1]), the pace's
+-- limit code and detail, the concert's free, held and sold seats ('' when not known this step:
+-- the last known stand), idle limit ms (0: none).
 -- Expires active tokens and no-shows (admitted, no reservation call within the idle limit),
 -- drops waiters who stopped polling, then moves waiters from the head to ACTIVE as the token
 -- bucket and the active cap allow; each of these handles at most max batch tokens. Nobody is
@@ -12,33 +12,33 @@
 -- or pause override the configured ones), and the bucket lives here, in Redis, so the total
 -- rate is the one in effect however many admitters run and whichever holds the lease.
 -- Counts the admissions and drops, and samples the room once a second for its history.
--- Returns {admitted, expired, dropped, waiting, active}.
-local q = ARGV[2]
-local now = clock(ARGV[3])
-local paused, rate, cap, _, prequeue_at, opens_at = settings(q, tonumber(ARGV[4]), tonumber(ARGV[5]))
-local grace, ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
-local max_batch, tau = tonumber(ARGV[8]), tonumber(ARGV[9])
-local history_len = tonumber(ARGV[10])
-local share, limit, detail = tonumber(ARGV[11]), ARGV[12], ARGV[13]
-local idle_ms = tonumber(ARGV[17])
-local wait, seen, active = qkey(q, 'wait'), qkey(q, 'seen'), qkey(q, 'active')
-local idle, outlook = qkey(q, 'idle'), qkey(q, 'outlook')
-local totals = qkey(q, 'totals')
+-- Returns {admitted, expired, dropped, waiting, active, idled, emptied (1: nobody waits or is
+-- active, so the store takes the room out of P:queues)}.
+local now = clock(ARGV[1])
+local paused, rate, cap, _, prequeue_at, opens_at = settings(tonumber(ARGV[2]), tonumber(ARGV[3]))
+local grace, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_batch, tau = tonumber(ARGV[6]), tonumber(ARGV[7])
+local history_len = tonumber(ARGV[8])
+local share, limit, detail = tonumber(ARGV[9]), ARGV[10], ARGV[11]
+local idle_ms = tonumber(ARGV[15])
+local wait, seen, active = qkey('wait'), qkey('seen'), qkey('active')
+local idle, outlook = qkey('idle'), qkey('outlook')
+local totals = qkey('totals')
 
 local expired = redis.call('ZRANGEBYSCORE', active, '-inf', now, 'LIMIT', 0, max_batch)
-for _, t in ipairs(expired) do drop(q, t) end
+for _, t in ipairs(expired) do drop(t) end
 
 local no_shows = {}
 if idle_ms > 0 then
   no_shows = redis.call('ZRANGEBYSCORE', idle, '-inf', now - idle_ms, 'LIMIT', 0, max_batch)
-  for _, t in ipairs(no_shows) do drop(q, t) end
+  for _, t in ipairs(no_shows) do drop(t) end
   if #no_shows > 0 then redis.call('HINCRBY', totals, 'idled', #no_shows) end
 end
 
-if ARGV[14] ~= '' then
-  redis.call('HSET', outlook, 'free', ARGV[14], 'held', ARGV[15], 'sold', ARGV[16])
+if ARGV[12] ~= '' then
+  redis.call('HSET', outlook, 'free', ARGV[12], 'held', ARGV[13], 'sold', ARGV[14])
 end
-local free, held = seats(q)
+local free, held = seats()
 local sold_out = free and free <= 0
 local room_phase = phase(now, prequeue_at, opens_at)
 
@@ -56,10 +56,10 @@ redis.call('HSET', outlook, 'share', string.format('%.17g', share), 'limit', lim
 local stopped = paused or room_phase ~= 'open' or sold_out
 
 local stale = redis.call('ZRANGEBYSCORE', seen, '-inf', '(' .. (now - grace), 'LIMIT', 0, max_batch)
-for _, t in ipairs(stale) do drop(q, t) end
+for _, t in ipairs(stale) do drop(t) end
 if #stale > 0 then
   redis.call('HINCRBY', totals, 'dropped', #stale)
-  count_events(qkey(q, 'drops'), #stale, now, tau)
+  count_events(qkey('drops'), #stale, now, tau)
 end
 
 -- A full batch of stale waiters may have left more of them, at the head among others: admit
@@ -72,7 +72,7 @@ if not stopped and #stale < max_batch then
   if free then n = math.min(n, free - redis.call('ZCARD', idle)) end
 end
 if rate_in_effect > 0 then
-  local bucket = qkey(q, 'bucket')
+  local bucket = qkey('bucket')
   local b = redis.call('HMGET', bucket, 'tokens', 'ts')
   local tokens = tonumber(b[1]) or 0
   local ts = tonumber(b[2]) or now
@@ -97,7 +97,7 @@ if n > 0 then
     redis.call('HSET', tk, 'state', 'A', 'until', active_until)
     redis.call('PEXPIRE', tk, ttl)
     local user = redis.call('HGET', tk, 'user')
-    if user then redis.call('PEXPIRE', ukey(q, user), ttl) end
+    if user then redis.call('PEXPIRE', ukey(user), ttl) end
     redis.call('ZADD', active, active_until, t)
     redis.call('ZADD', idle, now, t)
   end
@@ -105,7 +105,7 @@ if n > 0 then
 end
 
 local waiting = redis.call('ZCARD', wait)
-local flow = qkey(q, 'flow')
+local flow = qkey('flow')
 if stopped then
   -- Stopped time is no admission time: the measurement stays as it stood (both its instants
   -- move on), so ETAs assume the room resumes at the pace it had.
@@ -124,7 +124,7 @@ end
 local active_count = redis.call('ZCARD', active)
 
 -- One sample per second of the clock; the first step in a new second takes it.
-local history = qkey(q, 'history')
+local history = qkey('history')
 local last = redis.call('LINDEX', history, 0)
 local last_at = last and tonumber(string.match(last, '^%d+'))
 if not last_at or math.floor(now / 1000) > math.floor(last_at / 1000) then
@@ -136,7 +136,9 @@ if not last_at or math.floor(now / 1000) > math.floor(last_at / 1000) then
   redis.call('PEXPIRE', history, history_len * 2000)
 end
 
+local emptied = 0
 if waiting == 0 and active_count == 0 then
-  redis.call('SREM', P .. ':queues', q)
+  redis.call('DEL', qkey('listed'))
+  emptied = 1
 end
-return {n, #expired, #stale, waiting, active_count, #no_shows}
+return {n, #expired, #stale, waiting, active_count, #no_shows, emptied}

@@ -1,44 +1,54 @@
 -- Shared prelude, prepended to every script. Key layout (P = key prefix, Q = a room's id:
 -- 'default' or the concert id; q in the code). The key and field names say "queue" for the
--- room: the layout predates the word and stays as it is, so stored data stays valid.
+-- room: the layout predates the word. Every key of one room carries the room in a hash tag,
+-- {q:Q}, so that all of them hash to one Redis Cluster slot; a room script declares the
+-- room's key stem P:{q:Q} as KEYS[1] (the client routes the script by it) and touches keys
+-- under that stem only. The global keys are apart, each in the slot its own name hashes to,
+-- and no script touches one of them together with a room's keys: the store (Rust) updates
+-- them around the room scripts.
 --   P:queues              set     ids of the rooms that have waiters or active tokens
 --   P:admitter            string  admission lease holder
---   P:tok:T               hash    user, queue (the room's id), state (W|A), until (ms, when A)
---   P:q:Q:user:U          string  the user's live token in room Q
---   P:q:Q:wait            zset    waiting tokens by arrival sequence (FIFO; ZRANK is O(log n))
---   P:q:Q:seen            zset    waiting tokens by last poll (ms): the heartbeat
---   P:q:Q:active          zset    active tokens by expiry (ms)
---   P:q:Q:idle            zset    active tokens that have made no reservation call yet, by
+--   P:settings            set     ids of the rooms that have operator settings
+--   P:{q:Q}:tok:T         hash    user, queue (the room's id), state (W|A), until (ms, when A);
+--                                 the token T names its room (domain::Token)
+--   P:{q:Q}:user:U        string  the user's live token in room Q
+--   P:{q:Q}:wait          zset    waiting tokens by arrival sequence (FIFO; ZRANK is O(log n))
+--   P:{q:Q}:seen          zset    waiting tokens by last poll (ms): the heartbeat
+--   P:{q:Q}:active        zset    active tokens by expiry (ms)
+--   P:{q:Q}:idle          zset    active tokens that have made no reservation call yet, by
 --                                 admission (ms): no-shows give their slot back after the idle
 --                                 limit
---   P:q:Q:seq             counter arrival sequence (a pre-queue joiner's score is the counter
+--   P:{q:Q}:seq           counter arrival sequence (a pre-queue joiner's score is the counter
 --                                 as it stood plus a random fraction: the draw, see issue.lua)
---   P:q:Q:outlook         hash    what the admitter applied at the room's last step: free,
+--   P:{q:Q}:listed        string  present (for a while, see listed()) when this room was last
+--                                 known to be in P:queues; its absence tells the caller to add
+--                                 the room there again
+--   P:{q:Q}:outlook       hash    what the admitter applied at the room's last step: free,
 --                                 held, sold (the concert's seats as last seen), share (of the
 --                                 rate, or with a cap only of the cap, in effect), limit (what
 --                                 holds the outflow below the ceiling), detail
---   P:q:Q:bucket          hash    admission token bucket (tokens, ts)
---   P:q:Q:flow            hash    decayed admission count (s, t, t0) for the measured outflow
---   P:q:Q:drops           hash    decayed count (s, t, t0) of waiters dropped for not polling
---   P:q:Q:totals          hash    admitted, dropped, idled: counts since the room's counters
+--   P:{q:Q}:bucket        hash    admission token bucket (tokens, ts)
+--   P:{q:Q}:flow          hash    decayed admission count (s, t, t0) for the measured outflow
+--   P:{q:Q}:drops         hash    decayed count (s, t, t0) of waiters dropped for not polling
+--   P:{q:Q}:totals        hash    admitted, dropped, idled: counts since the room's counters
 --                                 began
---   P:q:Q:history         list    one sample a second, newest first, the last five minutes:
+--   P:{q:Q}:history       list    one sample a second, newest first, the last five minutes:
 --                                 "at waiting active admitted_total dropped_total"
---   P:q:Q:settings        hash    an operator's settings: paused (0|1), rate, cap, prequeue_at,
+--   P:{q:Q}:settings      hash    an operator's settings: paused (0|1), rate, cap, prequeue_at,
 --                                 opens_at (ms: the scheduled opening); an absent field means
 --                                 the configured one (no schedule); v counts writes
---   P:settings            set     ids of the rooms that have operator settings
---   P:changes             list    settings changes, newest first, the last 1,000:
+--   P:{q:Q}:changes       list    the room's settings changes, newest first, the last 1,000:
 --                                 "at<TAB>room<TAB>paused<TAB>rate<TAB>cap<TAB>prequeue_at<TAB>
 --                                 opens_at<TAB>actor" ('-' for a field the change left alone,
 --                                 '0' for an instant it cleared; entries written before the
---                                 schedule existed lack the two instants)
+--                                 schedule existed lack the two instants). The change log is
+--                                 these lists merged, newest first.
 -- User ids stay strings here: Lua numbers are doubles and would round large ids.
-local P = ARGV[1]
+local R = KEYS[1]
 
-local function tkey(t) return P .. ':tok:' .. t end
-local function qkey(q, s) return P .. ':q:' .. q .. ':' .. s end
-local function ukey(q, u) return P .. ':q:' .. q .. ':user:' .. u end
+local function qkey(s) return R .. ':' .. s end
+local function tkey(t) return R .. ':tok:' .. t end
+local function ukey(u) return R .. ':user:' .. u end
 
 -- Milliseconds: the caller's clock when given (tests), else the Redis server's, so that every
 -- replica shares one clock.
@@ -54,26 +64,26 @@ local function forget(t)
   local tk = tkey(t)
   local h = redis.call('HMGET', tk, 'user', 'queue')
   if h[1] and h[2] then
-    local uk = ukey(h[2], h[1])
+    local uk = ukey(h[1])
     if redis.call('GET', uk) == t then redis.call('DEL', uk) end
   end
   redis.call('DEL', tk)
 end
 
 -- Removes a token from every set of its room and forgets it.
-local function drop(q, t)
-  redis.call('ZREM', qkey(q, 'wait'), t)
-  redis.call('ZREM', qkey(q, 'seen'), t)
-  redis.call('ZREM', qkey(q, 'active'), t)
-  redis.call('ZREM', qkey(q, 'idle'), t)
+local function drop(t)
+  redis.call('ZREM', qkey('wait'), t)
+  redis.call('ZREM', qkey('seen'), t)
+  redis.call('ZREM', qkey('active'), t)
+  redis.call('ZREM', qkey('idle'), t)
   forget(t)
 end
 
 -- The room's settings in effect: the operator's where set, else the configured ones.
 -- Returns paused, rate/s, cap, whether an operator has set any of them, and the scheduled
 -- instants (ms; nil when unset).
-local function settings(q, configured_rate, configured_cap)
-  local s = redis.call('HMGET', qkey(q, 'settings'), 'paused', 'rate', 'cap', 'prequeue_at',
+local function settings(configured_rate, configured_cap)
+  local s = redis.call('HMGET', qkey('settings'), 'paused', 'rate', 'cap', 'prequeue_at',
     'opens_at')
   local rate = tonumber(s[2]) or configured_rate
   local cap = tonumber(s[3]) or configured_cap
@@ -93,15 +103,15 @@ end
 
 -- The concert's seats as the admitter last saw them: free and held (nil when never seen, as
 -- for the default room). No free seat means sold out; held ones may come back.
-local function seats(q)
-  local s = redis.call('HMGET', qkey(q, 'outlook'), 'free', 'held')
+local function seats()
+  local s = redis.call('HMGET', qkey('outlook'), 'free', 'held')
   return tonumber(s[1]), tonumber(s[2])
 end
 
 -- Whether an active token has outlived the idle limit without a reservation call (a no-show).
-local function idled(q, t, now, idle_ms)
+local function idled(t, now, idle_ms)
   if idle_ms <= 0 then return false end
-  local since = redis.call('ZSCORE', qkey(q, 'idle'), t)
+  local since = redis.call('ZSCORE', qkey('idle'), t)
   return since and tonumber(since) <= now - idle_ms or false
 end
 
@@ -133,27 +143,37 @@ end
 
 -- Seconds until a waiter at `position` is admitted, from the measured admission outflow;
 -- the room's assumed rate stands in until a second has been measured.
-local function eta(q, position, now, fallback_rate, tau)
+-- An estimate, not a promise: a line that has all but stopped (the decayed outflow of a room
+-- that admits nobody for hours) says a day at most, not centuries past what an integer holds.
+local ETA_LIMIT_SECS = 86400
+local function eta(position, now, fallback_rate, tau)
   local rate = fallback_rate
-  local outflow = measured(qkey(q, 'flow'), now, tau)
+  local outflow = measured(qkey('flow'), now, tau)
   if outflow and outflow > 0 then rate = outflow end
   if rate <= 0 then return 0 end
-  return math.ceil(position / rate)
+  return math.min(math.ceil(position / rate), ETA_LIMIT_SECS)
 end
 
 -- Keeps a waiting token's keys alive while it polls; the sweeper drops it after the grace.
-local function touch_waiting(q, t, user, ttl)
+local function touch_waiting(t, user, ttl)
   redis.call('PEXPIRE', tkey(t), ttl)
-  redis.call('PEXPIRE', ukey(q, user), ttl)
+  redis.call('PEXPIRE', ukey(user), ttl)
 end
 
 -- Until when an active token that has made no reservation call may stay so (0: it has made
 -- one, or there is no idle limit).
-local function choose_by(q, t, idle_ms)
+local function choose_by(t, idle_ms)
   if idle_ms <= 0 then return 0 end
-  local since = redis.call('ZSCORE', qkey(q, 'idle'), t)
+  local since = redis.call('ZSCORE', qkey('idle'), t)
   if not since then return 0 end
   return tonumber(since) + idle_ms
+end
+
+-- Whether the caller must add the room to P:queues (1) or not (0): yes once per `ms` while
+-- the room has someone in it, so a room the store failed to add (it adds after the script,
+-- as the set is in another slot) is added on a later call.
+local function listed(ms)
+  return redis.call('SET', qkey('listed'), '1', 'NX', 'PX', ms) and 1 or 0
 end
 
 -- The rate and cap in effect at a share of the ceiling: a share of the rate, or with a cap

@@ -1,68 +1,49 @@
--- ListRooms' figures. ARGV: P, now, configured rate/s, configured cap, active ttl ms, tau ms,
--- which ('listed': the given rooms and every room that has waiters, active tokens or operator
--- settings; 'only': the given rooms), room ids...
--- Returns one pair of arrays per room: {room id, waiting, active, admitted/s, dropped/s,
--- wait at the back (s), admitted total, dropped total, paused (0|1), rate/s, cap, version of
--- the operator's settings (0: none, so not overridden)} and {prequeue at ms (0: none), opens
--- at ms (0: none), phase, rate in effect/s, cap in effect, limit, detail, free seats (-1: not
--- known), held, sold, idled total}; rates as strings (a Lua number would reach the caller cut
--- to an integer).
-local now = clock(ARGV[2])
-local configured_rate, configured_cap = tonumber(ARGV[3]), tonumber(ARGV[4])
-local active_ttl, tau = tonumber(ARGV[5]), tonumber(ARGV[6])
-
-local rooms, listed = {}, {}
-local function add(q)
-  if not listed[q] then
-    listed[q] = true
-    rooms[#rooms + 1] = q
-  end
-end
-for i = 8, #ARGV do add(ARGV[i]) end
-if ARGV[7] == 'listed' then
-  for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do add(q) end
-  for _, q in ipairs(redis.call('SMEMBERS', P .. ':settings')) do add(q) end
-end
+-- One room's figures (ListRooms runs it for each room it lists). KEYS: the room's stem. ARGV:
+-- now, configured rate/s, configured cap, active ttl ms, tau ms.
+-- Returns a pair of arrays: {waiting, active, admitted/s, dropped/s, wait at the back (s),
+-- admitted total, dropped total, paused (0|1), rate/s, cap, version of the operator's settings
+-- (0: none, so not overridden)} and {prequeue at ms (0: none), opens at ms (0: none), phase,
+-- rate in effect/s, cap in effect, limit, detail, free seats (-1: not known), held, sold,
+-- idled total}; rates as strings (a Lua number would reach the caller cut to an integer).
+local now = clock(ARGV[1])
+local configured_rate, configured_cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+local active_ttl, tau = tonumber(ARGV[4]), tonumber(ARGV[5])
 
 local function decimal(x) return string.format('%.17g', x) end
 
-local out = {}
-for _, q in ipairs(rooms) do
-  local paused, rate, cap, _, prequeue_at, opens_at = settings(q, configured_rate, configured_cap)
-  local room_phase = phase(now, prequeue_at, opens_at)
-  local o = redis.call('HMGET', qkey(q, 'outlook'), 'share', 'limit', 'detail', 'free', 'held',
-    'sold')
-  -- The last step's pace, applied to the settings as they are now; paused and the schedule
-  -- are read as they are now too, so a change shows at once, before the next step.
-  local share = tonumber(o[1]) or 1
-  local limit, detail = o[2] or 'none', o[3] or ''
-  local rate_in_effect, cap_in_effect = in_effect(rate, cap, share)
-  if paused then
-    limit, detail = 'paused', ''
-  elseif room_phase ~= 'open' then
-    limit, detail = 'not-open', ''
-  elseif limit == 'paused' or limit == 'not-open' then
-    limit, detail = 'none', ''
-  end
-  if limit == 'paused' or limit == 'not-open' or limit == 'sold-out' then rate_in_effect = 0 end
-  local version = tonumber(redis.call('HGET', qkey(q, 'settings'), 'v')) or 0
-  local waiting = redis.call('ZCARD', qkey(q, 'wait'))
-  local active = redis.call('ZCARD', qkey(q, 'active'))
-  -- A paused room admits nobody, whatever its frozen measurement says.
-  local admitted_rate = 0
-  if not paused then admitted_rate = measured(qkey(q, 'flow'), now, tau) or 0 end
-  local dropped_rate = measured(qkey(q, 'drops'), now, tau) or 0
-  local back = 0
-  if waiting > 0 then back = eta(q, waiting, now, assumed_rate(rate, cap, active_ttl), tau) end
-  local c = redis.call('HMGET', qkey(q, 'totals'), 'admitted', 'dropped')
-  out[#out + 1] = {{
-    q, waiting, active, decimal(admitted_rate), decimal(dropped_rate), back,
-    tonumber(c[1]) or 0, tonumber(c[2]) or 0,
-    paused and 1 or 0, decimal(rate), cap, version,
-  }, {
-    prequeue_at or 0, opens_at or 0, room_phase, decimal(rate_in_effect), cap_in_effect, limit,
-    detail, tonumber(o[4]) or -1, tonumber(o[5]) or 0, tonumber(o[6]) or 0,
-    tonumber(redis.call('HGET', qkey(q, 'totals'), 'idled')) or 0,
-  }}
+local paused, rate, cap, _, prequeue_at, opens_at = settings(configured_rate, configured_cap)
+local room_phase = phase(now, prequeue_at, opens_at)
+local o = redis.call('HMGET', qkey('outlook'), 'share', 'limit', 'detail', 'free', 'held',
+  'sold')
+-- The last step's pace, applied to the settings as they are now; paused and the schedule
+-- are read as they are now too, so a change shows at once, before the next step.
+local share = tonumber(o[1]) or 1
+local limit, detail = o[2] or 'none', o[3] or ''
+local rate_in_effect, cap_in_effect = in_effect(rate, cap, share)
+if paused then
+  limit, detail = 'paused', ''
+elseif room_phase ~= 'open' then
+  limit, detail = 'not-open', ''
+elseif limit == 'paused' or limit == 'not-open' then
+  limit, detail = 'none', ''
 end
-return out
+if limit == 'paused' or limit == 'not-open' or limit == 'sold-out' then rate_in_effect = 0 end
+local version = tonumber(redis.call('HGET', qkey('settings'), 'v')) or 0
+local waiting = redis.call('ZCARD', qkey('wait'))
+local active = redis.call('ZCARD', qkey('active'))
+-- A paused room admits nobody, whatever its frozen measurement says.
+local admitted_rate = 0
+if not paused then admitted_rate = measured(qkey('flow'), now, tau) or 0 end
+local dropped_rate = measured(qkey('drops'), now, tau) or 0
+local back = 0
+if waiting > 0 then back = eta(waiting, now, assumed_rate(rate, cap, active_ttl), tau) end
+local c = redis.call('HMGET', qkey('totals'), 'admitted', 'dropped')
+return {{
+  waiting, active, decimal(admitted_rate), decimal(dropped_rate), back,
+  tonumber(c[1]) or 0, tonumber(c[2]) or 0,
+  paused and 1 or 0, decimal(rate), cap, version,
+}, {
+  prequeue_at or 0, opens_at or 0, room_phase, decimal(rate_in_effect), cap_in_effect, limit,
+  detail, tonumber(o[4]) or -1, tonumber(o[5]) or 0, tonumber(o[6]) or 0,
+  tonumber(redis.call('HGET', qkey('totals'), 'idled')) or 0,
+}}

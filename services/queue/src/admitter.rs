@@ -81,6 +81,9 @@ pub struct Admitter {
     /// The rooms in `pending`, so none is in line twice.
     in_pending: HashSet<Room>,
     leading: bool,
+    /// Whether this admitter has moved the settings of the layout before hash tags
+    /// (`store::upgrade`): once, before its first step as leader.
+    adopted: bool,
     warnings: RoomWarnings,
     metrics: Option<crate::metrics::RoomMetrics>,
     reservation: Option<Paced>,
@@ -117,6 +120,7 @@ impl Admitter {
             pending: VecDeque::new(),
             in_pending: HashSet::new(),
             leading: false,
+            adopted: false,
             warnings: RoomWarnings::default(),
             metrics: None,
             reservation: None,
@@ -156,6 +160,16 @@ impl Admitter {
                 metrics.not_leading();
             }
             return Ok(TickReport::default());
+        }
+        if !self.adopted {
+            let adopted = self.store.adopt_earlier_settings().await?;
+            if adopted > 0 {
+                tracing::info!(
+                    rooms = adopted,
+                    "settings of the earlier key layout adopted"
+                );
+            }
+            self.adopted = true;
         }
         self.gather().await?;
 

@@ -6,6 +6,9 @@ use std::{net::SocketAddr, time::Duration};
 #[derive(clap::Parser, Clone, Debug)]
 #[command(name = "queue", version, about)]
 pub struct Config {
+    #[command(flatten)]
+    pub grpc: kit::grpc::ServerArgs,
+
     /// gRPC listen address (port 0 picks a free port).
     #[arg(long, env = "QUEUE_LISTEN_ADDR", default_value = "127.0.0.1:50051")]
     pub listen_addr: SocketAddr,
@@ -43,9 +46,10 @@ pub struct Config {
     #[arg(long, env = "QUEUE_ADMITTED_IDLE_SECS", default_value_t = 120)]
     pub admitted_idle_secs: u64,
 
-    /// The reservation service's gRPC URL: the admitter asks it each tick for the seats left
-    /// (a sold-out room stops admitting) and how its holds fare (the admission rate drops
-    /// while they are slow). Empty: neither, the configured rate always.
+    /// The reservation service's gRPC URL (one, a comma-separated list of replicas, or
+    /// dns:///name:port; calls are balanced over the replicas): the admitter asks it each tick
+    /// for the seats left (a sold-out room stops admitting) and how its holds fare (the
+    /// admission rate drops while they are slow). Empty: neither, the configured rate always.
     #[arg(
         long,
         env = "QUEUE_RESERVATION_URL",
@@ -96,6 +100,12 @@ pub struct Config {
     /// Redis, check-queue 127 -> 83 µs).
     #[arg(long, env = "QUEUE_REDIS_MULTIPLEXED", default_value_t = true, action = clap::ArgAction::Set)]
     pub redis_multiplexed: bool,
+
+    /// REDIS_URL names a Redis Cluster: one or more of its nodes, comma-separated. Each room's
+    /// scripts go to the primary that holds the room's slot, over one multiplexed connection
+    /// per node (QUEUE_REDIS_MULTIPLEXED and the pool size do not apply).
+    #[arg(long, env = "QUEUE_REDIS_CLUSTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub redis_cluster: bool,
 }
 
 impl Config {
@@ -113,19 +123,17 @@ impl Config {
         if self.admitter_rooms_per_tick == 0 {
             return Err("QUEUE_ADMITTER_ROOMS_PER_TICK must be > 0".into());
         }
+        let pooled = !self.redis_multiplexed && !self.redis_cluster;
         if self.admitter_concurrency == 0
-            || (!self.redis_multiplexed && self.admitter_concurrency > self.redis_pool_size)
+            || (pooled && self.admitter_concurrency > self.redis_pool_size)
         {
             return Err(
                 "QUEUE_ADMITTER_CONCURRENCY must be > 0 and at most QUEUE_REDIS_POOL_SIZE".into(),
             );
         }
         if !self.reservation_url.is_empty() {
-            if !(self.reservation_url.starts_with("http://")
-                || self.reservation_url.starts_with("https://"))
-            {
-                return Err("QUEUE_RESERVATION_URL must be an http(s) URL, or empty".into());
-            }
+            kit::grpc::Target::parse(&self.reservation_url)
+                .map_err(|error| format!("QUEUE_RESERVATION_URL (or empty): {error}"))?;
             if self.reservation_timeout_ms == 0
                 || self.hold_latency_target_ms == 0
                 || self.holds_in_flight_target == 0
@@ -133,8 +141,13 @@ impl Config {
                 return Err("the reservation timeout and the hold targets must be > 0".into());
             }
         }
-        if self.key_prefix.is_empty() || self.key_prefix.contains(char::is_whitespace) {
-            return Err("QUEUE_KEY_PREFIX must be non-empty without spaces".into());
+        // A brace would start a hash tag before the room's own and put rooms together.
+        if self.key_prefix.is_empty()
+            || self
+                .key_prefix
+                .contains(|c: char| c.is_whitespace() || c == '{' || c == '}')
+        {
+            return Err("QUEUE_KEY_PREFIX must be non-empty without spaces or braces".into());
         }
         Ok(())
     }
@@ -153,6 +166,19 @@ impl Config {
 
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    /// The connections to Redis this configuration asks for (nothing connects yet).
+    pub fn redis_connections(&self) -> Result<crate::store::Connections, crate::error::QueueError> {
+        use crate::store::Connections;
+        let deadline = self.redis_timeout();
+        if self.redis_cluster {
+            Connections::cluster(&self.redis_url, deadline)
+        } else if self.redis_multiplexed {
+            Connections::multiplexed(&self.redis_url, deadline)
+        } else {
+            Connections::pooled(&self.redis_url, self.redis_pool_size, deadline)
+        }
     }
 
     /// The waiting room's rules as configured.
@@ -220,9 +246,36 @@ mod tests {
         let pooled = ["--redis-multiplexed", "false", "--redis-pool-size", "4"];
         let config = parse(&[&pooled[..], &["--admitter-concurrency", "8"]].concat());
         assert!(config.validate().is_err());
-        // One multiplexed connection carries any number of scripts at once.
+        // One multiplexed connection carries any number of scripts at once, and so does a
+        // cluster connection.
         let config = parse(&["--admitter-concurrency", "8", "--redis-pool-size", "4"]);
         assert_eq!(config.validate(), Ok(()));
+        let cluster = ["--redis-cluster", "true", "--admitter-concurrency", "8"];
+        let config = parse(&[&pooled[..], &cluster[..]].concat());
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_a_key_prefix_with_a_brace_that_would_hide_the_rooms_hash_tag() {
+        for prefix in ["queue{x}", "{queue}", "a b", ""] {
+            let config = parse(&["--key-prefix", prefix]);
+            assert!(config.validate().is_err(), "{prefix:?}");
+        }
+        assert_eq!(parse(&["--key-prefix", "prod:queue"]).validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_cluster_takes_its_nodes_from_redis_url() {
+        let config = parse(&[
+            "--redis-cluster=true",
+            "--redis-url=redis://10.0.0.1:6379, redis://10.0.0.2:6379",
+        ]);
+        assert!(matches!(
+            config.redis_connections(),
+            Ok(crate::store::Connections::Cluster(_))
+        ));
+        let config = parse(&["--redis-cluster=true", "--redis-url=http://nope"]);
+        assert!(config.redis_connections().is_err());
     }
 
     #[test]

@@ -56,35 +56,92 @@ impl Room {
     }
 }
 
-/// A queue token: a random 128-bit UUID.
+/// A queue token: a UUID (version 8, RFC 9562) that carries its room, so that every call on
+/// it reaches the room's keys (one hash slot of a Redis Cluster) without another look-up. The
+/// 122 bits a version-8 UUID leaves free hold, from the top: the bit length `L` of the room's
+/// number (6 bits; 0 is the default room, else the concert id), the number's `L` bits, and
+/// random bits for the rest: 116 for the default room, 116 - L for a concert (106 for concert
+/// 1,000, 84 for one past 2^32). The string stays a UUID, so clients and the HTTP contract see
+/// no change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Token(Uuid);
 
+/// Bits a version-8 UUID leaves free.
+const FREE_BITS: u32 = 122;
+/// Bits that say how long the room's number is.
+const LENGTH_BITS: u32 = 6;
+
 impl Token {
-    pub fn random() -> Self {
-        Self(Uuid::new_v4())
+    /// A new token for `room`.
+    pub fn random(room: Room) -> Self {
+        let number = match room {
+            Room::Default => 0,
+            Room::Concert(id) => id.unsigned_abs(),
+        };
+        let length = u64::BITS - number.leading_zeros();
+        let random_bits = FREE_BITS - LENGTH_BITS - length;
+        let random = Uuid::new_v4().as_u128() & ((1 << random_bits) - 1);
+        let payload = (u128::from(length) << (FREE_BITS - LENGTH_BITS))
+            | (u128::from(number) << random_bits)
+            | random;
+        Self(Uuid::from_u128(spread_free_bits(payload)))
     }
 
+    /// Any UUID; one this service did not issue has no room (see [`Token::room`]).
     pub fn parse(raw: &str) -> Result<Self, QueueError> {
         Uuid::parse_str(raw.trim())
             .map(Self)
             .map_err(|_| QueueError::invalid("INVALID_TOKEN", "token must be a UUID"))
     }
 
-    /// A uniform fraction in [0, 1) from the token's random bits: its place in a pre-queue's
-    /// draw. The low 62 bits of a v4 UUID are random (the variant takes the two above), and
-    /// 53 of them fill a double's mantissa exactly.
-    pub fn draw_fraction(&self) -> f64 {
-        let bits = self.0.as_u128() & ((1 << 53) - 1);
-        // Exact: both are below 2^53.
-        bits as f64 / (1u64 << 53) as f64
+    /// The room the token was issued in; `None` for a UUID this service could not have issued
+    /// (another version, or a room number written in more bits than it needs).
+    pub fn room(&self) -> Option<Room> {
+        let bits = self.0.as_u128();
+        if (bits >> 76) & 0xF != 8 || (bits >> 62) & 0b11 != 0b10 {
+            return None;
+        }
+        let payload = free_bits(bits);
+        let length = u32::try_from(payload >> (FREE_BITS - LENGTH_BITS)).ok()?;
+        if length == 0 {
+            return Some(Room::Default);
+        }
+        if length >= u64::BITS {
+            return None;
+        }
+        let number = (payload >> (FREE_BITS - LENGTH_BITS - length)) & ((1 << length) - 1);
+        let id = i64::try_from(number).ok()?;
+        // The top bit of the number is set: one spelling per room.
+        (id >> (length - 1) == 1).then_some(Room::Concert(id))
     }
 
-    /// A duration in [0, `over`) from the token's random bits (other bits than the draw's).
+    /// A duration in [0, `over`) from the token's lowest random bits.
     pub fn spread(&self, over: Duration) -> Duration {
-        let bits = (self.0.as_u128() >> 80) & 0xFFFF;
+        let bits = self.0.as_u128() & 0xFFFF;
         over.mul_f64(bits as f64 / 65_536.0)
     }
+}
+
+/// The 122 free bits (top first) in their places around a version-8 UUID's version (bits
+/// 79..76) and variant (bits 63..62).
+fn spread_free_bits(payload: u128) -> u128 {
+    let top = (payload >> 74) << 80;
+    let middle = ((payload >> 62) & 0xFFF) << 64;
+    let low = payload & ((1 << 62) - 1);
+    top | (0x8 << 76) | middle | (0b10 << 62) | low
+}
+
+/// The inverse of [`spread_free_bits`].
+fn free_bits(bits: u128) -> u128 {
+    ((bits >> 80) << 74) | (((bits >> 64) & 0xFFF) << 62) | (bits & ((1 << 62) - 1))
+}
+
+/// A uniform fraction in [0, 1): a pre-queue joiner's place in the draw. Drawn apart from the
+/// token, so nothing a joiner is told (the token, the poll advice) says anything about it.
+pub fn draw_fraction() -> f64 {
+    // 53 random bits fill a double's mantissa exactly.
+    let bits = Uuid::new_v4().as_u128() & ((1 << 53) - 1);
+    bits as f64 / (1u64 << 53) as f64
 }
 
 impl fmt::Display for Token {
@@ -195,21 +252,74 @@ mod tests {
     }
 
     #[test]
-    fn a_tokens_draw_fraction_and_spread_stay_in_range() {
+    fn the_draw_fraction_and_a_tokens_spread_stay_in_range() {
         for _ in 0..1_000 {
-            let token = Token::random();
-            let fraction = token.draw_fraction();
+            let fraction = draw_fraction();
             assert!((0.0..1.0).contains(&fraction), "{fraction}");
+            let token = Token::random(Room::Default);
             assert!(token.spread(Duration::from_secs(3)) < Duration::from_secs(3));
         }
-        let top = Token::parse("ffffffff-ffff-4fff-bfff-ffffffffffff").unwrap();
-        assert!(top.draw_fraction() < 1.0);
     }
 
     #[test]
     fn tokens_must_be_uuids() {
         assert!(Token::parse("not-a-token").is_err());
-        let token = Token::random();
+        let token = Token::random(Room::Default);
         assert_eq!(Token::parse(&token.to_string()).ok(), Some(token));
+    }
+
+    #[test]
+    fn a_token_carries_its_room_in_a_version_8_uuid() {
+        let rooms = [
+            Room::Default,
+            Room::Concert(1),
+            Room::Concert(2),
+            Room::Concert(1_000),
+            Room::Concert(1 << 32),
+            Room::Concert(i64::MAX),
+        ];
+        for room in rooms {
+            for _ in 0..100 {
+                let token = Token::random(room);
+                let text = token.to_string();
+                assert_eq!(text.len(), 36, "{text}");
+                assert_eq!(&text[14..15], "8", "version 8: {text}");
+                assert!("89ab".contains(&text[19..20]), "RFC variant: {text}");
+                let parsed = Token::parse(&text).unwrap();
+                assert_eq!(parsed.room(), Some(room), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_of_one_room_differ_in_their_random_bits() {
+        for room in [Room::Default, Room::Concert(1_000), Room::Concert(i64::MAX)] {
+            let tokens: std::collections::HashSet<Token> =
+                (0..10_000).map(|_| Token::random(room)).collect();
+            assert_eq!(tokens.len(), 10_000, "{room:?}");
+        }
+        // The default room keeps 116 random bits: the lowest 64 alone vary.
+        let low: std::collections::HashSet<u64> = (0..1_000)
+            .map(|_| Token::random(Room::Default).0.as_u128() as u64)
+            .collect();
+        assert_eq!(low.len(), 1_000);
+    }
+
+    #[test]
+    fn a_uuid_this_service_did_not_issue_has_no_room() {
+        // A version-4 UUID (what tokens were before rooms rode in them), another version, the
+        // wrong variant, and a room number spelled with a leading zero bit.
+        for foreign in [
+            "90c5b8bb-e54a-42fc-9d87-4701a24eefe0",
+            "90c5b8bb-e54a-72fc-9d87-4701a24eefe0",
+            "00000000-0000-8000-0000-000000000000",
+        ] {
+            assert_eq!(Token::parse(foreign).unwrap().room(), None, "{foreign}");
+        }
+        let concert_1 = Token::random(Room::Concert(1)).0.as_u128();
+        let length_2 = (concert_1 & !(0x3F << 122)) | (2 << 122);
+        let zero_top_bit = length_2 & !(1 << 121);
+        assert_eq!(Token(Uuid::from_u128(zero_top_bit)).room(), None);
+        assert_eq!(Token(Uuid::from_u128(0)).room(), None);
     }
 }

@@ -338,7 +338,7 @@ mod tests {
     fn entry(room: Room, status: TokenStatus) -> AdvisedEntry {
         AdvisedEntry {
             entry: QueueEntry {
-                token: Token::random(),
+                token: Token::random(room),
                 user: UserId::new(7).unwrap(),
                 room,
                 status,

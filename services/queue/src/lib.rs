@@ -40,15 +40,7 @@ pub use store::QueueStore;
 /// Builds the store the configuration describes.
 pub fn store(config: &Config) -> anyhow::Result<QueueStore> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let redis = if config.redis_multiplexed {
-        store::Connections::multiplexed(&config.redis_url, config.redis_timeout())?
-    } else {
-        store::Connections::pooled(
-            &config.redis_url,
-            config.redis_pool_size,
-            config.redis_timeout(),
-        )?
-    };
+    let redis = config.redis_connections()?;
     Ok(QueueStore::on(
         redis,
         &config.key_prefix,
@@ -130,7 +122,7 @@ pub async fn start_with_store(
             reservation,
         ))
     });
-    let router = kit::grpc::server(kit::grpc::ServerLimits::default())
+    let router = kit::grpc::server(config.grpc.limits())
         .layer(metrics.grpc.layer())
         .add_service(health)
         .add_service(kit::grpc::reflection(&[

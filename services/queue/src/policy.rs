@@ -9,6 +9,11 @@ use crate::domain::{AdvisedEntry, QueueEntry, TokenStatus};
 /// Over how long the pre-queue's first polls after the opening are spread.
 pub const OPENING_SPREAD: Duration = Duration::from_secs(3);
 
+/// What a client adds at random to the advice (the fan page and the load generator do), so
+/// that clients answered in the same instant (after a stall or a restart) do not go on polling
+/// in lockstep.
+pub const CLIENT_JITTER: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Debug)]
 pub struct Policy {
     /// Admissions per second per room; 0 = unlimited (cap only). At most one second's worth
@@ -27,8 +32,8 @@ pub struct Policy {
 
 impl Policy {
     /// When a waiter should poll again: half its expected wait, at least a second, and never
-    /// more than a third of the grace (polling is the heartbeat: two lost polls in a row still
-    /// keep the place). Halving the wait each time reaches the admission within about a second
+    /// more than a third of the grace less the second of [`CLIENT_JITTER`] (polling is the
+    /// heartbeat: two lost polls in a row still keep the place). Halving the wait each time reaches the admission within about a second
     /// in log2(wait) polls, so a line that moves fast does not poll fast: 20,000 waiters
     /// admitted at 200/s cost about 2,000 requests per second, where a tenth of the wait
     /// (what this was) cost 6,600 and shed polls at a presale's opening on 2 cores.
@@ -39,7 +44,9 @@ impl Policy {
     /// heartbeat allows.
     pub fn poll_after(&self, status: &TokenStatus, spread: Duration) -> Duration {
         let second = Duration::from_secs(1);
-        let ceiling = (self.waiting_grace / 3).max(second);
+        let ceiling = (self.waiting_grace / 3)
+            .saturating_sub(CLIENT_JITTER)
+            .max(second);
         match status {
             TokenStatus::Active { .. } => Duration::ZERO,
             TokenStatus::Waiting { eta_seconds, .. } => {
@@ -94,11 +101,11 @@ mod tests {
         );
         assert_eq!(
             policy.poll_after(&waiting(100), none),
-            Duration::from_secs(20)
+            Duration::from_secs(19)
         );
         assert_eq!(
             policy.poll_after(&waiting(100_000), none),
-            Duration::from_secs(20)
+            Duration::from_secs(19)
         );
         let active = TokenStatus::Active {
             until_unix_ms: 1,
@@ -130,7 +137,7 @@ mod tests {
         );
         assert_eq!(
             policy.poll_after(&prequeue(3_600_000), spread),
-            Duration::from_secs(20),
+            Duration::from_secs(19),
             "an hour before the opening the heartbeat still beats"
         );
         assert_eq!(
@@ -143,7 +150,7 @@ mod tests {
         };
         assert_eq!(
             policy.poll_after(&sold_out, spread),
-            Duration::from_secs(20)
+            Duration::from_secs(19)
         );
     }
 }

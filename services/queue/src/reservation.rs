@@ -41,17 +41,20 @@ impl Reservation {
         })
     }
 
-    /// The seats of `concerts` and the service's hold load now.
+    /// The seats of `concerts` and the service's hold load now: a read, so asked again of
+    /// another replica when one is cut off on its way, within the one deadline.
     pub async fn outlook(&self, concerts: Vec<i64>) -> Result<Outlook, tonic::Status> {
         let request = pb::GetOutlookRequest {
             concert_ids: concerts,
         };
-        let mut client = self.client.clone();
-        let call = client.get_outlook(kit::grpc::request(request, self.deadline));
-        let answer = tokio::time::timeout(self.deadline, call)
+        let ask = kit::grpc::retrying(true, self.deadline, |left| {
+            let mut client = self.client.clone();
+            let request = kit::grpc::request(request.clone(), left);
+            async move { Ok(client.get_outlook(request).await?.into_inner()) }
+        });
+        let answer = tokio::time::timeout(self.deadline, ask)
             .await
-            .map_err(|_| tonic::Status::deadline_exceeded("reservation outlook"))??
-            .into_inner();
+            .map_err(|_| tonic::Status::deadline_exceeded("reservation outlook"))??;
         Ok(answer.into())
     }
 }

@@ -13,9 +13,7 @@ use queue::{
     admitter::{Admitter, Limits, TickReport},
     domain::{QueueEntry, Room, Verdict},
 };
-use support::{Rooms, redis_url};
-
-const TICK: Duration = Duration::from_millis(100);
+use support::{Rooms, TICK, limits};
 
 /// Admission by the cap only: every waiter the cap allows is admitted in one step, so a room
 /// with a waiter admits it the first time it is stepped.
@@ -23,22 +21,8 @@ fn cap_only(cap: u32) -> Policy {
     support::policy(0.0, cap)
 }
 
-/// Generous enough that a slow machine never runs a test's tick out of time by accident.
-fn limits(rooms_per_tick: usize, concurrency: usize) -> Limits {
-    Limits {
-        rooms_per_tick,
-        concurrency,
-        budget: Duration::from_secs(60),
-    }
-}
-
-/// What the admitter's tests add to the shared rooms: an admitter, many arrivals, and Redis
-/// itself.
+/// What the admitter's tests add to the shared rooms: many arrivals, and Redis itself.
 impl Rooms {
-    fn admitter(&self, limits: Limits) -> Admitter {
-        Admitter::new(self.store.clone(), TICK, limits)
-    }
-
     /// Issues tokens for `users` in `room`, 64 at a time.
     async fn issue_many(
         &self,
@@ -66,21 +50,13 @@ impl Rooms {
         active
     }
 
-    async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(redis_url())
-            .expect("client")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect")
-    }
-
     /// Overwrites one of concert room `concert`'s keys (layout in `lua/common.lua`) with a
     /// string, so every script touching it fails with WRONGTYPE.
     async fn break_key(&self, concert: i64, key: &str) {
         let _: () = redis::cmd("SET")
-            .arg(format!("{}:q:{concert}:{key}", self.prefix))
+            .arg(format!("{}:{{q:{concert}}}:{key}", self.prefix))
             .arg("not a sorted set")
-            .query_async(&mut self.redis().await)
+            .query_async(&mut support::admin().await)
             .await
             .expect("set");
     }
@@ -90,7 +66,7 @@ impl Rooms {
         redis::cmd("OBJECT")
             .arg("ENCODING")
             .arg(format!("{}:queues", self.prefix))
-            .query_async(&mut self.redis().await)
+            .query_async(&mut support::admin().await)
             .await
             .expect("object encoding")
     }
@@ -257,4 +233,74 @@ async fn a_room_that_appears_after_ticks_over_an_empty_set_is_admitted_on_the_ne
         "{report:?}"
     );
     assert!(rooms.is_active(&waiter).await);
+}
+
+#[tokio::test]
+async fn two_admitters_on_one_redis_admit_at_the_rate_nobody_twice_and_the_standby_takes_over() {
+    // Two replicas' admitters on one Redis and one manual clock, ticking at the same time.
+    let rooms = Rooms::new(support::policy(10.0, 0));
+    let limits = Limits {
+        rooms_per_tick: 16,
+        concurrency: 2,
+        budget: TICK,
+    };
+    let mut first = Admitter::new(rooms.store.clone(), TICK, limits);
+    let mut second = Admitter::new(rooms.another_store(), TICK, limits);
+    let waiters = rooms.issue_many(1..=200, Room::Default).await;
+
+    let mut admitted = 0;
+    let mut leaders = Vec::new();
+    // The first round starts the bucket (empty); then 5 s of the clock in 100 ms ticks,
+    // within the waiters' grace.
+    for round in 0..=50 {
+        if round > 0 {
+            rooms.advance(100);
+        }
+        let (a, b) = tokio::join!(first.tick(), second.tick());
+        let (a, b) = (a.expect("tick"), b.expect("tick"));
+        assert!(a.leading ^ b.leading, "exactly one leads: {a:?} {b:?}");
+        leaders.push(a.leading);
+        admitted += a.admission.admitted + b.admission.admitted;
+    }
+    assert!(
+        leaders.iter().all(|l| *l == leaders[0]),
+        "the lease stays put"
+    );
+    assert_eq!(admitted, 50, "5 s at 10/s");
+    assert_eq!(
+        rooms.count_active(&waiters).await,
+        50,
+        "as many admitted as admissions counted: nobody twice"
+    );
+
+    // The leader stops ticking (its replica died): the standby leads once the lease has run
+    // out (real time: the lease lives in Redis), and admission goes on at the rate.
+    let (mut standby, stopped) = if leaders[0] {
+        (second, first)
+    } else {
+        (first, second)
+    };
+    drop(stopped);
+    let died = std::time::Instant::now();
+    let mut interval = tokio::time::interval(TICK);
+    loop {
+        interval.tick().await;
+        let report = tick(&mut standby).await;
+        if report.leading {
+            admitted += report.admission.admitted;
+            break;
+        }
+        assert!(
+            died.elapsed() < Duration::from_secs(20),
+            "the standby never took over"
+        );
+    }
+    for _ in 0..20 {
+        rooms.advance(100);
+        let report = tick(&mut standby).await;
+        assert!(report.leading);
+        admitted += report.admission.admitted;
+    }
+    assert_eq!(admitted, 70, "7 s of the clock at 10/s");
+    assert_eq!(rooms.count_active(&waiters).await, 70);
 }

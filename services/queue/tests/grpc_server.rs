@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use kit::grpc::TracedChannel as Channel;
 use queue::{Policy, QueueStore, domain::Room};
-use support::{Rooms, START_MS, policy, redis_url};
+use support::{Rooms, START_MS, policy};
 use ticketing_proto::queue::v1::{self as pb, queue_service_client::QueueServiceClient};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -34,7 +34,7 @@ async fn start_with(extra: &[&str]) -> Channel {
         "--reservation-url=".to_owned(),
     ];
     if !extra.iter().any(|arg| arg.starts_with("--redis-url=")) {
-        args.push(format!("--redis-url={}", redis_url()));
+        args.extend(support::server_redis_args());
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let config = queue::Config::parse_from(args);
@@ -47,6 +47,19 @@ async fn start_with(extra: &[&str]) -> Channel {
         kit::grpc::ChannelTimeouts::default(),
     )
     .expect("channel")
+}
+
+/// A queue server whose Redis is a port nobody listens on.
+async fn start_without_redis() -> Channel {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    start_with(&[
+        &format!("--redis-url=redis://127.0.0.1:{port}"),
+        "--redis-timeout-ms=300",
+        "--admitter=false",
+    ])
+    .await
 }
 
 /// Both the server as a whole and the queue service report `expected`.
@@ -74,16 +87,31 @@ async fn health_says_serving_once_redis_answers() {
 
 #[tokio::test]
 async fn health_says_not_serving_while_redis_does_not_answer() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    let channel = start_with(&[
-        &format!("--redis-url=redis://127.0.0.1:{port}"),
-        "--redis-timeout-ms=300",
-        "--admitter=false",
-    ])
-    .await;
+    let channel = start_without_redis().await;
     assert_health(&channel, ServingStatus::NotServing).await;
+}
+
+/// The liveness probe's name answers for the process alone: a Redis outage must take the pod
+/// out of rotation (readiness, above), not get it restarted.
+#[tokio::test]
+async fn liveness_says_serving_while_redis_does_not_answer() {
+    let channel = start_without_redis().await;
+    let check = |service: &str| {
+        let mut client = HealthClient::new(channel.clone());
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        async move {
+            client
+                .check(request)
+                .await
+                .expect("health check")
+                .into_inner()
+                .status()
+        }
+    };
+    assert_eq!(check(kit::grpc::LIVENESS).await, ServingStatus::Serving);
+    assert_eq!(check("").await, ServingStatus::NotServing);
 }
 
 #[tokio::test]
@@ -198,10 +226,10 @@ async fn start_on_manual_clock(policy: Policy, extra: &[&str]) -> (Channel, Room
         "queue".to_owned(),
         "--listen-addr=127.0.0.1:0".to_owned(),
         "--metrics-addr=127.0.0.1:0".to_owned(),
-        format!("--redis-url={}", redis_url()),
         format!("--key-prefix={}", rooms.prefix),
         "--reservation-url=".to_owned(),
     ];
+    args.extend(support::server_redis_args());
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let config = queue::Config::parse_from(args);
     let (addr, serve) =

@@ -13,6 +13,7 @@ use queue::{
     admission::Admission,
     domain::{QueueEntry, Room, TokenStatus, UserId, Verdict},
     error::QueueError,
+    store::Connections,
 };
 use support::{Rooms, START_MS, policy};
 
@@ -280,7 +281,7 @@ async fn validation_tells_valid_wrong_user_not_admitted_and_unknown_tokens_apart
     assert_eq!(
         room.store
             .validate(
-                queue::domain::Token::random(),
+                queue::domain::Token::random(Room::Default),
                 UserId::new(1).expect("user")
             )
             .await
@@ -330,6 +331,32 @@ async fn eta_follows_the_configured_rate_then_the_measured_outflow() {
         (eta_seconds as f64 - expected).abs() <= expected * 0.25 + 1.0,
         "position {position}: eta {eta_seconds}s, expected about {expected}s"
     );
+}
+
+#[tokio::test]
+async fn a_line_that_has_all_but_stopped_estimates_a_day_at_most() {
+    // Two admitted who stay for hours: after the first admissions nobody moves, and the
+    // measured outflow decays towards zero.
+    let room = Rooms::new(Policy {
+        admission_rate: 10.0,
+        active_cap: 2,
+        active_ttl: Duration::from_secs(6 * 3600),
+        waiting_grace: Duration::from_secs(6 * 3600),
+        admitted_idle: Duration::ZERO,
+    });
+    let entries: Vec<_> = futures::future::join_all((1..=50).map(|u| room.issue_default(u))).await;
+    let last = entries.iter().find(|e| position(e) == 50).expect("last");
+    for _ in 0..20 {
+        room.admit_default().await;
+        room.advance(100);
+    }
+    room.advance(10 * 60 * 1000);
+    room.admit_default().await;
+    let now = room.store.status(last.token).await.expect("status");
+    let TokenStatus::Waiting { eta_seconds, .. } = now.status else {
+        panic!("still waiting expected, got {now:?}");
+    };
+    assert_eq!(eta_seconds, 86_400, "a day at most");
 }
 
 #[tokio::test]
@@ -421,18 +448,31 @@ async fn an_unreachable_redis_is_an_unavailable_error() {
 
 #[tokio::test]
 async fn a_redis_that_never_answers_is_an_unavailable_error_within_the_deadline() {
-    // Connections complete in the listener's backlog, and nothing ever reads or answers them.
+    unanswered_calls_fail_within_the_deadline(|url, deadline| {
+        Connections::pooled(url, 2, deadline).expect("pool")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redis_cluster_that_never_answers_is_an_unavailable_error_within_the_deadline() {
+    unanswered_calls_fail_within_the_deadline(|url, deadline| {
+        Connections::cluster(url, deadline).expect("cluster client")
+    })
+    .await;
+}
+
+/// A store on `connect`ions to a Redis that accepts connections (they complete in the
+/// listener's backlog) and never reads or answers: each call ends with Unavailable when the
+/// store's deadline does, and so does its ping.
+async fn unanswered_calls_fail_within_the_deadline(
+    connect: impl FnOnce(&str, Duration) -> Connections,
+) {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = silent.local_addr().expect("addr").port();
     let deadline = Duration::from_millis(300);
-    let store = QueueStore::connect(
-        &format!("redis://127.0.0.1:{port}"),
-        2,
-        "test:silent",
-        policy(1.0, 0),
-        deadline,
-    )
-    .expect("store");
+    let redis = connect(&format!("redis://127.0.0.1:{port}"), deadline);
+    let store = QueueStore::on(redis, "test:silent", policy(1.0, 0), deadline);
     let started = tokio::time::Instant::now();
     let outcome = tokio::time::timeout(
         Duration::from_secs(10),

@@ -140,23 +140,30 @@ impl ConcertOptions {
         }
     }
 
-    #[tracing::instrument(name = "catalog ListOptions", skip_all)]
     async fn fetch(&self, concert_id: i64) -> Result<Options, ReservationError> {
-        let request = kit::grpc::request(catalog::ListOptionsRequest { concert_id }, self.deadline);
-        match self.catalog.clone().list_options(request).await {
-            Ok(response) => Ok(Some(
-                response
-                    .into_inner()
-                    .options
-                    .into_iter()
-                    .map(|option| ConcertOption {
-                        id: option.id,
-                        seat_count: option.seat_count,
-                    })
-                    .collect(),
-            )),
-            Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-            Err(status) => Err(ReservationError::Catalog(status)),
-        }
+        kit::trace::internal("catalog ListOptions", async move {
+            // A read: asked again of another replica when one is cut off on its way.
+            let answer = kit::grpc::retrying(true, self.deadline, |left| {
+                let mut client = self.catalog.clone();
+                let request = kit::grpc::request(catalog::ListOptionsRequest { concert_id }, left);
+                async move { Ok(client.list_options(request).await?.into_inner()) }
+            })
+            .await;
+            match answer {
+                Ok(answer) => Ok(Some(
+                    answer
+                        .options
+                        .into_iter()
+                        .map(|option| ConcertOption {
+                            id: option.id,
+                            seat_count: option.seat_count,
+                        })
+                        .collect(),
+                )),
+                Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
+                Err(status) => Err(ReservationError::Catalog(status)),
+            }
+        })
+        .await
     }
 }

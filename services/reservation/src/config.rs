@@ -9,6 +9,9 @@ pub const MAX_SEATS_PER_USER: u32 = 10_000;
 #[derive(clap::Parser, Clone, Debug)]
 #[command(name = "reservation", version, about)]
 pub struct Config {
+    #[command(flatten)]
+    pub grpc: kit::grpc::ServerArgs,
+
     /// gRPC listen address (port 0 picks a free port).
     #[arg(
         long,
@@ -33,7 +36,8 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// The catalog service's gRPC URL (seat existence and prices).
+    /// The catalog service's gRPC URL (seat existence and prices): one, a comma-separated list
+    /// of replicas, or dns:///name:port; calls are balanced over the replicas.
     #[arg(long, env = "CATALOG_URL", default_value = "http://127.0.0.1:50052")]
     pub catalog_url: String,
 
@@ -89,12 +93,8 @@ pub struct Config {
 
 impl Config {
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.catalog_url.starts_with("http://") || self.catalog_url.starts_with("https://")) {
-            return Err(format!(
-                "CATALOG_URL must be an http(s) URL, got {:?}",
-                self.catalog_url
-            ));
-        }
+        kit::grpc::Target::parse(&self.catalog_url)
+            .map_err(|error| format!("CATALOG_URL: {error}"))?;
         if self.hold_secs == 0
             || self.sweep_interval_ms == 0
             || self.idempotency_retention_hours == 0

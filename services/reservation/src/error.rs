@@ -51,8 +51,14 @@ impl ReservationError {
     }
 }
 
-/// SQLSTATE of a statement cancelled by `statement_timeout`.
-const QUERY_CANCELED: &str = "57014";
+impl kit::postgres::StoreError for ReservationError {
+    fn database(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::Database(error) => Some(error),
+            _ => None,
+        }
+    }
+}
 
 impl From<ReservationError> for Status {
     fn from(error: ReservationError) -> Self {
@@ -74,12 +80,7 @@ impl From<ReservationError> for Status {
             E::IdempotencyKeyReused => (Code::FailedPrecondition, "IDEMPOTENCY_KEY_REUSED"),
             E::NothingToReplay => (Code::NotFound, "NOTHING_TO_REPLAY"),
             E::Catalog(_) => (Code::Unavailable, "CATALOG_UNAVAILABLE"),
-            E::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            ) => (Code::Unavailable, "RESERVATION_STORE_UNAVAILABLE"),
-            E::Database(sqlx::Error::Database(db))
-                if db.code().as_deref() == Some(QUERY_CANCELED) =>
-            {
+            E::Database(error) if kit::postgres::is_unavailable(error) => {
                 (Code::Unavailable, "RESERVATION_STORE_UNAVAILABLE")
             }
             E::Database(_) | E::Corrupt(_) => (Code::Internal, "INTERNAL"),

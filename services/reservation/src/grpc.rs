@@ -61,7 +61,7 @@ impl ReservationService for ReservationGrpc {
             "INVALID_RESERVATION_ID",
             "reservationId",
         )?;
-        let reservation = self.latency.time("get", holds::get(&self.pool, id)).await?;
+        let reservation = self.store("get", || holds::get(&self.pool, id)).await?;
         Ok(Response::new(reservation.into()))
     }
 
@@ -74,10 +74,10 @@ impl ReservationService for ReservationGrpc {
             "INVALID_CONCERT_OPTION_ID",
             "concertOptionId",
         )?;
-        let taken = holds::occupancy(&self.pool, option_id);
+        let taken = self.store("occupancy", || holds::occupancy(&self.pool, option_id));
         Ok(Response::new(pb::Occupancy {
             concert_option_id: option_id,
-            taken_seat_nos: self.latency.time("occupancy", taken).await?,
+            taken_seat_nos: taken.await?,
         }))
     }
 
@@ -86,8 +86,11 @@ impl ReservationService for ReservationGrpc {
         request: Request<pb::CountTakenRequest>,
     ) -> Result<Response<pb::CountTakenResponse>, Status> {
         let option_ids = counted_options(request.into_inner())?;
-        let counts = holds::count_taken(&self.pool, &option_ids);
-        let counts = self.latency.time("count_taken", counts).await?;
+        let counts = self
+            .store("count_taken", || {
+                holds::count_taken(&self.pool, &option_ids)
+            })
+            .await?;
         let mut taken: HashMap<i64, u32> = option_ids.iter().map(|id| (*id, 0)).collect();
         for (option_id, count) in counts {
             taken.insert(option_id, u32::try_from(count).unwrap_or(u32::MAX));
@@ -100,8 +103,11 @@ impl ReservationService for ReservationGrpc {
         request: Request<pb::CountTakenRequest>,
     ) -> Result<Response<pb::CountHeldAndSoldResponse>, Status> {
         let option_ids = counted_options(request.into_inner())?;
-        let counts = holds::count_held_and_sold(&self.pool, &option_ids);
-        let counts = self.latency.time("count_held_and_sold", counts).await?;
+        let counts = self
+            .store("count_held_and_sold", || {
+                holds::count_held_and_sold(&self.pool, &option_ids)
+            })
+            .await?;
         let count = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
         let options = counts
             .into_iter()
@@ -126,9 +132,10 @@ impl ReservationService for ReservationGrpc {
         let payment = match (mode, idempotency_key) {
             (PayMode::ReplayOnly, None) => return Err(ReservationError::NothingToReplay.into()),
             (PayMode::ReplayOnly, Some(key)) => {
-                let scope = idempotency::Scope::new(user_id, &key, reservation_id.to_string());
-                let replay = idempotency::replay(&self.pool, scope);
-                self.latency.time("replay", replay).await?
+                let parameters = reservation_id.to_string();
+                let scope = || idempotency::Scope::new(user_id, &key, parameters.clone());
+                self.store("replay", || idempotency::replay(&self.pool, scope()))
+                    .await?
             }
             (PayMode::Admitted(room), None) => {
                 let pay = async {
@@ -140,11 +147,14 @@ impl ReservationService for ReservationGrpc {
                 self.latency.time("pay", pay).await?
             }
             (PayMode::Admitted(room), Some(key)) => {
-                let scope = idempotency::Scope::new(user_id, &key, reservation_id.to_string());
-                let once = idempotency::once(&self.pool, scope, |tx| {
-                    Box::pin(payments::pay(tx, reservation_id, user_id, room))
-                });
-                self.latency.time("pay", once).await?
+                let parameters = reservation_id.to_string();
+                self.store("pay", || {
+                    let scope = idempotency::Scope::new(user_id, &key, parameters.clone());
+                    idempotency::once(&self.pool, scope, |tx| {
+                        Box::pin(payments::pay(tx, reservation_id, user_id, room))
+                    })
+                })
+                .await?
             }
         };
         Ok(Response::new(payment.into()))
@@ -155,9 +165,7 @@ impl ReservationService for ReservationGrpc {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::Wallet>, Status> {
         let user_id = positive_id(request.into_inner().user_id, "INVALID_USER_ID", "userId")?;
-        let balance = self
-            .latency
-            .time("balance", wallets::balance(&self.pool, user_id));
+        let balance = self.store("balance", || wallets::balance(&self.pool, user_id));
         Ok(Response::new(balance.await?.into()))
     }
 
@@ -176,11 +184,14 @@ impl ReservationService for ReservationGrpc {
                 self.latency.time("charge", charge).await?
             }
             Some(key) => {
-                let scope = idempotency::Scope::new(user_id, &key, amount_minor.to_string());
-                let once = idempotency::once(&self.pool, scope, |tx| {
-                    Box::pin(wallets::charge(tx, user_id, amount_minor))
-                });
-                self.latency.time("charge", once).await?
+                let parameters = amount_minor.to_string();
+                self.store("charge", || {
+                    let scope = idempotency::Scope::new(user_id, &key, parameters.clone());
+                    idempotency::once(&self.pool, scope, |tx| {
+                        Box::pin(wallets::charge(tx, user_id, amount_minor))
+                    })
+                })
+                .await?
             }
         };
         Ok(Response::new(wallet.into()))
@@ -204,6 +215,24 @@ impl ReservationService for ReservationGrpc {
 }
 
 impl ReservationGrpc {
+    /// A store operation that is safe to run again (a read, a hold, a keyed write answered
+    /// from its first result), timed, and run again when the server had ended its
+    /// connection's session (a restart: `kit::postgres::again_if_session_ended`). Writes
+    /// without a key are timed alone.
+    async fn store<T, F, Fut>(
+        &self,
+        name: &'static str,
+        operation: F,
+    ) -> Result<T, ReservationError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ReservationError>>,
+    {
+        self.latency
+            .time(name, kit::postgres::again_if_session_ended(operation))
+            .await
+    }
+
     /// The seat's hold, from the catalog's seat map (cached) and one statement.
     async fn decide_hold(
         &self,
@@ -232,19 +261,19 @@ impl ReservationGrpc {
             hold: self.hold,
             max_seats_per_user: self.max_seats_per_user,
         };
+        // A hold is safe to run again: the caller's own live hold is answered as it is.
         let reservation = match idempotency_key {
-            None => {
-                self.latency
-                    .time("hold", holds::hold(&self.pool, &new))
-                    .await?
-            }
+            None => self.store("hold", || holds::hold(&self.pool, &new)).await?,
             Some(key) => {
-                let scope =
-                    idempotency::Scope::new(user_id, &key, format!("{option_id}:{seat_no}"));
-                let once = idempotency::once(&self.pool, scope, |tx| {
-                    Box::pin(async move { holds::hold(tx, &new).await })
-                });
-                self.latency.time("hold", once).await?
+                let parameters = format!("{option_id}:{seat_no}");
+                self.store("hold", || {
+                    let scope = idempotency::Scope::new(user_id, &key, parameters.clone());
+                    let new = new.clone();
+                    idempotency::once(&self.pool, scope, move |tx| {
+                        Box::pin(async move { holds::hold(tx, &new).await })
+                    })
+                })
+                .await?
             }
         };
         Ok(reservation)
@@ -270,13 +299,13 @@ impl ReservationGrpc {
         let claims = if option_ids.is_empty() {
             HashMap::new()
         } else {
-            let counts = holds::count_held_and_sold(&self.pool, &option_ids);
-            self.latency
-                .time("outlook", counts)
-                .await?
-                .into_iter()
-                .map(|(option_id, held, sold)| (option_id, (held, sold)))
-                .collect()
+            self.store("outlook", || {
+                holds::count_held_and_sold(&self.pool, &option_ids)
+            })
+            .await?
+            .into_iter()
+            .map(|(option_id, held, sold)| (option_id, (held, sold)))
+            .collect()
         };
         Ok(concerts
             .into_iter()

@@ -53,13 +53,21 @@ pub async fn start(
         _,
     >(reporter, Duration::from_secs(2), move || {
         let pool = probe_pool.clone();
-        async move { sqlx::query("select 1").execute(&pool).await.is_ok() }
+        async move { kit::postgres::answers(&pool).await }
     })
     .await;
+    let sweep_every = Duration::from_millis(config.sweep_interval_ms);
+    let (stop_sweeper, sweeper_stopped) = tokio::sync::oneshot::channel::<()>();
     let sweeper = tokio::spawn(sweeper::run(
-        pool.clone(),
-        Duration::from_millis(config.sweep_interval_ms),
-        config.idempotency_retention_hours,
+        sweeper::Sweeper::new(
+            pool.clone(),
+            sweep_every,
+            config.idempotency_retention_hours,
+        ),
+        sweep_every,
+        async {
+            let _ = sweeper_stopped.await;
+        },
     ));
     let service = grpc::ReservationGrpc {
         pool,
@@ -78,7 +86,7 @@ pub async fn start(
         max_charge_minor: config.max_charge_minor,
         latency: metrics.store,
     };
-    let router = kit::grpc::server(kit::grpc::ServerLimits::default())
+    let router = kit::grpc::server(config.grpc.limits())
         .layer(metrics.grpc.layer())
         .add_service(health)
         .add_service(kit::grpc::reflection(&[
@@ -93,7 +101,16 @@ pub async fn start(
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;
         health_probe.abort();
-        sweeper.abort();
+        // The sweeper gives its lease up, so another replica's takes over at once; if that
+        // does not finish in time, the lease runs out by itself.
+        let _ = stop_sweeper.send(());
+        let mut sweeper = sweeper;
+        if tokio::time::timeout(Duration::from_secs(2), &mut sweeper)
+            .await
+            .is_err()
+        {
+            sweeper.abort();
+        }
         metrics_server.stop();
         result.map_err(anyhow::Error::from)
     };

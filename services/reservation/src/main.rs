@@ -1,5 +1,8 @@
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: kit::Allocator = kit::Allocator;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = kit::telemetry::init("reservation");

@@ -84,46 +84,52 @@ impl SeatPrices {
             .cloned()
     }
 
-    #[tracing::instrument(name = "catalog GetSeatMap", skip_all)]
     async fn fetch(&self, option_id: i64) -> Result<Arc<OptionSeats>, ReservationError> {
-        let request = kit::grpc::request(
-            catalog::GetSeatMapRequest {
+        kit::trace::internal("catalog GetSeatMap", async move {
+            let request = catalog::GetSeatMapRequest {
                 concert_option_id: option_id,
-            },
-            self.deadline,
-        );
-        let map = match self.catalog.clone().get_seat_map(request).await {
-            Ok(response) => response.into_inner(),
-            Err(status) if status.code() == tonic::Code::NotFound => {
-                return Err(ReservationError::OptionNotFound);
+            };
+            // A read: asked again of another replica when one is cut off on its way.
+            let answer = kit::grpc::retrying(true, self.deadline, |left| {
+                let mut client = self.catalog.clone();
+                let request = kit::grpc::request(request, left);
+                async move { Ok(client.get_seat_map(request).await?.into_inner()) }
+            })
+            .await;
+            let map = match answer {
+                Ok(map) => map,
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    return Err(ReservationError::OptionNotFound);
+                }
+                Err(status) => return Err(ReservationError::Catalog(status)),
+            };
+            // A seat map without its concert (a catalog from before rooms) would put the option in
+            // no room at all: refuse it rather than cache it, so the next hold asks again.
+            if map.concert_id <= 0 {
+                return Err(ReservationError::Catalog(tonic::Status::internal(format!(
+                    "the seat map of option {option_id} names no concert"
+                ))));
             }
-            Err(status) => return Err(ReservationError::Catalog(status)),
-        };
-        // A seat map without its concert (a catalog from before rooms) would put the option in
-        // no room at all: refuse it rather than cache it, so the next hold asks again.
-        if map.concert_id <= 0 {
-            return Err(ReservationError::Catalog(tonic::Status::internal(format!(
-                "the seat map of option {option_id} names no concert"
-            ))));
-        }
-        Ok(Arc::new(OptionSeats {
-            concert_id: map.concert_id,
-            room: Room::of_concert(map.concert_id, map.shared_room),
-            sale_opens_at_ms: map.sale_opens_at_unix_ms,
-            seats: map
-                .seats
-                .into_iter()
-                .map(|seat| {
-                    (
-                        seat.seat_no,
-                        SeatPrice {
-                            grade: seat.grade,
-                            price_minor: seat.price_minor,
-                        },
-                    )
-                })
-                .collect(),
-        }))
+            Ok(Arc::new(OptionSeats {
+                concert_id: map.concert_id,
+                room: Room::of_concert(map.concert_id, map.shared_room),
+                sale_opens_at_ms: map.sale_opens_at_unix_ms,
+                seats: map
+                    .seats
+                    .into_iter()
+                    .map(|seat| {
+                        (
+                            seat.seat_no,
+                            SeatPrice {
+                                grade: seat.grade,
+                                price_minor: seat.price_minor,
+                            },
+                        )
+                    })
+                    .collect(),
+            }))
+        })
+        .await
     }
 }
 

@@ -3,17 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed expectation is the test failing
 
-/// A fresh database with this service's schema.
-async fn migrated_database() -> sqlx::PgPool {
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let url = kit::postgres::fresh_database(&server)
-        .await
-        .expect("fresh database");
-    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
-    reservation::MIGRATOR.run(&pool).await.expect("migrate");
-    pool
-}
+mod support;
+
+use support::migrated_database;
 
 /// 200 options x 1,000 seats, every other seat claimed: 100,000 claims. Of each option's 500
 /// claims a tenth are sold, a tenth have run out (not yet swept) and the rest are live holds.

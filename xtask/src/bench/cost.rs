@@ -1,12 +1,16 @@
-//! What one request costs, per hop: docs/benchmarks.md's per-hop table (every process's CPU
-//! per request under each tracing setting, from the `cost-tracing-*` runs and the
-//! `holds-tracing-*` runs) and the README rows that hold each request's total to its budget.
+//! What one request costs, per hop: docs/benchmarks.md's per-hop tables (every process's CPU
+//! per request, as fast as the system answers, from `cost-tracing-off` and
+//! `holds-tracing-off`) and the README rows that hold each request's total to its budget.
+//! What tracing adds to it is `tracing_cost.rs`.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::format::{Results, Row, int, micros, ms, number, show, verdict};
+use super::{
+    format::{Results, Row, int, micros, ms, number, show, verdict},
+    tracing_cost::TRACED,
+};
 
 /// The measured processes: the key in a run's `cpu.by_process`, and the column header.
 const PROCESSES: [(&str, &str); 6] = [
@@ -18,20 +22,12 @@ const PROCESSES: [(&str, &str); 6] = [
     ("postgresql", "PostgreSQL"),
 ];
 
-/// Each tracing setting: the cost run, the holds run, the heading.
-const SETTINGS: [(&str, &str, &str); 3] = [
-    ("cost-tracing-off", "holds-tracing-off", "tracing off"),
-    (
-        "cost-tracing-1pct",
-        "holds-tracing-1pct",
-        "tracing at 1% sampling",
-    ),
-    (
-        "cost-tracing-100pct",
-        "holds-tracing-100pct",
-        "tracing at 100% sampling",
-    ),
-];
+/// The closed-loop runs the budgets are judged on: the cost run, the holds run, the heading.
+const BUDGETED: (&str, &str, &str) = (
+    "cost-tracing-off",
+    "holds-tracing-off",
+    "tracing off, as fast as answered",
+);
 
 /// What a request may cost: CPU in total over the processes on its path, and for some a rate
 /// and a p99 at the run's concurrency.
@@ -43,10 +39,10 @@ struct Budget {
 
 /// A request kind of the `cost` run: its key in `results.kinds`, its label, the processes on
 /// its path (whose sum is its total) and its budget.
-struct Request {
-    kind: &'static str,
+pub(super) struct Request {
+    pub(super) kind: &'static str,
     label: &'static str,
-    path: &'static [&'static str],
+    pub(super) path: &'static [&'static str],
     budget: Budget,
 }
 
@@ -58,7 +54,7 @@ const fn total(total_us: f64) -> Budget {
     }
 }
 
-const REQUESTS: [Request; 5] = [
+pub(super) const REQUESTS: [Request; 5] = [
     Request {
         kind: "issue-token",
         label: "POST /queue/issue-token (new user)",
@@ -101,10 +97,16 @@ const REQUESTS: [Request; 5] = [
 /// allowance.
 const HOLD_HOPS: f64 = 3.0;
 const PER_HOP_US: f64 = 60.0;
-const HOLD_PATH: &[&str] = &["gateway", "queue", "reservation", "redis", "postgresql"];
+pub(super) const HOLD_PATH: &[&str] = &["gateway", "queue", "reservation", "redis", "postgresql"];
+
+/// The floor's bare processes and the columns of the services they stand in for.
+const FLOOR_STANDS_FOR: [(&str, &str); 2] = [("bare-relay", "gateway"), ("bare-grpc", "queue")];
+/// The floor's path, in those columns.
+const FLOOR_PATH: &[&str] = &["gateway", "queue", "redis"];
+const FLOOR_LABEL: &str = "floor of that path: bare relay → bare gRPC server → one Redis script";
 
 /// One row's figures.
-struct Figures {
+pub(super) struct Figures {
     rps: Option<f64>,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
@@ -139,14 +141,30 @@ impl Figures {
         }
     }
 
-    fn of_kind(results: &Results, run: &str, kind: &str) -> Option<Self> {
+    pub(super) fn of_kind(results: &Results, run: &str, kind: &str) -> Option<Self> {
         let run = results.get(run)?;
         let base = format!("/results/kinds/{kind}");
         run.pointer(&base)?;
         Some(Self::read(run, &base, "/requests_per_second", "/errors"))
     }
 
-    fn of_holds(results: &Results, run: &str) -> Option<Self> {
+    /// The floor of the queue pair's path in a cost run: its bare relay in the gateway's column
+    /// and its bare gRPC server in the queue's, beside Redis.
+    fn of_floor(results: &Results, run: &str) -> Option<Self> {
+        let run = results.get(run)?;
+        let base = "/results/floor";
+        run.pointer(&format!("{base}/cpu"))?;
+        let mut figures = Self::read(run, base, "/requests_per_second", "/errors");
+        for (bare, column) in FLOOR_STANDS_FOR {
+            let pointer = format!("{base}/cpu/by_process/{bare}/us_per_request");
+            if let Some(us) = run.pointer(&pointer).and_then(Value::as_f64) {
+                figures.cpu.insert(column, us);
+            }
+        }
+        Some(figures)
+    }
+
+    pub(super) fn of_holds(results: &Results, run: &str) -> Option<Self> {
         Some(Self::read(
             results.get(run)?,
             "/results",
@@ -156,12 +174,24 @@ impl Figures {
     }
 
     /// The sum over `path`; `None` when none of it was measured.
-    fn total(&self, path: &[&str]) -> Option<f64> {
+    pub(super) fn total(&self, path: &[&str]) -> Option<f64> {
         let known: Vec<f64> = path
             .iter()
             .filter_map(|key| self.cpu.get(key).copied())
             .collect();
         (!known.is_empty()).then(|| known.iter().sum())
+    }
+
+    /// "62 µs (relay 22, gRPC server 20, Redis 20)".
+    fn total_with_floor_parts(&self) -> String {
+        let part = |key| show(self.cpu.get(key).copied(), |us| format!("{us:.0}"));
+        format!(
+            "{} (relay {}, gRPC server {}, Redis {})",
+            show(self.total(FLOOR_PATH), micros),
+            part("gateway"),
+            part("queue"),
+            part("redis")
+        )
     }
 
     /// "213 µs (gateway 74, queue 73, Redis 66)".
@@ -198,7 +228,7 @@ fn hold_budget(statement_us: f64) -> f64 {
 
 /// The README rows: each request's total under tracing off against its budget.
 pub fn rows(results: &Results) -> Vec<Row> {
-    let (cost_run, holds_run, _) = SETTINGS[0];
+    let (cost_run, holds_run, _) = BUDGETED;
     let mut rows = Vec::new();
     if results.contains_key(cost_run) {
         for request in &REQUESTS {
@@ -228,7 +258,13 @@ pub fn rows(results: &Results) -> Vec<Row> {
                     ),
                     None => "—".into(),
                 },
-                limit: String::new(),
+                limit: match Figures::of_floor(results, cost_run) {
+                    Some(floor) if request.path == FLOOR_PATH => format!(
+                        "the same hops with nothing of ours in them: {}",
+                        floor.total_with_floor_parts()
+                    ),
+                    _ => String::new(),
+                },
                 target: format!("{target} ({})", verdict(met)),
                 original: "—",
             });
@@ -275,48 +311,64 @@ pub fn rows(results: &Results) -> Vec<Row> {
 }
 
 /// Met only when every part is; unknown when any part is.
-fn both(a: Option<bool>, b: Option<bool>) -> Option<bool> {
+pub(super) fn both(a: Option<bool>, b: Option<bool>) -> Option<bool> {
     Some(a? && b?)
 }
 
 /// docs/benchmarks.md's per-hop section: one table per tracing setting that ran.
 pub fn markdown(results: &Results) -> String {
-    let present: Vec<_> = SETTINGS
-        .iter()
-        .filter(|(cost, holds, _)| results.contains_key(cost) || results.contains_key(holds))
+    // Each table: its runs, its heading, and whether the budgets are held against it.
+    let tables: Vec<(&str, &str, &str, bool)> =
+        std::iter::once((BUDGETED.0, BUDGETED.1, BUDGETED.2, true))
+            .chain(
+                TRACED
+                    .iter()
+                    .map(|(heading, turns, _)| (turns[0].0, turns[0].1, *heading, false)),
+            )
+            .collect();
+    let present: Vec<_> = tables
+        .into_iter()
+        .filter(|(cost, holds, _, _)| results.contains_key(cost) || results.contains_key(holds))
         .collect();
     if present.is_empty() {
         return String::new();
     }
-    let connections = SETTINGS
-        .iter()
-        .find_map(|(cost, _, _)| number(results, cost, "/parameters/connections"));
-    let seconds = SETTINGS
-        .iter()
-        .find_map(|(cost, _, _)| number(results, cost, "/parameters/seconds"));
+    let connections = number(results, BUDGETED.0, "/parameters/connections");
+    let seconds = number(results, BUDGETED.0, "/parameters/seconds");
     let mut out = format!(
         "\n## What a request costs, per hop\n\n\
          CPU per request of every process (utime + stime from `/proc`, read before and after the \
-         measured window, divided by its requests). `cost-tracing-*`: each request kind in a \
+         measured window, divided by its requests). `cost-tracing-off`: each request kind in a \
          closed loop at {} connections for {} s after a warm-up, on a freshly started system \
          seeded as `cargo xtask up` seeds it (concert 1: 10 options × 50 seats); the hold is \
-         the `holds-tracing-*` run (32 users, each attempt a fresh seat). Redis and PostgreSQL \
+         the `holds-tracing-off` run (32 users, each attempt a fresh seat). The budgets are \
+         held against these. The tables after them are the first turn of each tracing \
+         setting (see \"What tracing adds\" for every turn). Redis and PostgreSQL \
          are every process of their command name (`redis-server`, `postgres`: one per \
          connection), so another client of the same servers would be charged too. A request's \
          total is the sum over the processes on its path; figures in parentheses are processes \
          off it (background work such as the queue's admission ticks) and are not in the total. \
          The load generator is the client and is in no total; with tracing on it is also the \
          span collector (the services export to it), so its column is the collector's cost too. \
+         The floor row is the queue pair's path with nothing of ours in it, driven the same \
+         way: `GET /` to a bare axum relay (in the gateway's column) that makes one \
+         grpc.health.v1 Check call to a bare tonic server (the queue's column) that runs a \
+         one-command Lua script in the same Redis over one multiplexed connection, each with one \
+         Tokio worker as the services run (loadtest/src/bare_chain.rs): the least the hops of \
+         issue-token and check-queue cost before identity, JSON, limits, metrics and the \
+         queue's own logic. \
          The hold statement row is `hold_seat` alone (services/reservation/src/store/holds.rs) \
-         run by pgbench on the reservation database, PostgreSQL's CPU per transaction. A hold's \
-         budget is that statement plus {} µs per service it crosses ({}: gateway, queue for the \
+         run by pgbench on the reservation database at the rate the holds through the gateway \
+         ran (`-R`; PostgreSQL's background work and group commit are shared among fewer \
+         transactions at a lower rate, so the statement costs more per transaction at 3,000/s \
+         than flat out), PostgreSQL's CPU per transaction. A hold's budget is that statement plus {} µs per service it crosses ({}: gateway, queue for the \
          token, reservation).\n",
         show(connections, int),
         show(seconds, |s| format!("{s}")),
         PER_HOP_US,
         HOLD_HOPS,
     );
-    for (cost_run, holds_run, heading) in present {
+    for (cost_run, holds_run, heading, budgeted) in present {
         out.push_str(&format!(
             "\n### {}, {cost_run} and {holds_run}\n\n| request | req/s | p50 | p99 | errors |",
             capitalised(heading)
@@ -333,9 +385,12 @@ pub fn markdown(results: &Results) -> String {
                     request.label,
                     &figures,
                     request.path,
-                    Some(request.budget.total_us),
+                    budgeted.then_some(request.budget.total_us),
                 ));
             }
+        }
+        if let Some(floor) = Figures::of_floor(results, cost_run) {
+            out.push_str(&table_row(FLOOR_LABEL, &floor, FLOOR_PATH, None));
         }
         let statement = statement(results, cost_run);
         if results.contains_key(holds_run)
@@ -345,7 +400,9 @@ pub fn markdown(results: &Results) -> String {
                 "POST /api/reserve (a hold)",
                 &figures,
                 HOLD_PATH,
-                statement.map(|(us, _, _)| hold_budget(us)),
+                statement
+                    .filter(|_| budgeted)
+                    .map(|(us, _, _)| hold_budget(us)),
             ));
         }
         if let Some(run) = results.get(cost_run)
@@ -353,9 +410,17 @@ pub fn markdown(results: &Results) -> String {
         {
             let figures = Figures::read(run, "/results/hold_statement", "/tps", "/errors");
             let clients = number(results, cost_run, "/results/hold_statement/clients");
+            let at_rate = if run
+                .pointer("/results/hold_statement/rate")
+                .is_some_and(|r| !r.is_null())
+            {
+                ", at the holds' rate"
+            } else {
+                ""
+            };
             out.push_str(&table_row(
                 &format!(
-                    "hold statement alone (pgbench, {} clients)",
+                    "hold statement alone (pgbench, {} clients{at_rate})",
                     show(clients, int)
                 ),
                 &figures,
@@ -405,14 +470,14 @@ fn capitalised(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::collections::BTreeMap;
 
     use serde_json::{Value, json};
 
     use super::{markdown, rows};
 
-    fn cpu(parts: &[(&str, f64)], load_generator: f64) -> Value {
+    pub(in crate::bench) fn cpu(parts: &[(&str, f64)], load_generator: f64) -> Value {
         let by_process: serde_json::Map<String, Value> = parts
             .iter()
             .map(|(name, us)| ((*name).to_owned(), json!({"us_per_request": us})))
@@ -440,6 +505,11 @@ mod tests {
                             "cpu": cpu(&[("gateway", 40.0), ("catalog", 30.0),
                                          ("reservation", 20.0), ("postgresql", 5.0)], 30.0),
                         },
+                    },
+                    "floor": {
+                        "requests_per_second": 20000.0, "errors": 0,
+                        "latency": {"p50_ms": 2.0, "p99_ms": 5.0},
+                        "cpu": cpu(&[("bare-relay", 20.0), ("bare-grpc", 18.0), ("redis", 12.0)], 10.0),
                     },
                     "hold_statement": {
                         "clients": 32, "tps": 4000.0,
@@ -472,7 +542,13 @@ mod tests {
             "catalog's and PostgreSQL's background is off the path"
         );
         assert_eq!(issue.2, "≤ 100 µs total (**missed**)");
+        assert_eq!(
+            issue.1,
+            "the same hops with nothing of ours in them: 50 µs (relay 20, gRPC server 18, Redis 12)",
+            "the queue pair's floor beside its total"
+        );
         let seats = &rows["CPU per request: GET /api/concert/1/available-seats"];
+        assert_eq!(seats.1, "", "another path: no floor");
         assert_eq!(
             seats.2,
             "≤ 100 µs total, ≥ 10,000 req/s, p99 ≤ 20.0 ms (met)"
@@ -499,13 +575,19 @@ mod tests {
             markdown.contains("closed loop at 64 connections for 10 s"),
             "{markdown}"
         );
-        assert!(markdown.contains("### Tracing off, cost-tracing-off and holds-tracing-off"));
+        assert!(markdown.contains(
+            "### Tracing off, as fast as answered, cost-tracing-off and holds-tracing-off"
+        ));
         assert!(
             !markdown.contains("1% sampling"),
             "only settings that ran have a table"
         );
         assert!(
             markdown.contains("| POST /queue/issue-token (new user) | 7,600 | 8.00 ms | 20.00 ms | 0 | 74 µs | 73 µs | (2.0 µs) | — | 66 µs | (1.0 µs) | 213 µs | 100 µs (**missed**) | 90 µs |\n"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| floor of that path: bare relay → bare gRPC server → one Redis script | 20,000 | 2.00 ms | 5.00 ms | 0 | 20 µs | 18 µs | — | — | 12 µs | — | 50 µs | — | 10 µs |\n"),
             "{markdown}"
         );
         assert!(

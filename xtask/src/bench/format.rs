@@ -67,6 +67,27 @@ pub fn micros(value: f64) -> String {
     }
 }
 
+/// A run's checks (`results.checks`: name → ok and detail) as a list, each marked ok or
+/// FAILED; nothing when the run has none.
+pub fn checks_markdown(run: &Value) -> String {
+    let Some(checks) = run.pointer("/results/checks").and_then(Value::as_object) else {
+        return String::new();
+    };
+    let mut out = String::from("\nChecks (each fails the run when broken):\n\n");
+    for (name, check) in checks {
+        out.push_str(&format!(
+            "- `{name}`: {} — {}\n",
+            if check["ok"] == true {
+                "ok"
+            } else {
+                "**FAILED**"
+            },
+            check["detail"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
+
 /// `a → b (+x%)`, or what is known of it.
 pub fn change(before: Option<f64>, after: Option<f64>, unit: impl Fn(f64) -> String) -> String {
     match (before, after) {

@@ -5,9 +5,12 @@
 
 mod auth_cost;
 mod cost;
+mod faults;
 mod format;
+mod plans;
 mod presale;
 mod tables;
+mod tracing_cost;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, process::ExitCode};
 
@@ -15,10 +18,15 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
+use plans::{
+    Plan, RATE_LIMIT_UNREACHABLE, System, Tracing, WAITING_ROOM, plans, with_earlier_figures,
+};
+
 use crate::{
     launch::{self, AuthMode, GatewayAuth, SystemSpec},
     process,
     stores::{self, StoreArgs},
+    supervise::{Backoff, Supervisor},
 };
 
 #[derive(clap::Args, Debug)]
@@ -52,270 +60,6 @@ fn addr(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
 }
 
-/// Tracing settings a run is measured under.
-#[derive(Clone, Copy, Debug)]
-enum Tracing {
-    Off,
-    Sampled(f64),
-}
-
-impl Tracing {
-    fn env(self) -> Vec<(&'static str, String)> {
-        match self {
-            // Also when the user's environment names a collector.
-            Self::Off => vec![("OTEL_TRACES_EXPORTER", "none".into())],
-            Self::Sampled(ratio) => vec![
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{COLLECTOR}")),
-                ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()),
-                ("OTEL_TRACES_SAMPLER_ARG", ratio.to_string()),
-                // Export often and buffer enough that a 100% run loses no spans.
-                ("OTEL_BSP_SCHEDULE_DELAY", "500".into()),
-                ("OTEL_BSP_MAX_QUEUE_SIZE", "262144".into()),
-                ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4096".into()),
-            ],
-        }
-    }
-}
-
-/// The system a run needs.
-#[derive(Clone, Copy, Debug)]
-struct System {
-    admission_rate: Option<f64>,
-    active_cap: Option<u32>,
-    /// Concerts × options × seats seeded.
-    seed: (i64, i64, i32),
-    tracing: Tracing,
-    /// The gateway's identity mode (jwt: the development key, tokens minted by the generator).
-    auth: AuthMode,
-    /// RESERVATION_MAX_SEATS_PER_USER (None: the service's default, 4 per user per concert).
-    max_seats_per_user: Option<u32>,
-    /// Seats of one presale concert seeded after the others (its own waiting room), and the
-    /// operator's admin token given to the run.
-    presale_seats: Option<i32>,
-}
-
-/// One run of the standard set.
-struct Plan {
-    name: &'static str,
-    /// `None`: the run measures the machine, not the system.
-    system: Option<System>,
-    args: Vec<String>,
-}
-
-fn args(words: &str) -> Vec<String> {
-    words.split_whitespace().map(str::to_owned).collect()
-}
-
-/// The original waiting room admitted a few per second; these runs use the default (10/s).
-const WAITING_ROOM: System = System {
-    admission_rate: None,
-    active_cap: None,
-    seed: (1, 10, 50),
-    tracing: Tracing::Off,
-    auth: AuthMode::Trusted,
-    max_seats_per_user: None,
-    presale_seats: None,
-};
-
-/// Everyone admitted at once: for runs that measure seats, not the waiting room.
-const OPEN_DOORS: System = System {
-    admission_rate: Some(10_000.0),
-    active_cap: Some(0),
-    seed: (1, 100, 1000),
-    tracing: Tracing::Off,
-    auth: AuthMode::Trusted,
-    max_seats_per_user: None,
-    presale_seats: None,
-};
-
-/// Open doors for `holds`: 32 users hold thousands of seats each, so the per-user seat limit
-/// (4 per concert by default) is off — the run measures how fast seats are held, not the
-/// limit refusing them.
-const HOLDS: System = System {
-    max_seats_per_user: Some(0),
-    ..OPEN_DOORS
-};
-
-/// Admission well above the arrival rate, every span collected for the breakdown.
-const BOOKING: System = System {
-    admission_rate: Some(50.0),
-    active_cap: Some(0),
-    seed: (1, 100, 1000),
-    tracing: Tracing::Sampled(1.0),
-    auth: AuthMode::Trusted,
-    max_seats_per_user: None,
-    presale_seats: None,
-};
-
-/// `cargo xtask up`'s system (demo data, the default admission), for what one request costs.
-const COST: System = WAITING_ROOM;
-
-/// A presale concert (its own room) beside the demo data; the run schedules its opening.
-const PRESALE: System = System {
-    presale_seats: Some(2000),
-    ..WAITING_ROOM
-};
-
-/// The gateway's per-caller rate limit, far above what any run's users send: the bench
-/// measures capacity and cost, not the limiter's policy (in jwt mode the per-subject limiter
-/// still runs: part of what jwt costs).
-const RATE_LIMIT_UNREACHABLE: &str = "1000000";
-
-/// The standard set: the original report's experiments, then the limits they are judged by.
-fn plans(quick: bool) -> Vec<Plan> {
-    let pick = |full: &str, short: &str| args(if quick { short } else { full });
-    let holds = "holds --users 32 --options 100 --seats 1000";
-    let mut plans = vec![
-        Plan {
-            name: "limits",
-            system: None,
-            args: pick("limits --seconds 10", "limits --seconds 3"),
-        },
-        Plan {
-            name: "queue-spike-10k",
-            system: Some(WAITING_ROOM),
-            args: pick(
-                "queue-spike --rate 1000 --users 10000 --linger 30",
-                "queue-spike --rate 500 --users 2000 --linger 5",
-            ),
-        },
-        Plan {
-            name: "queue-spike-50k",
-            system: Some(WAITING_ROOM),
-            args: pick(
-                "queue-spike --rate 2000 --users 50000 --linger 30",
-                "queue-spike --rate 1000 --users 5000 --linger 5",
-            ),
-        },
-        Plan {
-            name: "capacity",
-            system: Some(WAITING_ROOM),
-            args: pick(
-                "capacity --start-rate 500 --step-rate 500 --step-seconds 5 --overload-seconds 60 --recovery-seconds 30",
-                "capacity --start-rate 1000 --step-rate 1000 --step-seconds 2 --overload-seconds 10 --recovery-seconds 10",
-            ),
-        },
-        Plan {
-            name: "reserve-flow-7",
-            system: Some(BOOKING),
-            args: pick(
-                "reserve-flow --rate 7 --seconds 60 --linger 30",
-                "reserve-flow --rate 7 --seconds 5 --linger 10",
-            ),
-        },
-        Plan {
-            name: "reserve-flow-14",
-            system: Some(BOOKING),
-            args: pick(
-                "reserve-flow --rate 14 --seconds 60 --linger 30",
-                "reserve-flow --rate 14 --seconds 5 --linger 10",
-            ),
-        },
-        Plan {
-            name: "contention",
-            system: Some(OPEN_DOORS),
-            args: pick(
-                "contention --users 2000 --rate 1000 --seats 20",
-                "contention --users 300 --rate 300 --seats 10",
-            ),
-        },
-        Plan {
-            name: "holds-tracing-off",
-            system: Some(HOLDS),
-            args: pick(
-                &format!("{holds} --seconds 20"),
-                &format!("{holds} --seconds 3"),
-            ),
-        },
-        Plan {
-            name: "holds-tracing-1pct",
-            system: Some(System {
-                tracing: Tracing::Sampled(0.01),
-                ..HOLDS
-            }),
-            args: pick(
-                &format!("{holds} --seconds 20"),
-                &format!("{holds} --seconds 3"),
-            ),
-        },
-        Plan {
-            name: "holds-tracing-100pct",
-            system: Some(System {
-                tracing: Tracing::Sampled(1.0),
-                ..HOLDS
-            }),
-            args: pick(
-                &format!("{holds} --seconds 20"),
-                &format!("{holds} --seconds 3"),
-            ),
-        },
-    ];
-    // What one request of each kind costs every process, under each tracing setting (the
-    // holds runs above are the hold's row of the same table).
-    for (tracing, name) in [
-        (Tracing::Off, "cost-tracing-off"),
-        (Tracing::Sampled(0.01), "cost-tracing-1pct"),
-        (Tracing::Sampled(1.0), "cost-tracing-100pct"),
-    ] {
-        plans.push(Plan {
-            name,
-            system: Some(System { tracing, ..COST }),
-            args: pick(
-                "cost --seconds 10 --warmup-seconds 2",
-                "cost --seconds 2 --warmup-seconds 1",
-            ),
-        });
-    }
-    // A scheduled opening: 20,000 fans in the pre-queue for 2,000 seats (concert 2, after
-    // the demo concert).
-    plans.push(Plan {
-        name: presale::RUN,
-        system: Some(System {
-            presale_seats: Some(if quick { 200 } else { 2000 }),
-            ..PRESALE
-        }),
-        args: pick(
-            "presale --fans 20000 --late-fans 300 --prequeue-secs 30 --concert 2 --admission-rate 200 --active-cap 1000",
-            "presale --fans 2000 --late-fans 100 --prequeue-secs 10 --concert 2 --admission-rate 200 --active-cap 300",
-        ),
-    });
-    // What verifying bearer tokens costs: the same load with GATEWAY_AUTH=trusted, then =jwt,
-    // each on a fresh system, back to back.
-    for (mode, name) in [
-        (AuthMode::Trusted, "issue-token-trusted"),
-        (AuthMode::Jwt, "issue-token-jwt"),
-    ] {
-        plans.push(Plan {
-            name,
-            system: Some(System {
-                auth: mode,
-                ..WAITING_ROOM
-            }),
-            args: pick(
-                "issue-tokens --rate 1000 --seconds 20",
-                "issue-tokens --rate 500 --seconds 3",
-            ),
-        });
-    }
-    for (mode, name) in [
-        (AuthMode::Trusted, "holds-auth-trusted"),
-        (AuthMode::Jwt, "holds-auth-jwt"),
-    ] {
-        plans.push(Plan {
-            name,
-            system: Some(System {
-                auth: mode,
-                ..HOLDS
-            }),
-            args: pick(
-                &format!("{holds} --seconds 20"),
-                &format!("{holds} --seconds 3"),
-            ),
-        });
-    }
-    plans
-}
-
 fn spec(system: System, name: &str, stamp: &str, auth: GatewayAuth) -> SystemSpec {
     let mut env = system.tracing.env();
     // A fresh waiting room per run, whatever earlier runs left in Redis.
@@ -325,12 +69,14 @@ fn spec(system: System, name: &str, stamp: &str, auth: GatewayAuth) -> SystemSpe
     if let Some(seats) = system.max_seats_per_user {
         env.push(("RESERVATION_MAX_SEATS_PER_USER", seats.to_string()));
     }
+    let [queue, catalog, reservation] = launch::blocks(18051, system.replicas);
     SystemSpec {
         gateway_addr: addr(18080),
-        queue_addr: addr(18051),
-        catalog_addr: addr(18052),
-        reservation_addr: addr(18053),
-        metrics: launch::MetricsAddrs::from_port(19180),
+        queue_addr: queue,
+        catalog_addr: catalog,
+        reservation_addr: reservation,
+        replicas: system.replicas,
+        metrics: launch::MetricsAddrs::from_port(19180, system.replicas),
         catalog_database: CATALOG_DB,
         reservation_database: RESERVATION_DB,
         admission_rate: system.admission_rate,
@@ -350,8 +96,11 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if plans.is_empty() {
         bail!("no run is called {:?}", args.only);
     }
-    // Every run uses the same ports.
+    // Every run uses the same ports (more of them with more replicas).
     spec(WAITING_ROOM, "check", &stamp, GatewayAuth::Trusted).check_free()?;
+    for system in plans.iter().filter_map(|plan| plan.system) {
+        spec(system, "check", &stamp, GatewayAuth::Trusted).check_free()?;
+    }
     if !args.no_build {
         launch::build_release(&["loadtest"]).await?;
     }
@@ -378,9 +127,24 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                     "--database-url".into(),
                     stores.database_url.clone(),
                 ]);
-                loadtest(&words, None, &out, false, &[], &[]).await
+                loadtest(&words, None, &out, Spans::None, &[], &[]).await
             }
-            Some(system) => run_on_system(&stores, plan, system, &stamp, &out).await,
+            Some(system) if system.faults => {
+                // It stalls and restarts its stores: private ones of its own, stopped after.
+                let words = with_earlier_figures(plan, &results);
+                match stores::private(faults::RUN).await {
+                    Ok(own) => {
+                        let result = run_on_system(&own, plan, &words, system, &stamp, &out).await;
+                        own.stop().await;
+                        result
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            Some(system) => {
+                let words = with_earlier_figures(plan, &results);
+                run_on_system(&stores, plan, &words, system, &stamp, &out).await
+            }
         };
         match outcome {
             Ok(result) => {
@@ -422,10 +186,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts a fresh system for the run, runs it, notes the services' peak memory, stops it.
+/// Starts a fresh system for the run on `stores`, runs it with `words`, notes the services'
+/// peak memory, stops it.
 async fn run_on_system(
     stores: &stores::Stores,
     plan: &Plan,
+    words: &[String],
     system: System,
     stamp: &str,
     out: &Path,
@@ -439,12 +205,13 @@ async fn run_on_system(
     // What the load generator's own environment needs: the operator's secret for a run that
     // schedules a room (kept out of its arguments, which the report records).
     let mut loadtest_env = Vec::new();
-    // `cost` runs the hold's statement on reservation's own database (other runs ignore it).
+    // `cost` runs the hold's statement on reservation's own database and the queue pair's bare
+    // path against the queue's Redis (other runs ignore both).
     loadtest_env.push((
         "LOADTEST_RESERVATION_DATABASE_URL",
-        kit::postgres::with_database(&stores.database_url, RESERVATION_DB)
-            .map_err(anyhow::Error::msg)?,
+        stores.database(RESERVATION_DB)?,
     ));
+    loadtest_env.push(("LOADTEST_FLOOR_REDIS_URL", stores.redis_url.clone()));
     if let Some(seats) = system.presale_seats {
         presale = launch::PresaleSeed { concerts: 1, seats };
         if spec.auth == GatewayAuth::Trusted {
@@ -457,7 +224,11 @@ async fn run_on_system(
     let result = match launch::start_all_with(&spec, presale, stores, &mut running).await {
         Ok(()) => {
             let gateway = format!("http://{}", spec.gateway_addr);
-            let collect = matches!(system.tracing, Tracing::Sampled(_));
+            let spans = match system.tracing {
+                Tracing::Off => Spans::None,
+                Tracing::Sampled(_) => Spans::Collected,
+                Tracing::Discarded(_) => Spans::Discarded,
+            };
             // The services' and the stores' CPU is charged to the runs that measure it (holds,
             // issue-tokens, cost). The stores by command name: PostgreSQL is one process per
             // connection, and either store may be the machine's own server, not our child.
@@ -470,15 +241,20 @@ async fn run_on_system(
                 global.push("--auth-key-dir".into());
                 global.push(key_dir.display().to_string());
             }
-            loadtest(
-                &plan.args,
-                Some(&gateway),
-                out,
-                collect,
-                &global,
-                &loadtest_env,
-            )
-            .await
+            if system.faults {
+                // The processes the faults go to, and a supervisor that starts a killed or
+                // stopped service again, as `up` does (the stores are the run's own).
+                let mut words = words.to_vec();
+                words.extend(faults::targets(&spec, &running, stores)?);
+                let load = loadtest(&words, Some(&gateway), out, spans, &global, &loadtest_env);
+                let respawn = |name| Ok(launch::serving(name, &spec, stores)?.spawn()?);
+                Supervisor::new(Backoff::default())
+                    .keep_up_until(&mut running, respawn, load)
+                    .await
+                    .and_then(|result| result)
+            } else {
+                loadtest(words, Some(&gateway), out, spans, &global, &loadtest_env).await
+            }
         }
         Err(error) => Err(error),
     };
@@ -519,11 +295,22 @@ fn peak_memory(running: &[(&'static str, Child)]) -> Value {
 
 /// Runs the load generator; its JSON report on stdout is ours, its progress on stderr the
 /// reader's.
+/// What the load generator does with the services' span exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spans {
+    /// None are sent.
+    None,
+    /// Collected for the run's breakdown of where the time went.
+    Collected,
+    /// Answered and discarded.
+    Discarded,
+}
+
 async fn loadtest(
     words: &[String],
     gateway: Option<&str>,
     out: &Path,
-    collect_spans: bool,
+    spans: Spans,
     global: &[String],
     env: &[(&str, String)],
 ) -> anyhow::Result<Value> {
@@ -535,8 +322,14 @@ async fn loadtest(
         command.args(["--gateway", gateway]);
     }
     command.arg("--out").arg(out);
-    if collect_spans {
-        command.args(["--collect-spans", COLLECTOR]);
+    match spans {
+        Spans::None => {}
+        Spans::Collected => {
+            command.args(["--collect-spans", COLLECTOR]);
+        }
+        Spans::Discarded => {
+            command.args(["--discard-spans", COLLECTOR]);
+        }
     }
     command.args(words);
     let output = command
@@ -568,6 +361,17 @@ fn publish(
 ) -> anyhow::Result<()> {
     let docs = process::root().join("docs");
     let charts = docs.join("benchmarks");
+    // A run the standard set no longer has (renamed or dropped) leaves no stale folder behind.
+    for entry in std::fs::read_dir(&charts)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or_default();
+        if path.is_dir() && !results.contains_key(name) {
+            std::fs::remove_dir_all(&path)?;
+        }
+    }
     for name in results.keys() {
         let to = charts.join(name);
         std::fs::create_dir_all(&to)?;

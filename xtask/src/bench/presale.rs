@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::format::{Results, Row, int, ms, number, show, verdict};
+use super::format::{Results, Row, checks_markdown, int, ms, number, show, verdict};
 
 /// The bench's presale run.
 pub const RUN: &str = "presale-20k";
@@ -159,20 +159,7 @@ pub fn markdown(results: &Results) -> String {
     for (figure, value) in rows {
         out.push_str(&format!("| {figure} | {value} |\n"));
     }
-    if let Some(checks) = run.pointer("/results/checks").and_then(Value::as_object) {
-        out.push_str("\nChecks (each fails the run when broken):\n\n");
-        for (name, check) in checks {
-            out.push_str(&format!(
-                "- `{name}`: {} — {}\n",
-                if check["ok"] == true {
-                    "ok"
-                } else {
-                    "**FAILED**"
-                },
-                check["detail"].as_str().unwrap_or("")
-            ));
-        }
-    }
+    out.push_str(&checks_markdown(run));
     out
 }
 

@@ -5,9 +5,9 @@
 use serde_json::Value;
 
 use super::{
-    auth_cost, cost,
+    auth_cost, cost, faults,
     format::{Results, Row, int, ms, number, percent, show, verdict},
-    presale,
+    presale, tracing_cost,
 };
 
 const START: &str = "<!-- bench:results:start -->";
@@ -105,14 +105,22 @@ fn rows(results: &Results) -> Vec<Row> {
         .get("capacity")
         .and_then(|run| run.pointer("/results/overload/recovered_after_seconds"));
     let worst = number(results, "capacity", "/results/overload/worst_p99_ms");
+    let after = |field: &str| match results
+        .get("capacity")
+        .and_then(|run| run.pointer(&format!("/results/overload/{field}")))
+    {
+        Some(Value::Number(n)) => format!("{n} s after"),
+        _ => "not within the window".into(),
+    };
     rows.push(Row {
         measure: "60 s at 2× capacity, then back to half".into(),
         this_system: match recovered {
-            Some(Value::Number(n)) => format!(
-                "p99 back to baseline {n} s after (worst p99 {})",
+            Some(_) => format!(
+                "errors stopped {}, p99 back {} (5 s windows; worst p99 {})",
+                after("errors_stopped_after_seconds"),
+                after("p99_back_after_seconds"),
                 show(worst, ms)
             ),
-            Some(_) => format!("p99 not back within the window (worst {})", show(worst, ms)),
             None => "—".into(),
         },
         limit: String::new(),
@@ -121,6 +129,38 @@ fn rows(results: &Results) -> Vec<Row> {
             verdict(recovered.map(|r| r.as_u64().is_some_and(|s| s <= 10)))
         ),
         original: "backlog took 40 min to clear",
+    });
+
+    let at_overload =
+        |field: &str| number(results, "capacity", &format!("/results/overload/{field}"));
+    let (served, shed) = (
+        at_overload("served_during_overload"),
+        at_overload("shed_during_overload"),
+    );
+    let (served_p99, shed_p99) = (
+        at_overload("served_p99_during_overload_ms"),
+        at_overload("shed_p99_during_overload_ms"),
+    );
+    rows.push(Row {
+        measure: "the same 60 s at 2× capacity: served and shed answers".into(),
+        this_system: format!(
+            "{} served (p99 {}), {} shed with 503 (p99 {})",
+            show(served, int),
+            show(served_p99, ms),
+            show(shed, int),
+            show(shed_p99, ms)
+        ),
+        limit: String::new(),
+        target: format!(
+            "served p99 ≤ 50 ms, shed p99 < 5 ms ({})",
+            verdict(match (served_p99, shed_p99, shed) {
+                (Some(served), Some(shed), _) => Some(served <= 50.0 && shed < 5.0),
+                // Nothing shed: the served requests alone decide.
+                (Some(served), None, Some(0.0)) => Some(served <= 50.0),
+                _ => None,
+            })
+        ),
+        original: "—",
     });
 
     for (run, label, original) in [
@@ -182,32 +222,6 @@ fn rows(results: &Results) -> Vec<Row> {
         },
         original: "100–250 TPS",
     });
-    for (run, label, bound) in [
-        ("holds-tracing-1pct", "tracing at 1% sampling", 0.02),
-        ("holds-tracing-100pct", "tracing at 100% sampling", 0.10),
-    ] {
-        let traced = number(results, run, "/results/holds_per_second");
-        let cost = match (traced, holds) {
-            (Some(t), Some(h)) if h > 0.0 => Some(1.0 - t / h),
-            _ => None,
-        };
-        rows.push(Row {
-            measure: format!("holds with {label}"),
-            this_system: format!(
-                "{} holds/s ({} vs off), p99 {}",
-                show(traced, int),
-                show(cost, |c| format!("{:+.1}%", -c * 100.0)),
-                show(number(results, run, "/results/latency/p99_ms"), ms)
-            ),
-            limit: String::new(),
-            target: format!(
-                "overhead ≤ {:.0}% ({})",
-                bound * 100.0,
-                verdict(cost.map(|c| c <= bound))
-            ),
-            original: "no tracing",
-        });
-    }
     let consistent = results
         .get("contention")
         .and_then(|run| run.pointer("/results/consistent"))
@@ -228,8 +242,10 @@ fn rows(results: &Results) -> Vec<Row> {
         original: "—",
     });
     rows.extend(cost::rows(results));
+    rows.extend(tracing_cost::tracing_rows(results));
     rows.extend(auth_cost::rows(results));
     rows.extend(presale::rows(results));
+    rows.extend(faults::rows(results));
     rows
 }
 
@@ -266,8 +282,10 @@ pub fn benchmarks_markdown(results: &Results, machine: &Value) -> String {
     );
     out.push_str(&results_table(results));
     out.push_str(&cost::markdown(results));
+    out.push_str(&tracing_cost::tracing_markdown(results));
     out.push_str(&auth_cost::markdown(results));
     out.push_str(&presale::markdown(results));
+    out.push_str(&faults::markdown(results));
     out.push_str(&prequeue_draw());
     for (name, run) in results {
         out.push_str(&format!("\n## {name}\n\n"));

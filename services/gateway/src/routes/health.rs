@@ -75,17 +75,22 @@ crate::errors!(local ReadyzErrors {});
     )
 )]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let checks = state.backends.channels().map(|(name, channel)| {
-        let request = state.backends.request(HealthCheckRequest {
-            service: String::new(),
-        });
-        async move {
-            let serving = HealthClient::new(channel)
-                .check(request)
-                .await
-                .is_ok_and(|response| response.into_inner().status() == ServingStatus::Serving);
-            (name, if serving { Health::Up } else { Health::Down })
-        }
+    let deadline = state.backends.deadline();
+    let checks = state.backends.channels().map(|(name, channel)| async move {
+        // A read: asked again of another replica when one is cut off on its way.
+        let answer = kit::grpc::retrying(true, deadline, |left| {
+            let request = kit::grpc::request(
+                HealthCheckRequest {
+                    service: String::new(),
+                },
+                left,
+            );
+            let mut client = HealthClient::new(channel.clone());
+            async move { Ok(client.check(request).await?.into_inner()) }
+        })
+        .await;
+        let serving = answer.is_ok_and(|answer| answer.status() == ServingStatus::Serving);
+        (name, if serving { Health::Up } else { Health::Down })
     });
     let dependencies: BTreeMap<&'static str, Health> = futures::future::join_all(checks)
         .await

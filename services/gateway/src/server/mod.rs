@@ -83,8 +83,10 @@ impl Limits {
     }
 }
 
-/// Binds a listener with a [`BACKLOG`]-deep accept queue.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// Binds a listener with a [`BACKLOG`]-deep accept queue; with `reuse_port`, other processes
+/// binding the same address with it share the port (SO_REUSEPORT: the kernel spreads new
+/// connections over the listeners).
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -92,6 +94,9 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     };
     // As std and tokio do: a restarted gateway can bind while old connections sit in TIME_WAIT.
     socket.set_reuseaddr(true)?;
+    if reuse_port {
+        socket.set_reuseport(true)?;
+    }
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }

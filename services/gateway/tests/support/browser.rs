@@ -599,7 +599,27 @@ struct Driver {
 }
 
 impl Driver {
+    /// Starts chromedriver on a port of its choosing. With port 0 it picks a port free for
+    /// IPv6 and then binds IPv4 on the same number, which another process may hold: it then
+    /// exits at once ("Address already in use"), and is started again.
     async fn start(program: &Path, log: &Path) -> Self {
+        const ATTEMPTS: usize = 5;
+        for _ in 1..ATTEMPTS {
+            if let Some(driver) = Self::launch(program, log).await {
+                return driver;
+            }
+        }
+        Self::launch(program, log).await.unwrap_or_else(|| {
+            panic!(
+                "{} exited before it listened, {ATTEMPTS} times (its log: {})",
+                program.display(),
+                log.display()
+            )
+        })
+    }
+
+    /// One start: `None` when it exited before it listened.
+    async fn launch(program: &Path, log: &Path) -> Option<Self> {
         let mut child = Command::new(program)
             // Port 0: chromedriver picks a free port and says which on stdout.
             .arg("--port=0")
@@ -628,11 +648,7 @@ impl Driver {
         };
         let port = match tokio::time::timeout(DRIVER_START_LIMIT, announced).await {
             Ok(Some(port)) => port,
-            Ok(None) => panic!(
-                "{} exited before it listened (its log: {})",
-                program.display(),
-                log.display()
-            ),
+            Ok(None) => return None,
             Err(_) => panic!(
                 "{} did not say its port within {DRIVER_START_LIMIT:?}",
                 program.display()
@@ -643,11 +659,11 @@ impl Driver {
             let mut sink = [0u8; 1024];
             while matches!(stdout.read(&mut sink).await, Ok(read) if read > 0) {}
         });
-        Self {
+        Some(Self {
             child,
             port,
             sessions: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// Ends a session with a plain blocking request: Drop cannot await, and the test's runtime

@@ -40,6 +40,15 @@ pub struct System {
     pub queue_url: String,
 }
 
+/// Catalog and reservation as started for a [`System`]: URLs and databases.
+struct Backends {
+    catalog_url: String,
+    /// One URL, or a comma-separated list of replicas.
+    reservation_url: String,
+    reservation_db: sqlx::PgPool,
+    catalog_db: sqlx::PgPool,
+}
+
 /// The databases of the catalog and reservation services behind a [`System`].
 struct Bookings {
     reservation_db: sqlx::PgPool,
@@ -66,6 +75,23 @@ pub async fn start_catalog_and_reservation() -> (String, String, sqlx::PgPool, s
 pub async fn start_catalog_and_reservation_with(
     reservation_flags: &[&str],
 ) -> (String, String, sqlx::PgPool, sqlx::PgPool) {
+    let (catalog_url, replicas, reservation_pool, catalog_pool) =
+        start_catalog_and_reservation_replicas(1, reservation_flags).await;
+    let urls: Vec<String> = replicas
+        .into_iter()
+        .map(ReservationReplica::serve_on)
+        .collect();
+    let url = urls.join(",");
+    (catalog_url, url, reservation_pool, catalog_pool)
+}
+
+/// Catalog (fresh database, demo data) and `replicas` reservation services on one fresh
+/// database, each on port 0 with its own metrics port; returns the catalog's URL, the
+/// replicas, and the reservation and catalog databases.
+pub async fn start_catalog_and_reservation_replicas(
+    replicas: usize,
+    reservation_flags: &[&str],
+) -> (String, Vec<ReservationReplica>, sqlx::PgPool, sqlx::PgPool) {
     let server = postgres_server_url();
     let demo = catalog::seed::SeedArgs {
         concerts: 1,
@@ -75,35 +101,71 @@ pub async fn start_catalog_and_reservation_with(
     let (catalog_addr, pool) = catalog::testing::spawn_seeded(&server, demo)
         .await
         .expect("catalog starts");
+    let catalog_url = format!("http://{catalog_addr}");
 
     let reservation_db = kit::postgres::fresh_database(&server)
         .await
         .expect("reservation database");
-    let database_flag = format!("--database-url={reservation_db}");
-    let catalog_flag = format!("--catalog-url=http://{catalog_addr}");
-    let mut args = vec![
-        "reservation",
-        "--listen-addr=127.0.0.1:0",
-        "--metrics-addr=127.0.0.1:0",
-        database_flag.as_str(),
-        catalog_flag.as_str(),
-        "--db-pool-size=16",
-    ];
-    args.extend_from_slice(reservation_flags);
-    let reservation_config = reservation::Config::parse_from(args);
-    let (reservation_addr, serve) = reservation::build(reservation_config, std::future::pending())
-        .await
-        .expect("reservation starts");
-    tokio::spawn(serve);
+    let mut started = Vec::new();
+    for _ in 0..replicas {
+        started.push(
+            ReservationReplica::start(&reservation_db, &catalog_url, reservation_flags).await,
+        );
+    }
     let reservation_pool = sqlx::PgPool::connect(&reservation_db)
         .await
         .expect("reservation pool");
-    (
-        format!("http://{catalog_addr}"),
-        format!("http://{reservation_addr}"),
-        reservation_pool,
-        pool,
-    )
+    (catalog_url, started, reservation_pool, pool)
+}
+
+/// One reservation service on port 0, until [`ReservationReplica::stop`].
+pub struct ReservationReplica {
+    pub url: String,
+    pub metrics_addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl ReservationReplica {
+    pub async fn start(database_url: &str, catalog_url: &str, flags: &[&str]) -> Self {
+        let database_flag = format!("--database-url={database_url}");
+        let catalog_flag = format!("--catalog-url={catalog_url}");
+        let mut args = vec![
+            "reservation",
+            "--listen-addr=127.0.0.1:0",
+            "--metrics-addr=127.0.0.1:0",
+            database_flag.as_str(),
+            catalog_flag.as_str(),
+            "--db-pool-size=16",
+        ];
+        args.extend_from_slice(flags);
+        let config = reservation::Config::parse_from(args);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = reservation::start(config, async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("reservation starts");
+        Self {
+            url: format!("http://{}", started.addr),
+            metrics_addr: started.metrics_addr,
+            stop,
+            served: tokio::spawn(started.serve),
+        }
+    }
+
+    /// Lets it serve until the test ends; its URL.
+    pub fn serve_on(self) -> String {
+        // Never sent, never dropped: a dropped sender would stop the replica.
+        std::mem::forget(self.stop);
+        self.url
+    }
+
+    /// Stops it as SIGTERM would: no new connections, the calls in flight finished.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.served.await.expect("join").expect("served");
+    }
 }
 
 impl System {
@@ -136,11 +198,47 @@ impl System {
         Self::start_parts(policy, &[], None).await
     }
 
+    /// A system whose gateway balances over `replicas` reservation services on one database
+    /// (RESERVATION_URL lists them all); returns the replicas too.
+    pub async fn start_with_reservation_replicas(
+        policy: Policy,
+        replicas: usize,
+    ) -> (Self, Vec<ReservationReplica>) {
+        let (catalog_url, started, reservation_db, catalog_db) =
+            start_catalog_and_reservation_replicas(replicas, &[]).await;
+        let urls: Vec<&str> = started.iter().map(|replica| replica.url.as_str()).collect();
+        let reservation_url = urls.join(",");
+        let backends = Backends {
+            catalog_url,
+            reservation_url,
+            reservation_db,
+            catalog_db,
+        };
+        (Self::start_on(policy, &[], Some(backends)).await, started)
+    }
+
     async fn start_parts(
         policy: Policy,
         gateway_flags: &[&str],
         reservation_flags: Option<&[&str]>,
     ) -> Self {
+        let backends = match reservation_flags {
+            Some(flags) => {
+                let (catalog_url, reservation_url, reservation_db, catalog_db) =
+                    start_catalog_and_reservation_with(flags).await;
+                Some(Backends {
+                    catalog_url,
+                    reservation_url,
+                    reservation_db,
+                    catalog_db,
+                })
+            }
+            None => None,
+        };
+        Self::start_on(policy, gateway_flags, backends).await
+    }
+
+    async fn start_on(policy: Policy, gateway_flags: &[&str], backends: Option<Backends>) -> Self {
         let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
         let (clock, now) = Clock::manual(START_MS);
         let queue_store =
@@ -165,17 +263,15 @@ impl System {
         let mut bookings = None;
         let mut reservation = None;
         let mut catalog = None;
-        if let Some(flags) = reservation_flags {
-            let (catalog_url, reservation_url, reservation_db, catalog_db) =
-                start_catalog_and_reservation_with(flags).await;
-            backend_flags.push(format!("--catalog-url={catalog_url}"));
-            backend_flags.push(format!("--reservation-url={reservation_url}"));
+        if let Some(backends) = backends {
+            backend_flags.push(format!("--catalog-url={}", backends.catalog_url));
+            backend_flags.push(format!("--reservation-url={}", backends.reservation_url));
             bookings = Some(Bookings {
-                reservation_db,
-                catalog_db,
+                reservation_db: backends.reservation_db,
+                catalog_db: backends.catalog_db,
             });
-            reservation = Some(reservation_url);
-            catalog = Some(catalog_url);
+            reservation = Some(backends.reservation_url);
+            catalog = Some(backends.catalog_url);
         }
         let mut flags: Vec<&str> = backend_flags.iter().map(String::as_str).collect();
         flags.extend_from_slice(gateway_flags);

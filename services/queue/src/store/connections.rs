@@ -1,13 +1,17 @@
 //! How the store reaches Redis: a pool of connections, each carrying one call at a time, or
 //! one multiplexed connection that pipelines every in-flight call into shared writes and reads
 //! (fewer system calls on both sides under load; reconnects by itself after Redis restarts).
-//! `QUEUE_REDIS_MULTIPLEXED` picks; the bench measures both.
+//! `QUEUE_REDIS_MULTIPLEXED` picks; the bench measures both. On a Redis Cluster
+//! (`QUEUE_REDIS_CLUSTER`), one cluster connection: a multiplexed connection to each primary,
+//! each call routed to the primary of its key's slot, following the cluster's slot moves.
 
 use std::time::Duration;
 
 use redis::{
     Cmd, Pipeline, RedisFuture, Value,
     aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClient,
+    cluster_async::ClusterConnection,
 };
 use tokio::sync::OnceCell;
 
@@ -16,6 +20,7 @@ use crate::error::QueueError;
 pub enum Connections {
     Pooled(deadpool_redis::Pool),
     Multiplexed(Box<Multiplexed>),
+    Cluster(Box<Cluster>),
 }
 
 pub struct Multiplexed {
@@ -25,10 +30,17 @@ pub struct Multiplexed {
     manager: OnceCell<ConnectionManager>,
 }
 
+pub struct Cluster {
+    client: ClusterClient,
+    /// Connected on first use, as the multiplexed one.
+    connection: OnceCell<ClusterConnection>,
+}
+
 /// One call's connection.
 pub enum Connection {
     Pooled(deadpool_redis::Connection),
     Multiplexed(ConnectionManager),
+    Cluster(ClusterConnection),
 }
 
 impl Connections {
@@ -61,6 +73,26 @@ impl Connections {
         })))
     }
 
+    /// A Redis Cluster from one or more of its nodes (`nodes`: their URLs, comma-separated);
+    /// every connection attempt and every answer waits at most `deadline`, retries and
+    /// redirections included.
+    pub fn cluster(nodes: &str, deadline: Duration) -> Result<Self, QueueError> {
+        let nodes: Vec<&str> = nodes
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .collect();
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(deadline)
+            .response_timeout(deadline)
+            .build()
+            .map_err(|error| QueueError::Protocol(format!("bad Redis Cluster URL: {error}")))?;
+        Ok(Self::Cluster(Box::new(Cluster {
+            client,
+            connection: OnceCell::new(),
+        })))
+    }
+
     pub async fn get(&self) -> Result<Connection, QueueError> {
         match self {
             Self::Pooled(pool) => Ok(Connection::Pooled(pool.get().await?)),
@@ -78,6 +110,13 @@ impl Connections {
                 // A clone is a handle on the same connection.
                 Ok(Connection::Multiplexed(manager.clone()))
             }
+            Self::Cluster(cluster) => {
+                let connection = cluster
+                    .connection
+                    .get_or_try_init(|| cluster.client.get_async_connection())
+                    .await?;
+                Ok(Connection::Cluster(connection.clone()))
+            }
         }
     }
 
@@ -94,16 +133,19 @@ impl Connections {
                     waiting: Some(count(status.waiting)),
                 }
             }
-            Self::Multiplexed(multiplexed) => {
-                let open = u64::from(multiplexed.manager.initialized());
-                kit::metrics::PoolUsage {
-                    open,
-                    idle: 0,
-                    max: 1,
-                    waiting: None,
-                }
-            }
+            Self::Multiplexed(multiplexed) => one_shared(multiplexed.manager.initialized()),
+            Self::Cluster(cluster) => one_shared(cluster.connection.initialized()),
         }
+    }
+}
+
+/// The usage of one connection every call shares (open once connected).
+fn one_shared(connected: bool) -> kit::metrics::PoolUsage {
+    kit::metrics::PoolUsage {
+        open: u64::from(connected),
+        idle: 0,
+        max: 1,
+        waiting: None,
     }
 }
 
@@ -112,6 +154,7 @@ impl ConnectionLike for Connection {
         match self {
             Self::Pooled(connection) => connection.req_packed_command(cmd),
             Self::Multiplexed(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
         }
     }
 
@@ -126,6 +169,7 @@ impl ConnectionLike for Connection {
             Self::Multiplexed(connection) => {
                 connection.req_packed_commands(pipeline, offset, count)
             }
+            Self::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -133,6 +177,7 @@ impl ConnectionLike for Connection {
         match self {
             Self::Pooled(connection) => connection.get_db(),
             Self::Multiplexed(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
         }
     }
 }

@@ -1,13 +1,22 @@
 //! The Redis adapter: the connection pool, the keys, and the scripts. Each queue step is one
 //! Lua script (`lua/<step>.lua`, with the key layout in `lua/common.lua`), one round trip,
 //! atomic; the room set, a room's history and the change log are read with plain commands.
-//! Each call has a deadline covering both the connection checkout and the Redis work. Here: the connections,
-//! the scripts and the waiting line's steps; `operator`: figures, history, settings and their
-//! change log; `encoding`: how rooms and users are written in keys and values.
+//! Every script touches the keys of one room only (one Redis Cluster slot) and declares the
+//! room's stem as its key, so a cluster client routes it; the global keys (the room set, the
+//! settings set, the lease) are written here around the room scripts, never inside one.
+//! Each call has a deadline covering both the connection checkout and the Redis work. Here:
+//! the scripts and the waiting line's steps; `connections`: the pool or cluster client;
+//! `rooms`: the room sets; `reply`: the token scripts' answers; `operator`: figures, history,
+//! settings and their change log; `keys`: the key names; `encoding`: how rooms and users are
+//! written in keys and values; `upgrade`: what is kept from the layout before hash tags.
 
 mod connections;
 mod encoding;
+mod keys;
 mod operator;
+mod reply;
+mod rooms;
+mod upgrade;
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,7 +25,7 @@ use redis::{FromRedisValue, Script, ScriptInvocation};
 use crate::{
     admission::{Admission, MAX_BATCH},
     clock::Clock,
-    domain::{QueueEntry, Room, RoomSeats, Token, TokenStatus, UserId, Verdict},
+    domain::{QueueEntry, Room, RoomSeats, Token, UserId, Verdict, draw_fraction},
     error::QueueError,
     outflow::Pace,
     policy::Policy,
@@ -25,8 +34,10 @@ use crate::{
         SettingsPatch,
     },
 };
-pub use connections::Connections;
-use encoding::{room_from_key, room_key, stored_room, stored_user};
+pub use connections::{Connection, Connections};
+use encoding::{room_key, stored_room, stored_user};
+use keys::Keys;
+use reply::{TokenReply, token_status};
 
 /// Time constant of the measured-outflow average behind ETAs.
 const OUTFLOW_TAU_MS: u64 = 10_000;
@@ -35,7 +46,12 @@ const WAITING_KEY_SLACK: Duration = Duration::from_secs(60);
 /// How often a settings change is tried again when another one got in between its read and
 /// its write.
 const SETTINGS_ATTEMPTS: usize = 8;
+/// How long a room counts as listed in the room set after a script last added it, or was told
+/// to (`listed` in `lua/common.lua`): a room the store failed to add is added again by a call
+/// this much later.
+const LISTED_FOR: Duration = Duration::from_secs(10);
 
+/// A room script: the shared prelude (`lua/common.lua`), then the step.
 macro_rules! script {
     ($name:literal) => {
         Script::new(concat!(
@@ -55,6 +71,8 @@ struct Scripts {
     lease: Script,
     figures: Script,
     settings: Script,
+    relist: Script,
+    adopt: Script,
 }
 
 impl Scripts {
@@ -65,9 +83,12 @@ impl Scripts {
             validate: script!("validate"),
             release: script!("release"),
             admit: script!("admit"),
-            lease: script!("lease"),
+            // The one script on a global key: no room prelude.
+            lease: Script::new(include_str!("../../lua/lease.lua")),
             figures: script!("figures"),
             settings: script!("settings"),
+            relist: script!("relist"),
+            adopt: script!("adopt"),
         }
     }
 }
@@ -75,7 +96,7 @@ impl Scripts {
 #[derive(Clone)]
 pub struct QueueStore {
     redis: Arc<Connections>,
-    prefix: Arc<str>,
+    keys: Keys,
     policy: Arc<Policy>,
     scripts: Arc<Scripts>,
     clock: Clock,
@@ -101,7 +122,7 @@ impl QueueStore {
     pub fn on(redis: Connections, prefix: &str, policy: Policy, deadline: Duration) -> Self {
         Self {
             redis: Arc::new(redis),
-            prefix: prefix.into(),
+            keys: Keys::new(prefix),
             policy: Arc::new(policy),
             scripts: Arc::new(Scripts::load()),
             clock: Clock::Redis,
@@ -171,11 +192,6 @@ impl QueueStore {
         self.clock.manual_now_ms().unwrap_or(0)
     }
 
-    /// The set of rooms that have waiters or active tokens (`P:queues`, see `lua/common.lua`).
-    fn room_set_key(&self) -> String {
-        format!("{}:queues", self.prefix)
-    }
-
     async fn run<T: FromRedisValue>(
         &self,
         script: &'static str,
@@ -185,7 +201,14 @@ impl QueueStore {
             let mut connection = self.redis.get().await?;
             Ok::<T, QueueError>(invocation.invoke_async(&mut connection).await?)
         };
-        self.timed(script, call).await
+        // Every step but the admitter's lease renewal (ten a second, a trace each) is traced.
+        if script == "lease" {
+            return self.timed(script, call).await;
+        }
+        let span =
+            kit::trace::Span::child(kit::trace::Kind::Client, || format!("redis {script}.lua"))
+                .with_fixed(kit::trace::db::REDIS_SCRIPT);
+        span.wrap(self.timed(script, call)).await
     }
 
     /// One plain command, under the same deadline as the scripts.
@@ -198,111 +221,63 @@ impl QueueStore {
     }
 
     /// The user's live token in `room`: the existing one, or a new one at the back.
-    #[tracing::instrument(name = "redis issue.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn issue(&self, user: UserId, room: Room) -> Result<QueueEntry, QueueError> {
-        let fresh = Token::random();
-        type Reply = (String, String, u64, u64, i64, u8, i64, i64, u8, i64);
-        let (token, state, position, eta, until, paused, opens_at, opens_in, may_return, choose_by): Reply = self
-            .run(
+        let fresh = Token::random(room);
+        let reply = self
+            .token_reply(
                 "issue",
                 self.scripts
                     .issue
-                    .arg(&*self.prefix)
+                    .key(self.keys.room(room))
                     .arg(room_key(room))
                     .arg(user.get())
                     .arg(fresh.to_string())
                     .arg(self.clock_arg())
                     .arg(self.waiting_args())
-                    .arg(fresh.draw_fraction())
-                    .arg(millis(self.policy.admitted_idle)),
+                    .arg(draw_fraction())
+                    .arg(millis(self.policy.admitted_idle))
+                    .arg(millis(LISTED_FOR)),
+                room,
             )
             .await?;
-        if state == "N" {
+        if reply.state == "N" {
             return Err(QueueError::RoomNotOpen {
-                opens_at_unix_ms: opens_at,
+                opens_at_unix_ms: reply.fields.opens_at,
             });
         }
         Ok(QueueEntry {
-            token: Token::parse(&token).map_err(|_| QueueError::Protocol(token.clone()))?,
+            token: Token::parse(&reply.head)
+                .map_err(|_| QueueError::Protocol(reply.head.clone()))?,
             user,
             room,
-            status: token_status(
-                &state,
-                StatusFields {
-                    position,
-                    eta,
-                    until,
-                    paused,
-                    opens_at,
-                    opens_in,
-                    may_return,
-                    choose_by,
-                },
-            )?,
+            status: token_status(&reply.state, reply.fields)?,
         })
     }
 
     /// The token's queue entry: position and ETA while waiting (the call is also the waiter's
     /// heartbeat), or the expiry once active.
-    #[tracing::instrument(name = "redis status.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn status(&self, token: Token) -> Result<QueueEntry, QueueError> {
-        type Reply = (
-            String,
-            String,
-            u64,
-            u64,
-            i64,
-            String,
-            String,
-            u8,
-            i64,
-            i64,
-            u8,
-            i64,
-        );
-        let (
-            outcome,
-            state,
-            position,
-            eta,
-            until,
-            user,
-            room,
-            paused,
-            opens_at,
-            opens_in,
-            may_return,
-            choose_by,
-        ): Reply = self
-            .run(
+        let room = token.room().ok_or(QueueError::TokenNotFound)?;
+        let reply = self
+            .token_reply(
                 "status",
                 self.scripts
                     .status
-                    .arg(&*self.prefix)
+                    .key(self.keys.room(room))
                     .arg(token.to_string())
                     .arg(self.clock_arg())
                     .arg(self.waiting_args())
-                    .arg(millis(self.policy.admitted_idle)),
+                    .arg(millis(self.policy.admitted_idle))
+                    .arg(millis(LISTED_FOR)),
+                room,
             )
             .await?;
-        match outcome.as_str() {
+        match reply.head.as_str() {
             "OK" => Ok(QueueEntry {
                 token,
-                user: stored_user(&user)?,
-                room: stored_room(&room)?,
-                status: token_status(
-                    &state,
-                    StatusFields {
-                        position,
-                        eta,
-                        until,
-                        paused,
-                        opens_at,
-                        opens_in,
-                        may_return,
-                        choose_by,
-                    },
-                )?,
+                user: stored_user(reply.user.as_deref().unwrap_or_default())?,
+                room,
+                status: token_status(&reply.state, reply.fields)?,
             }),
             "NOT_FOUND" => Err(QueueError::TokenNotFound),
             "EXPIRED" => Err(QueueError::TokenExpired),
@@ -311,14 +286,16 @@ impl QueueStore {
     }
 
     /// Whether `token` is ACTIVE and bound to `user`.
-    #[tracing::instrument(name = "redis validate.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn validate(&self, token: Token, user: UserId) -> Result<Verdict, QueueError> {
-        let (verdict, until, room): (String, i64, String) = self
+        let Some(room) = token.room() else {
+            return Ok(Verdict::NotFound);
+        };
+        let (verdict, until, stored): (String, i64, String) = self
             .run(
                 "validate",
                 self.scripts
                     .validate
-                    .arg(&*self.prefix)
+                    .key(self.keys.room(room))
                     .arg(token.to_string())
                     .arg(user.get())
                     .arg(self.clock_arg())
@@ -328,7 +305,7 @@ impl QueueStore {
         Ok(match verdict.as_str() {
             "VALID" => Verdict::Valid {
                 until_unix_ms: until,
-                room: stored_room(&room)?,
+                room: stored_room(&stored)?,
             },
             "NOT_FOUND" => Verdict::NotFound,
             "EXPIRED" => Verdict::Expired,
@@ -339,14 +316,16 @@ impl QueueStore {
     }
 
     /// Frees the token's slot now. False when it was already gone.
-    #[tracing::instrument(name = "redis release.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn release(&self, token: Token) -> Result<bool, QueueError> {
+        let Some(room) = token.room() else {
+            return Ok(false);
+        };
         let released: i64 = self
             .run(
                 "release",
                 self.scripts
                     .release
-                    .arg(&*self.prefix)
+                    .key(self.keys.room(room))
                     .arg(token.to_string()),
             )
             .await?;
@@ -363,7 +342,6 @@ impl QueueStore {
     /// from the head as the room's settings in effect, `pace` and the concert's `seats` allow
     /// (none while paused, before the opening or with no free seat; `None`: not known now, the
     /// last known stand); count and sample the room.
-    #[tracing::instrument(name = "redis admit.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn admit_with(
         &self,
         room: Room,
@@ -380,13 +358,13 @@ impl QueueStore {
                 ]
             },
         );
-        let (admitted, expired, dropped, waiting, active, idled): (u64, u64, u64, u64, u64, u64) =
-            self.run(
+        type Reply = (u64, u64, u64, u64, u64, u64, u8);
+        let (admitted, expired, dropped, waiting, active, idled, emptied): Reply = self
+            .run(
                 "admit",
                 self.scripts
                     .admit
-                    .arg(&*self.prefix)
-                    .arg(room_key(room))
+                    .key(self.keys.room(room))
                     .arg(self.clock_arg())
                     .arg(self.policy.admission_rate)
                     .arg(self.policy.active_cap)
@@ -402,6 +380,13 @@ impl QueueStore {
                     .arg(millis(self.policy.admitted_idle)),
             )
             .await?;
+        // A failure here is only logged: the room stays listed (the next step tries again), or
+        // a joiner's room is listed again by their calls within `LISTED_FOR`.
+        if emptied == 1
+            && let Err(error) = self.unlist(room).await
+        {
+            tracing::warn!(%error, ?room, "could not update the room set for an emptied room");
+        }
         Ok(Admission {
             admitted,
             expired,
@@ -412,35 +397,17 @@ impl QueueStore {
         })
     }
 
-    /// Rooms that have waiters or active tokens, all at once (the admitter pages through them
-    /// with [`QueueStore::scan_rooms`] instead).
-    pub async fn rooms(&self) -> Result<Vec<Room>, QueueError> {
-        let mut command = redis::cmd("SMEMBERS");
-        command.arg(self.room_set_key());
-        let members: Vec<String> = self.query(&command).await?;
-        Ok(members.iter().filter_map(|m| room_from_key(m)).collect())
-    }
-
-    /// One page of the room set: `SSCAN` from `cursor` with `count` as the size hint. Returns
-    /// the next cursor (0 when the pass is complete) and the rooms of this page; members this
-    /// service did not write are skipped. A room present for a whole pass is returned at least
-    /// once in it (possibly twice, if the set is rehashed meanwhile).
-    pub async fn scan_rooms(
+    /// Runs issue.lua or status.lua for a token of `room`, and lists the room when the script
+    /// says so.
+    async fn token_reply(
         &self,
-        cursor: u64,
-        count: usize,
-    ) -> Result<(u64, Vec<Room>), QueueError> {
-        let mut command = redis::cmd("SSCAN");
-        command
-            .arg(self.room_set_key())
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(count.max(1));
-        let (next, members): (u64, Vec<String>) = self.query(&command).await?;
-        Ok((
-            next,
-            members.iter().filter_map(|m| room_from_key(m)).collect(),
-        ))
+        script: &'static str,
+        invocation: &mut ScriptInvocation<'_>,
+        room: Room,
+    ) -> Result<TokenReply, QueueError> {
+        let reply = TokenReply::parse(self.run(script, invocation).await?)?;
+        self.listed(room, reply.list).await;
+        Ok(reply)
     }
 
     /// Takes or renews the single-admitter lease for `holder`. True while held.
@@ -450,7 +417,7 @@ impl QueueStore {
                 "lease",
                 self.scripts
                     .lease
-                    .arg(&*self.prefix)
+                    .key(self.keys.lease())
                     .arg(holder)
                     .arg(millis(lease)),
             )
@@ -469,47 +436,16 @@ impl QueueStore {
     }
 }
 
-/// The fields of a script's answer that describe a token's status.
-struct StatusFields {
-    position: u64,
-    eta: u64,
-    until: i64,
-    paused: u8,
-    opens_at: i64,
-    opens_in: i64,
-    may_return: u8,
-    choose_by: i64,
-}
-
-fn token_status(state: &str, fields: StatusFields) -> Result<TokenStatus, QueueError> {
-    match state {
-        "W" => Ok(TokenStatus::Waiting {
-            position: fields.position,
-            eta_seconds: fields.eta,
-            paused: fields.paused == 1,
-        }),
-        "A" => Ok(TokenStatus::Active {
-            until_unix_ms: fields.until,
-            choose_by_unix_ms: (fields.choose_by > 0).then_some(fields.choose_by),
-        }),
-        "P" => Ok(TokenStatus::Prequeue {
-            opens_at_unix_ms: fields.opens_at,
-            opens_in_ms: u64::try_from(fields.opens_in).unwrap_or(0),
-        }),
-        "S" => Ok(TokenStatus::SoldOut {
-            position: fields.position,
-            seats_may_return: fields.may_return == 1,
-        }),
-        other => Err(QueueError::Protocol(format!("token state {other:?}"))),
-    }
-}
-
 /// A plain command's name as its latency's operation label (the commands this store sends).
 fn command_name(command: &redis::Cmd) -> &'static str {
     match command.args_iter().next() {
         Some(redis::Arg::Simple(b"SMEMBERS")) => "SMEMBERS",
         Some(redis::Arg::Simple(b"SSCAN")) => "SSCAN",
         Some(redis::Arg::Simple(b"LRANGE")) => "LRANGE",
+        Some(redis::Arg::Simple(b"SADD")) => "SADD",
+        Some(redis::Arg::Simple(b"SREM")) => "SREM",
+        Some(redis::Arg::Simple(b"HGETALL")) => "HGETALL",
+        Some(redis::Arg::Simple(b"DEL")) => "DEL",
         _ => "command",
     }
 }

@@ -1,5 +1,9 @@
 //! The operator's side of the store: rooms' figures and history, settings and their change
-//! log. Settings and the change-log entry are written by one script, so they never disagree.
+//! log. A room's settings and its change-log entry are written by one script, so they never
+//! disagree; each room keeps its own log (in its slot), and the change log is those logs
+//! merged.
+
+use futures::{StreamExt, stream};
 
 use super::*;
 use crate::{
@@ -7,46 +11,44 @@ use crate::{
     schedule::{RoomPhase, Schedule, SchedulePatch},
 };
 
+/// Rooms whose figures (or change logs) one listing reads at once, each its own round trip
+/// (on a Redis Cluster, to the room's primary).
+const ROOMS_IN_FLIGHT: usize = 16;
+
 impl QueueStore {
     /// The figures and settings in effect of the default room, of `requested` and of every
     /// room that has waiters, active tokens or operator settings: the default room first, then
-    /// the concerts' rooms by id.
-    #[tracing::instrument(name = "redis figures.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
+    /// the concerts' rooms by id. Each room's figures are one script on that room's keys.
     pub async fn list_rooms(&self, requested: &[Room]) -> Result<Vec<RoomFigures>, QueueError> {
         let mut rooms = vec![Room::Default];
         rooms.extend_from_slice(requested);
-        let mut figures: Vec<RoomFigures> = self
-            .figures(&rooms, Listing::AndEveryKnownRoom)
-            .await?
-            .into_iter()
-            .map(|(figures, _)| figures)
-            .collect();
+        rooms.extend(self.rooms().await?);
+        rooms.extend(self.rooms_with_settings().await?);
         // `None` (the default room) sorts first.
-        figures.sort_by_key(|figures| figures.room.concert_id());
-        Ok(figures)
+        rooms.sort_by_key(|room| room.concert_id());
+        rooms.dedup();
+        stream::iter(rooms)
+            .map(|room| async move { Ok(self.one_room(room).await?.0) })
+            .buffered(ROOMS_IN_FLIGHT)
+            .collect::<Vec<Result<RoomFigures, QueueError>>>()
+            .await
+            .into_iter()
+            .collect()
+    }
+
+    /// Rooms that have operator settings.
+    async fn rooms_with_settings(&self) -> Result<Vec<Room>, QueueError> {
+        self.members(self.keys.settings_set()).await
     }
 
     /// One room's figures and settings in effect.
-    #[tracing::instrument(name = "redis figures.lua", skip_all, fields(db.system = "redis", db.operation = "EVALSHA", otel.kind = "client"))]
     pub async fn room_figures(&self, room: Room) -> Result<RoomFigures, QueueError> {
         Ok(self.one_room(room).await?.0)
     }
 
     /// One room's figures, and the version of its operator's settings (0: none yet).
     async fn one_room(&self, room: Room) -> Result<(RoomFigures, u64), QueueError> {
-        self.figures(&[room], Listing::Only)
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| QueueError::Protocol("figures.lua answered no room".into()))
-    }
-
-    async fn figures(
-        &self,
-        rooms: &[Room],
-        listing: Listing,
-    ) -> Result<Vec<(RoomFigures, u64)>, QueueError> {
-        type Base = (String, u64, u64, f64, f64, u64, u64, u64, u8, f64, u32, u64);
+        type Base = (u64, u64, f64, f64, u64, u64, u64, u8, f64, u32, u64);
         type Outflow = (
             i64,
             i64,
@@ -60,35 +62,27 @@ impl QueueStore {
             u32,
             u64,
         );
-        let mut invocation = self.scripts.figures.arg(&*self.prefix);
-        invocation
-            .arg(self.clock_arg())
-            .arg(self.policy.admission_rate)
-            .arg(self.policy.active_cap)
-            .arg(millis(self.policy.active_ttl))
-            .arg(OUTFLOW_TAU_MS)
-            .arg(match listing {
-                Listing::Only => "only",
-                Listing::AndEveryKnownRoom => "listed",
-            });
-        for room in rooms {
-            invocation.arg(room_key(*room));
-        }
-        let rows: Vec<(Base, Outflow)> = self.run("figures", &mut invocation).await?;
-        rows.into_iter()
-            .filter_map(|(base, outflow)| {
-                // Members this service did not write are skipped, as in the room set.
-                let room = room_from_key(&base.0)?;
-                Some(room_figures(room, base, outflow))
-            })
-            .collect()
+        let (base, outflow): (Base, Outflow) = self
+            .run(
+                "figures",
+                self.scripts
+                    .figures
+                    .key(self.keys.room(room))
+                    .arg(self.clock_arg())
+                    .arg(self.policy.admission_rate)
+                    .arg(self.policy.active_cap)
+                    .arg(millis(self.policy.active_ttl))
+                    .arg(OUTFLOW_TAU_MS),
+            )
+            .await?;
+        room_figures(room, base, outflow)
     }
 
     /// The room's samples of the last five minutes, oldest first.
     pub async fn room_history(&self, room: Room) -> Result<Vec<RoomSample>, QueueError> {
         let mut command = redis::cmd("LRANGE");
         command
-            .arg(format!("{}:q:{}:history", self.prefix, room_key(room)))
+            .arg(self.keys.in_room(room, "history"))
             .arg(0)
             .arg(-1);
         let newest_first: Vec<String> = self.query(&command).await?;
@@ -112,13 +106,15 @@ impl QueueStore {
         for _ in 0..SETTINGS_ATTEMPTS {
             let (current, version) = self.one_room(room).await?;
             patch.applied_to(current.settings)?;
+            // Listed before it is written: a room listed without settings shows the
+            // configured ones, while settings the listing missed would be invisible.
+            self.add_to_set(self.keys.settings_set(), room).await?;
             let written: i64 = self
                 .run(
                     "settings",
                     self.scripts
                         .settings
-                        .arg(&*self.prefix)
-                        .arg(room_key(room))
+                        .key(self.keys.room(room))
                         .arg(self.clock_arg())
                         .arg(version)
                         .arg(
@@ -160,34 +156,59 @@ impl QueueStore {
         Err(QueueError::SettingsContended)
     }
 
-    /// The `limit` most recent settings changes, newest first.
+    /// The `limit` most recent settings changes (at most [`CHANGES_KEPT`]), newest first:
+    /// the newest `limit` of each room with settings, merged.
     pub async fn setting_changes(&self, limit: usize) -> Result<Vec<SettingChange>, QueueError> {
+        let limit = limit.min(CHANGES_KEPT);
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let logs: Vec<Result<Vec<SettingChange>, QueueError>> =
+            stream::iter(self.rooms_with_settings().await?)
+                .map(|room| self.room_changes(room, limit))
+                .buffer_unordered(ROOMS_IN_FLIGHT)
+                .collect()
+                .await;
+        // The log from before each room kept its own, if any (src/store/upgrade.rs).
+        let mut changes = self
+            .changes_at(self.keys.earlier_change_log(), limit)
+            .await?;
+        for log in logs {
+            changes.extend(log?);
+        }
+        // Stable: a room's own changes at one instant stay newest first.
+        changes.sort_by_key(|change| std::cmp::Reverse(change.at_unix_ms));
+        changes.truncate(limit);
+        Ok(changes)
+    }
+
+    /// The `limit` most recent settings changes of `room`, newest first.
+    async fn room_changes(
+        &self,
+        room: Room,
+        limit: usize,
+    ) -> Result<Vec<SettingChange>, QueueError> {
+        self.changes_at(self.keys.in_room(room, "changes"), limit)
+            .await
+    }
+
+    /// The `limit` most recent settings changes in the log at `key`, newest first.
+    async fn changes_at(
+        &self,
+        key: String,
+        limit: usize,
+    ) -> Result<Vec<SettingChange>, QueueError> {
         let mut command = redis::cmd("LRANGE");
-        command
-            .arg(format!("{}:changes", self.prefix))
-            .arg(0)
-            .arg(limit - 1);
+        command.arg(key).arg(0).arg(limit - 1);
         let lines: Vec<String> = self.query(&command).await?;
         lines.iter().map(|line| parse_change(line)).collect()
     }
 }
 
-/// Which rooms `figures.lua` reports.
-#[derive(Clone, Copy)]
-enum Listing {
-    /// The given rooms only.
-    Only,
-    /// The given rooms and every room with waiters, active tokens or operator settings.
-    AndEveryKnownRoom,
-}
-
 /// One row of `figures.lua` as the console's figures.
 fn room_figures(
     room: Room,
-    base: (String, u64, u64, f64, f64, u64, u64, u64, u8, f64, u32, u64),
+    base: (u64, u64, f64, f64, u64, u64, u64, u8, f64, u32, u64),
     outflow: (
         i64,
         i64,
@@ -202,10 +223,10 @@ fn room_figures(
         u64,
     ),
 ) -> Result<(RoomFigures, u64), QueueError> {
-    let (_, waiting, active, admitted_rate, dropped_rate, back) =
-        (base.0, base.1, base.2, base.3, base.4, base.5);
+    let (waiting, active, admitted_rate, dropped_rate, back) =
+        (base.0, base.1, base.2, base.3, base.4);
     let (admitted_total, dropped_total, paused, rate, cap, version) =
-        (base.6, base.7, base.8, base.9, base.10, base.11);
+        (base.5, base.6, base.7, base.8, base.9, base.10);
     let (prequeue_at, opens_at, phase, rate_in_effect, cap_in_effect, limit) = (
         outflow.0, outflow.1, outflow.2, outflow.3, outflow.4, outflow.5,
     );

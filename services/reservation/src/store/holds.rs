@@ -61,87 +61,117 @@ const SEAT_LIMIT_REACHED: &str = "SL001";
 /// statement returns nothing (`SeatTaken`); a user at the limit gets `SeatLimitReached`. The
 /// primary key makes the winner unique, and the (user, concert) lock the count exact, under any
 /// concurrency.
-#[tracing::instrument(
-    name = "INSERT seat_claims",
-    skip_all,
-    fields(otel.kind = "client", db.system = "postgresql", db.operation = "INSERT", db.sql.table = "seat_claims")
-)]
 pub async fn hold<'e>(
     db: impl PgExecutor<'e>,
     new: &NewHold,
 ) -> Result<Reservation, ReservationError> {
-    let max_seats = i32::try_from(new.max_seats_per_user).unwrap_or(i32::MAX);
-    let result: Result<Option<Reservation>, sqlx::Error> = sqlx::query_as(HOLD)
-        .bind(new.option_id)
-        .bind(new.seat_no)
-        .bind(new.user_id)
-        .bind(new.concert_id)
-        .bind(new.room.concert_id())
-        .bind(new.price_minor)
-        .bind(&new.grade)
-        .bind(new.hold.as_secs_f64())
-        .bind(max_seats)
-        .fetch_optional(db)
-        .await;
-    match result {
-        Ok(Some(reservation)) => Ok(reservation),
-        Ok(None) => Err(ReservationError::SeatTaken),
-        Err(sqlx::Error::Database(error))
-            if error.code().as_deref() == Some(SEAT_LIMIT_REACHED) =>
-        {
-            Err(ReservationError::SeatLimitReached {
-                limit: new.max_seats_per_user,
-            })
-        }
-        Err(error) => Err(error.into()),
-    }
+    kit::trace::client(
+        "INSERT seat_claims",
+        &[
+            ("db.system", "postgresql"),
+            ("db.operation", "INSERT"),
+            ("db.sql.table", "seat_claims"),
+        ],
+        async move {
+            let max_seats = i32::try_from(new.max_seats_per_user).unwrap_or(i32::MAX);
+            let result: Result<Option<Reservation>, sqlx::Error> = sqlx::query_as(HOLD)
+                .bind(new.option_id)
+                .bind(new.seat_no)
+                .bind(new.user_id)
+                .bind(new.concert_id)
+                .bind(new.room.concert_id())
+                .bind(new.price_minor)
+                .bind(&new.grade)
+                .bind(new.hold.as_secs_f64())
+                .bind(max_seats)
+                .fetch_optional(db)
+                .await;
+            match result {
+                Ok(Some(reservation)) => Ok(reservation),
+                Ok(None) => Err(ReservationError::SeatTaken),
+                Err(sqlx::Error::Database(error))
+                    if error.code().as_deref() == Some(SEAT_LIMIT_REACHED) =>
+                {
+                    Err(ReservationError::SeatLimitReached {
+                        limit: new.max_seats_per_user,
+                    })
+                }
+                Err(error) => Err(error.into()),
+            }
+        },
+    )
+    .await
 }
 
-#[tracing::instrument(name = "SELECT reservations", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn get<'e>(db: impl PgExecutor<'e>, id: i64) -> Result<Reservation, ReservationError> {
-    let reservation: Option<Reservation> = sqlx::query_as(concat!(
-        "select ",
-        reservation_columns!(),
-        " from reservations where id = $1"
-    ))
-    .bind(id)
-    .fetch_optional(db)
-    .await?;
-    reservation.ok_or(ReservationError::ReservationNotFound)
+    kit::trace::client(
+        "SELECT reservations",
+        kit::trace::db::POSTGRES_SELECT,
+        async move {
+            let reservation: Option<Reservation> = sqlx::query_as(concat!(
+                "select ",
+                reservation_columns!(),
+                " from reservations where id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(db)
+            .await?;
+            reservation.ok_or(ReservationError::ReservationNotFound)
+        },
+    )
+    .await
 }
 
 /// Seat numbers of the option that are held (unexpired) or sold.
-#[tracing::instrument(name = "SELECT seat_claims", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn occupancy(pool: &PgPool, option_id: i64) -> Result<Vec<i32>, ReservationError> {
-    let rows: Vec<(i32,)> = sqlx::query_as(OCCUPANCY)
-        .bind(option_id)
-        .fetch_all(pool)
-        .await?;
-    Ok(rows.into_iter().map(|(seat,)| seat).collect())
+    kit::trace::client(
+        "SELECT seat_claims",
+        kit::trace::db::POSTGRES_SELECT,
+        async move {
+            let rows: Vec<(i32,)> = sqlx::query_as(OCCUPANCY)
+                .bind(option_id)
+                .fetch_all(pool)
+                .await?;
+            Ok(rows.into_iter().map(|(seat,)| seat).collect())
+        },
+    )
+    .await
 }
 
 /// Held-or-sold counts per option, for many options in one query.
-#[tracing::instrument(name = "SELECT seat_claims", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn count_taken(
     pool: &PgPool,
     option_ids: &[i64],
 ) -> Result<Vec<(i64, i64)>, ReservationError> {
-    Ok(sqlx::query_as(TAKEN_COUNTS)
-        .bind(option_ids)
-        .fetch_all(pool)
-        .await?)
+    kit::trace::client(
+        "SELECT seat_claims",
+        kit::trace::db::POSTGRES_SELECT,
+        async move {
+            Ok(sqlx::query_as(TAKEN_COUNTS)
+                .bind(option_ids)
+                .fetch_all(pool)
+                .await?)
+        },
+    )
+    .await
 }
 
 /// Held and sold counts per option, for many options in one query: (option, held, sold).
-#[tracing::instrument(name = "SELECT seat_claims", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "SELECT"))]
 pub async fn count_held_and_sold(
     pool: &PgPool,
     option_ids: &[i64],
 ) -> Result<Vec<(i64, i64, i64)>, ReservationError> {
-    Ok(sqlx::query_as(HELD_AND_SOLD_COUNTS)
-        .bind(option_ids)
-        .fetch_all(pool)
-        .await?)
+    kit::trace::client(
+        "SELECT seat_claims",
+        kit::trace::db::POSTGRES_SELECT,
+        async move {
+            Ok(sqlx::query_as(HELD_AND_SOLD_COUNTS)
+                .bind(option_ids)
+                .fetch_all(pool)
+                .await?)
+        },
+    )
+    .await
 }
 
 /// Deletes up to $1 claims whose hold has run out: a range scan of `seat_claims_by_expiry`
@@ -159,9 +189,15 @@ pub const SWEEP_HOLDS: &str = "update reservations set status = 'EXPIRED' where 
 /// Marks up to `batch` run-out holds EXPIRED and deletes their claims. Reads and holds already
 /// treat them as free; this keeps the tables small and the statuses honest. Returns how many
 /// reservations were marked.
-#[tracing::instrument(name = "UPDATE reservations (sweep)", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "UPDATE"))]
 pub async fn sweep(pool: &PgPool, batch: i64) -> Result<u64, ReservationError> {
-    sqlx::query(SWEEP_CLAIMS).bind(batch).execute(pool).await?;
-    let marked = sqlx::query(SWEEP_HOLDS).bind(batch).execute(pool).await?;
-    Ok(marked.rows_affected())
+    kit::trace::client(
+        "UPDATE reservations (sweep)",
+        kit::trace::db::POSTGRES_UPDATE,
+        async move {
+            sqlx::query(SWEEP_CLAIMS).bind(batch).execute(pool).await?;
+            let marked = sqlx::query(SWEEP_HOLDS).bind(batch).execute(pool).await?;
+            Ok(marked.rows_affected())
+        },
+    )
+    .await
 }

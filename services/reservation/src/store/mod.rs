@@ -3,6 +3,7 @@
 
 pub mod holds;
 pub mod idempotency;
+pub mod leases;
 pub mod payments;
 pub mod wallets;
 

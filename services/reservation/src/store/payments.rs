@@ -26,13 +26,13 @@ struct Locked {
 /// admitted by the room that admitted the hold (`TokenWrongRoom` otherwise), the balance
 /// must cover the price (conditional debit, never negative); then the seat is sold for good
 /// (its claim loses its deadline), the reservation CONFIRMED and the payment recorded.
-#[tracing::instrument(name = "pay", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
 pub async fn pay(
     tx: &mut PgConnection,
     reservation_id: i64,
     user_id: i64,
     admitted_by: Room,
 ) -> Result<Payment, ReservationError> {
+    kit::trace::client("pay", kit::trace::db::POSTGRES, async move {
     // Lock the reservation so concurrent payments of it serialise here.
     let row: Option<Locked> = sqlx::query_as(
         "select user_id, concert_option_id, seat_no, status, price_minor, expires_at > now() as live, \
@@ -102,4 +102,6 @@ pub async fn pay(
         paid_at_ms,
         balance_after_minor: balance_after,
     })
+})
+.await
 }

@@ -32,6 +32,16 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// A fresh database with this service's schema, and no service on it.
+pub async fn migrated_database() -> sqlx::PgPool {
+    let url = kit::postgres::fresh_database(&server_url())
+        .await
+        .expect("fresh database");
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    reservation::MIGRATOR.run(&pool).await.expect("migrate");
+    pool
+}
+
 impl System {
     /// Catalog and reservation, the latter with `RESERVATION_MAX_SEATS_PER_USER` = `max_seats`.
     pub async fn start(max_seats: u32) -> Self {

@@ -2,6 +2,7 @@
 //! changed them. Operators only ([`Admin`]). Settings live in the queue's Redis, so a change
 //! reaches every replica at its next admission step.
 
+pub mod patch;
 pub mod views;
 
 use std::collections::HashMap;
@@ -19,9 +20,10 @@ use crate::{
     extract::{JsonBody, PathParams, QueryParams},
     identity::admin::Admin,
 };
+use patch::SettingsPatch;
 use views::{
     ChangesView, OptionSalesView, RevokedView, RoomHistoryView, RoomName, RoomView, RoomsView,
-    RoutesHistoryView, SettingsPatch,
+    RoutesHistoryView,
 };
 
 /// Catalog calls in flight at once while gathering every concert's options.

@@ -1,0 +1,88 @@
+//! The floor of the queue pair's path (`crate::bare_chain`): a bare relay and a bare gRPC server
+//! that runs one script in the queue's Redis, started here as children with one Tokio worker
+//! each (as `cargo xtask up` runs the services), driven as the kinds are, and charged per request
+//! with that Redis. What check-queue and issue-token cost above it is the work of ours on their
+//! path: identity, JSON, limiter, metrics, the queue's logic and its scripts' commands.
+
+use std::{sync::Arc, time::Instant};
+
+use serde_json::Value;
+
+use super::{Args, Load, Measured, describe, drive};
+use crate::{
+    children::{self, Workers},
+    client::Client,
+    cpu::{self, Process, Selector},
+    recorder::Recorder,
+};
+
+/// What the floor's requests are recorded under.
+pub const ENDPOINT: &str = "GET / (bare relay → bare gRPC → one Redis script)";
+
+/// Measures the floor against the Redis at `redis_url`; `probe`'s `redis` process is charged
+/// with the bare processes.
+pub(super) async fn measure(
+    redis_url: &str,
+    args: &Args,
+    probe: &cpu::Probe,
+) -> anyhow::Result<Value> {
+    let grpc = children::spawn(
+        &["bare-grpc", "--redis-url", redis_url],
+        Workers::AsTheServices,
+    )
+    .await?;
+    let upstream = format!("http://{}", grpc.addr);
+    let relay = children::spawn(
+        &["bare-relay", "--upstream", &upstream],
+        Workers::AsTheServices,
+    )
+    .await?;
+    let mut processes = vec![
+        Process {
+            name: "bare-relay".into(),
+            selector: Selector::Pid(relay.pid),
+        },
+        Process {
+            name: "bare-grpc".into(),
+            selector: Selector::Pid(grpc.pid),
+        },
+    ];
+    processes.extend(
+        probe
+            .processes()
+            .iter()
+            .filter(|process| process.name == "redis")
+            .cloned(),
+    );
+    let floor_probe = cpu::Probe::new(processes);
+    eprintln!(
+        "cost: floor ({ENDPOINT}) — {} connections, {} s warm-up, {} s measured",
+        args.connections, args.warmup_seconds, args.seconds
+    );
+    let client = Client::new(&format!("http://{}", relay.addr));
+    let call = move |_connection: usize| {
+        let client = client.clone();
+        async move { client.get("/").await }
+    };
+    let load = Load {
+        connections: args.connections,
+        rate: args.rate,
+    };
+    let warmup = Arc::new(Recorder::new());
+    drive(load, args.warmup_seconds, &warmup, ENDPOINT, call.clone()).await?;
+    let recorder = Arc::new(Recorder::new());
+    let window = floor_probe.start();
+    let started = Instant::now();
+    let requests = drive(load, args.seconds, &recorder, ENDPOINT, call).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let result = Measured::of_window(
+        ENDPOINT,
+        requests,
+        seconds,
+        &recorder,
+        window.finish(requests),
+    );
+    eprintln!("cost: floor: {}", describe(&result));
+    drop((relay, grpc));
+    Ok(serde_json::to_value(&result)?)
+}

@@ -1,0 +1,1028 @@
+//! `presale`: a scheduled opening, end to end. The run schedules the concert's own room through
+//! the operator's API (pre-queue in a second, the sale `--prequeue-secs` from now), fans arrive
+//! over the pre-queue window (the compressed minutes before an opening) and join, each polling
+//! as `pollAfterSeconds` advises; a few hundred more join after the opening. Admitted fans book
+//! one seat (free seats, hold a random one, another on SEAT_TAKEN, top up, pay); fans told
+//! SOLD_OUT with `seatsMayReturn: false` stop.
+//!
+//! Checked, each failing the run: joining before the pre-queue opens is refused; pre-queue
+//! joins answer PREQUEUE; no fan is admitted twice (the room's admissions are the fans who saw
+//! ACTIVE); admission follows the draw (a fan's first position after the opening decides);
+//! nobody who joined after the opening overtook the pre-queue; the concert sold out; every fan
+//! not admitted was told SOLD_OUT with `seatsMayReturn: false`; the draw is not the arrival
+//! order.
+//!
+//! Positions move as the front is admitted, so a position seen after admission began is not
+//! the fan's place in the draw. By default the room is therefore paused over the opening
+//! (`--hold-secs`): the draw is made at `opensAt`, every pre-queue fan sees its place while
+//! nobody is admitted, and then the doors open. Those places are exact: the admitted must be
+//! exactly the first of them. Positions seen later only prove order where they cannot be
+//! explained otherwise (A at or before B in line earlier than B looked ⇒ A is ahead of B).
+
+mod outcome;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::{
+    arrivals::{open_model, think_time},
+    client::{CallResult, Client, Reply},
+    flow::Visitor,
+    recorder::Recorder,
+    report::{self, Check, Run, check},
+    scenarios::first_user,
+};
+use outcome::Outcome;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Fans who join in the pre-queue.
+    #[arg(long, default_value_t = 20_000)]
+    pub fans: u64,
+    /// Seconds from now until the sale opens: the pre-queue opens in a second and the fans
+    /// arrive over the rest.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(4..))]
+    pub prequeue_secs: u64,
+    /// Fans who join after the opening (they must wait behind the whole pre-queue).
+    #[arg(long, default_value_t = 300)]
+    pub late_fans: u64,
+    /// Seconds over which the late fans arrive, from half a second after the opening.
+    #[arg(long, default_value_t = 5)]
+    pub late_secs: u64,
+    /// The presale concert: its own waiting room, no seat held or sold yet (`cargo xtask up
+    /// --presale` seeds concert 2).
+    #[arg(long, default_value_t = 2)]
+    pub concert: u64,
+    /// The room's admissions per second once open.
+    #[arg(long, default_value_t = 200.0)]
+    pub admission_rate: f64,
+    /// The room's most active fans at once.
+    #[arg(long, default_value_t = 1000)]
+    pub active_cap: u32,
+    /// The operator's secret for the admin API (trusted gateway). With --auth-key-dir the run
+    /// calls the admin API as an operator with its own token instead.
+    #[arg(long, env = "GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Longest the doors stay shut after the opening while pre-queue fans see their place in
+    /// the draw (they open as soon as every one has); 0: admission starts at the opening, and
+    /// the draw order is checked only where later positions prove it.
+    #[arg(long, default_value_t = 20)]
+    pub hold_secs: u64,
+    /// Seat holds an admitted fan tries before giving up.
+    #[arg(long, default_value_t = 6)]
+    pub attempts: u32,
+    /// Shortest pause between a fan's polls, ms (`pollAfterSeconds` is followed when longer).
+    #[arg(long, default_value_t = 1000)]
+    pub poll_min_ms: u64,
+    /// Seconds after the opening when fans still going are stopped.
+    #[arg(long, default_value_t = 300)]
+    pub max_secs: u64,
+    #[arg(long)]
+    pub first_user: Option<u64>,
+}
+
+const ISSUE: &str = "POST /queue/issue-token";
+const CHECK: &str = "GET /queue/check-queue";
+const DATES: &str = "GET /api/concert/{concertId}/available-dates";
+const SEATS: &str = "GET /api/concert/{concertOptionId}/available-seats";
+const RESERVE: &str = "POST /api/reserve";
+const CHARGE: &str = "POST /api/users/{userId}/balance/charge";
+const PAY: &str = "POST /api/payments";
+const ROOMS: &str = "GET /admin/rooms";
+const UPDATE_ROOM: &str = "PATCH /admin/rooms/{room}";
+/// Deadline of the admin calls (the run's own, not measured load).
+const ADMIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What a queue answer said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Prequeue,
+    Waiting,
+    SoldOut,
+    Active,
+    Other,
+}
+
+impl Status {
+    fn of(reply: &Reply) -> Self {
+        match reply.json["status"].as_str() {
+            Some("PREQUEUE") => Self::Prequeue,
+            Some("WAITING") => Self::Waiting,
+            Some("SOLD_OUT") => Self::SoldOut,
+            Some("ACTIVE") => Self::Active,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A position seen: when the call was sent and answered.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    start: Instant,
+    end: Instant,
+    position: u64,
+}
+
+/// How a fan's journey ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Ending {
+    /// Still going when the run stopped.
+    #[default]
+    Going,
+    Paid(Instant),
+    /// Admitted, but no seat could be held.
+    NoSeat,
+    /// Told SOLD_OUT with seatsMayReturn false.
+    SoldOut,
+    /// Its token stopped existing while it waited (401).
+    Lost,
+    /// An answer the journey cannot go on from.
+    Failed,
+}
+
+/// What the run saw of one fan.
+#[derive(Default)]
+struct Fan {
+    /// Arrives after the opening (else over the pre-queue window).
+    late: bool,
+    /// When the join that issue-token answered 200 was sent, and when it was answered.
+    join_sent: Option<Instant>,
+    joined_at: Option<Instant>,
+    /// What the join answered (pre-queue fans must get PREQUEUE with opensAt).
+    join_status: Option<Status>,
+    join_opens_at: Option<String>,
+    /// Fans whose join answered with a place (it came after the opening): that place.
+    join_position: Option<Seen>,
+    /// Fans who joined the pre-queue: the first position after the opening.
+    drawn: Option<Seen>,
+    /// When the latest call answered with a place in line (WAITING or SOLD_OUT) was sent.
+    placed_last: Option<Instant>,
+    admitted_at: Option<Instant>,
+    /// ACTIVE answers after a non-ACTIVE one (more than 1 is an admission twice).
+    admissions: u32,
+    last_status: Option<Status>,
+    last_seats_may_return: Option<bool>,
+    /// Lost: from its last answered poll to the one told its token was gone (the queue drops
+    /// a waiter silent for longer than its heartbeat grace).
+    lost_after: Option<Duration>,
+    ending: Ending,
+}
+
+impl Fan {
+    fn note(&mut self, status: Status, reply: &Reply, start: Instant, end: Instant, ctx: &Ctx) {
+        let position = reply.json["position"].as_u64();
+        let joining = self.joined_at.is_none();
+        if joining {
+            self.join_sent = Some(start);
+            self.joined_at = Some(end);
+            self.join_status = Some(status);
+            self.join_opens_at = reply.json["opensAt"].as_str().map(str::to_owned);
+        }
+        match status {
+            Status::Waiting | Status::SoldOut => {
+                self.placed_last = Some(start);
+                if let Some(position) = position {
+                    let seen = Seen {
+                        start,
+                        end,
+                        position,
+                    };
+                    if joining {
+                        self.join_position = Some(seen);
+                    }
+                    if self.in_prequeue() && self.drawn.is_none() && start >= ctx.opens_at {
+                        self.drawn = Some(seen);
+                    }
+                }
+            }
+            Status::Active => {
+                if self.last_status != Some(Status::Active) {
+                    self.admissions += 1;
+                }
+                self.admitted_at.get_or_insert(end);
+            }
+            Status::Prequeue | Status::Other => {}
+        }
+        self.last_status = Some(status);
+        self.last_seats_may_return = reply.json["seatsMayReturn"].as_bool();
+    }
+
+    /// Joined the pre-queue (the join answered PREQUEUE): in the draw. A fan of the pre-queue
+    /// window whose join was held up past the opening joined behind it, like a late fan.
+    fn in_prequeue(&self) -> bool {
+        self.join_status == Some(Status::Prequeue)
+    }
+
+    /// Left the line on its own (an error), so not one the order can be judged by.
+    fn left(&self) -> bool {
+        matches!(self.ending, Ending::Failed | Ending::Lost)
+    }
+}
+
+/// What every fan's journey shares.
+struct Ctx {
+    concert: u64,
+    opens_at: Instant,
+    until: Instant,
+    poll_min: Duration,
+    attempts: u32,
+    fans: Vec<Mutex<Fan>>,
+    /// Set when the run cannot go on (the doors could not be opened).
+    stop: AtomicBool,
+    seat_taken: AtomicU64,
+}
+
+impl Ctx {
+    fn update(&self, index: usize, change: impl FnOnce(&mut Fan)) {
+        if let Some(fan) = self.fans.get(index)
+            && let Ok(mut fan) = fan.lock()
+        {
+            change(&mut fan);
+        }
+    }
+
+    /// One call, recorded (`accepted` tells a success). Shed (503), rate-limited (429),
+    /// timed-out (504) and unanswered calls are sent again, as a waiting page would: after 1 s,
+    /// then twice as long each time up to 8 s, each pause spread ±50% so a shed crowd does
+    /// not come back in step; until the run's end, `None` then. Only calls that are safe to
+    /// repeat come here: reads, joins (a second join answers the same token) and POSTs with an
+    /// Idempotency-Key. Answers when the call was sent and answered.
+    async fn call<F, Fut>(
+        &self,
+        visitor: &Visitor,
+        endpoint: &'static str,
+        call: F,
+        accepted: impl Fn(&Reply) -> bool,
+    ) -> Option<(Instant, Instant, Reply)>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = CallResult>,
+    {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            if self.stop.load(Ordering::Relaxed) || Instant::now() >= self.until {
+                return None;
+            }
+            let start = Instant::now();
+            let result = call().await;
+            let end = Instant::now();
+            visitor
+                .recorder
+                .record(endpoint, end - start, &result, &accepted);
+            match result {
+                Ok(reply) if !matches!(reply.status, 429 | 503 | 504) => {
+                    return Some((start, end, reply));
+                }
+                _ => {
+                    tokio::time::sleep(think_time(backoff / 2, backoff * 3 / 2)).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// The longest pause before sending a refused call again: well inside the queue's heartbeat
+/// grace, so a fan shed a few times in a row keeps its place.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// The room as the operator's API shows it.
+#[derive(Clone, Debug, Serialize)]
+struct RoomState {
+    #[serde(skip)]
+    at: Instant,
+    phase: Option<String>,
+    waiting: u64,
+    active: u64,
+    admitted_total: u64,
+    seats: Seats,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+struct Seats {
+    free: u64,
+    held: u64,
+    sold: u64,
+}
+
+impl Seats {
+    fn total(&self) -> u64 {
+        self.free + self.held + self.sold
+    }
+}
+
+/// The room of `concert` in a `GET /admin/rooms` answer: its `seats` when given, else the
+/// sum of its options'.
+fn room_state(json: &Value, concert: u64, at: Instant) -> Option<RoomState> {
+    let room = json["rooms"]
+        .as_array()?
+        .iter()
+        .find(|room| room["concertId"].as_u64() == Some(concert))?;
+    let count = |value: &Value, field: &str| value[field].as_u64().unwrap_or(0);
+    let seats = if room["seats"].is_object() {
+        Seats {
+            free: count(&room["seats"], "free"),
+            held: count(&room["seats"], "held"),
+            sold: count(&room["seats"], "sold"),
+        }
+    } else {
+        let options = room["options"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let sum = |field: &str| options.iter().map(|o| count(o, field)).sum();
+        Seats {
+            free: sum("free"),
+            held: sum("held"),
+            sold: sum("sold"),
+        }
+    };
+    Some(RoomState {
+        at,
+        phase: room["phase"].as_str().map(str::to_owned),
+        waiting: count(room, "waiting"),
+        active: count(room, "active"),
+        admitted_total: count(room, "admittedTotal"),
+        seats,
+    })
+}
+
+/// The operator's side of the run: the admin API, recorded.
+struct Operator {
+    client: Client,
+    recorder: Arc<Recorder>,
+    concert: u64,
+}
+
+impl Operator {
+    async fn timed(
+        &self,
+        endpoint: &'static str,
+        call: impl Future<Output = CallResult>,
+    ) -> CallResult {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(ADMIN_DEADLINE, call)
+            .await
+            .unwrap_or(Err(crate::client::Failure::Timeout(ADMIN_DEADLINE)));
+        self.recorder
+            .record(endpoint, started.elapsed(), &result, |reply| {
+                reply.status == 200
+            });
+        result
+    }
+
+    async fn room(&self) -> anyhow::Result<RoomState> {
+        let reply = self.timed(ROOMS, self.client.get("/admin/rooms")).await?;
+        if reply.status != 200 {
+            bail!("GET /admin/rooms answered {}: {}", reply.status, reply.json);
+        }
+        room_state(&reply.json, self.concert, Instant::now()).with_context(|| {
+            format!(
+                "GET /admin/rooms lists no room of concert {}: it needs its own waiting room (catalog seed --presale-concerts)",
+                self.concert
+            )
+        })
+    }
+
+    /// Changes the room's settings; a few attempts (the run depends on it).
+    async fn update(&self, body: Value) -> anyhow::Result<()> {
+        let path = format!("/admin/rooms/concert-{}", self.concert);
+        let mut last = String::new();
+        for _ in 0..3 {
+            match self
+                .timed(UPDATE_ROOM, self.client.patch(&path, body.to_string()))
+                .await
+            {
+                Ok(reply) if reply.status == 200 => return Ok(()),
+                // Refused: sending it again changes nothing.
+                Ok(reply) if reply.status < 500 => {
+                    bail!(
+                        "PATCH {path} {body} answered {}: {}",
+                        reply.status,
+                        reply.json
+                    )
+                }
+                Ok(reply) => last = format!("{}: {}", reply.status, reply.json),
+                Err(failure) => last = failure.label().to_owned(),
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!("PATCH {path} {body} failed: {last}")
+    }
+}
+
+pub async fn run(client: &Client, args: Args) -> anyhow::Result<Run> {
+    let first = first_user(args.first_user);
+    let fans = args.fans + args.late_fans;
+    // One more: the user who tries to join before the pre-queue opens.
+    client.prepare_users(first, fans + 1)?;
+    let recorder = Arc::new(Recorder::new());
+    let admin = match &args.admin_token {
+        Some(token) => client.with_bearer(&format!("Bearer {token}")),
+        None if client.has_identity() => client.clone(),
+        None => bail!(
+            "presale needs the operator's token: --admin-token or GATEWAY_ADMIN_TOKEN (what `cargo xtask up` prints), or --auth-key-dir"
+        ),
+    };
+    let operator = Operator {
+        client: admin,
+        recorder: recorder.clone(),
+        concert: args.concert,
+    };
+    let before = operator.room().await?;
+    if before.seats.held + before.seats.sold > 0 || before.seats.total() == 0 {
+        bail!(
+            "concert {} has {} seats, {} held and {} sold: the presale run needs a fresh concert (restart the system, or seed another with catalog seed --presale-concerts)",
+            args.concert,
+            before.seats.total(),
+            before.seats.held,
+            before.seats.sold
+        );
+    }
+
+    // Whole seconds on the wall clock (any RFC 3339 parser takes them), and the same instants
+    // on this process's monotonic clock.
+    let (wall_now, now) = (unix_ms(SystemTime::now()), Instant::now());
+    let prequeue_ms = (wall_now / 1000 + 2) * 1000;
+    let opens_ms = prequeue_ms + (args.prequeue_secs as i64 - 1) * 1000;
+    let instant_of =
+        |ms: i64| now + Duration::from_millis(ms.saturating_sub(wall_now).max(0) as u64);
+    let (prequeue_at, opens_at) = (instant_of(prequeue_ms), instant_of(opens_ms));
+    let hold = args.hold_secs > 0;
+    operator
+        .update(json!({
+            "prequeueOpensAt": rfc3339(prequeue_ms),
+            "opensAt": rfc3339(opens_ms),
+            "admissionRate": args.admission_rate,
+            "activeCap": args.active_cap,
+            "paused": hold,
+        }))
+        .await?;
+    eprintln!(
+        "presale: concert {} ({} seats): pre-queue opens {}, the sale {}; {} fans before, {} after; {}/s up to {} active{}",
+        args.concert,
+        before.seats.total(),
+        rfc3339(prequeue_ms),
+        rfc3339(opens_ms),
+        args.fans,
+        args.late_fans,
+        args.admission_rate,
+        args.active_cap,
+        if hold {
+            format!(
+                ", doors held up to {} s while the draw is seen",
+                args.hold_secs
+            )
+        } else {
+            String::new()
+        }
+    );
+
+    let ctx = Arc::new(Ctx {
+        concert: args.concert,
+        opens_at,
+        until: opens_at + Duration::from_secs(args.max_secs),
+        poll_min: Duration::from_millis(args.poll_min_ms),
+        attempts: args.attempts.max(1),
+        fans: (0..fans)
+            .map(|index| {
+                Mutex::new(Fan {
+                    late: index >= args.fans,
+                    ..Fan::default()
+                })
+            })
+            .collect(),
+        stop: AtomicBool::new(false),
+        seat_taken: AtomicU64::new(0),
+    });
+
+    let early = refused_before_prequeue(client, &recorder, &ctx, first + fans, prequeue_at).await;
+
+    // Arrivals from just after the pre-queue opens until just before the sale does.
+    let window = opens_at
+        .saturating_duration_since(prequeue_at + Duration::from_millis(200))
+        .saturating_sub(Duration::from_millis(500))
+        .max(Duration::from_millis(100));
+    let pre_rate = args.fans as f64 / window.as_secs_f64();
+    let late_rate = args.late_fans as f64 / (args.late_secs.max(1) as f64);
+    let journey = |offset: u64| {
+        let ctx = ctx.clone();
+        let recorder = recorder.clone();
+        move |index: u64| {
+            let visitor = Visitor::new(client, &recorder, first + offset + index);
+            let ctx = ctx.clone();
+            let index = (offset + index) as usize;
+            async move {
+                let ending = fan_journey(&ctx, index, &visitor).await;
+                ctx.update(index, |fan| fan.ending = ending);
+            }
+        }
+    };
+    let done = AtomicBool::new(false);
+    let arrivals = async {
+        let (pre, late) = tokio::join!(
+            async {
+                tokio::time::sleep_until(prequeue_at + Duration::from_millis(200)).await;
+                open_model(pre_rate, args.fans, ctx.until, &recorder, journey(0)).await
+            },
+            async {
+                tokio::time::sleep_until(opens_at + Duration::from_millis(500)).await;
+                let late_journey = journey(args.fans);
+                open_model(
+                    late_rate,
+                    args.late_fans,
+                    ctx.until,
+                    &recorder,
+                    late_journey,
+                )
+                .await
+            },
+        );
+        done.store(true, Ordering::Relaxed);
+        (pre, late)
+    };
+    let ((pre, late), doors, samples) = tokio::join!(
+        arrivals,
+        open_doors(&operator, &ctx, args.fans as usize, hold, args.hold_secs),
+        sample_room(&operator, &done),
+    );
+    let released = doors?;
+    let after = final_room(&operator).await?;
+    let summary = recorder.summary();
+    let fans_seen: Vec<Fan> = ctx
+        .fans
+        .iter()
+        .map(|fan| {
+            fan.lock()
+                .map(|mut fan| std::mem::take(&mut *fan))
+                .unwrap_or_default()
+        })
+        .collect();
+    let opened = released.unwrap_or(opens_at);
+    let outcome = Outcome::of(&fans_seen, released, ctx.seat_taken.load(Ordering::Relaxed));
+    let checks = outcome.checks(&fans_seen, &before, &after, early, (opens_at, opens_ms));
+    let since =
+        |at: Option<Instant>| at.map(|at| at.saturating_duration_since(opened).as_secs_f64());
+    let sold_out_room = samples
+        .iter()
+        .chain(std::iter::once(&after))
+        .find(|room| room.seats.sold == before.seats.total() && room.seats.held == 0)
+        .map(|room| room.at);
+    let admitted_room = samples
+        .iter()
+        .chain(std::iter::once(&after))
+        .find(|room| room.admitted_total == after.admitted_total)
+        .map(|room| room.at);
+    // Sold out by this run's fans when they paid for every seat.
+    let sold_out_at = outcome
+        .last_paid
+        .filter(|_| outcome.paid >= before.seats.total());
+    let check_queue = summary.endpoints.get(CHECK).map(|e| e.latency);
+    let joins_per_second = outcome.joins_per_second;
+    eprintln!(
+        "presale: {} joined ({} of them in the pre-queue, {:.0}/s), opening {}{}; {} admitted, the room's last {} and the last fan told {} after the doors opened; {} paid, sold out {}; {} told sold out, {} still waiting, {} failed, {} lost their place",
+        outcome.joined,
+        outcome.joined_prequeue,
+        joins_per_second,
+        rfc3339(opens_ms),
+        released.map_or(String::new(), |at| format!(
+            ", doors opened {:.1} s later",
+            at.saturating_duration_since(opens_at).as_secs_f64()
+        )),
+        outcome.admitted,
+        since(admitted_room).map_or("—".into(), |s| format!("{s:.1} s")),
+        since(outcome.last_admitted).map_or("—".into(), |s| format!("{s:.1} s")),
+        outcome.paid,
+        since(sold_out_at).map_or("no".into(), |s| format!("after {s:.1} s")),
+        outcome.told_sold_out,
+        outcome.still_waiting,
+        outcome.failed,
+        outcome.lost,
+    );
+    eprintln!(
+        "presale: {} requests, {} errors; check-queue p50 {} ms, p99 {} ms",
+        summary.requests,
+        summary.errors,
+        check_queue.map_or("—".into(), |l| format!("{:.1}", l.p50_ms)),
+        check_queue.map_or("—".into(), |l| format!("{:.1}", l.p99_ms)),
+    );
+    let (checks, failed) = report::checks_report("presale", &checks);
+    Ok(Run {
+        scenario: "presale",
+        parameters: json!({
+            "fans": args.fans, "late_fans": args.late_fans, "prequeue_secs": args.prequeue_secs,
+            "late_secs": args.late_secs, "concert": args.concert,
+            "admission_rate": args.admission_rate, "active_cap": args.active_cap,
+            "hold_secs": args.hold_secs, "attempts": args.attempts,
+            "poll_min_ms": args.poll_min_ms, "first_user": first,
+        }),
+        results: json!({
+            "arrivals": {"pre_queue": pre, "late": late},
+            "seats": before.seats.total(),
+            "joined": outcome.joined,
+            "joined_prequeue": outcome.joined_prequeue,
+            "join_failures": outcome.join_failures,
+            "joins_per_second": joins_per_second,
+            "opening": {
+                "prequeue_opens_at": rfc3339(prequeue_ms),
+                "opens_at": rfc3339(opens_ms),
+                "doors_opened_after_seconds": released.map(|at| at.saturating_duration_since(opens_at).as_secs_f64()),
+            },
+            "admitted": outcome.admitted,
+            "paid": outcome.paid,
+            "no_seat": outcome.no_seat,
+            "seat_taken_retries": outcome.seat_taken,
+            "told_sold_out": outcome.told_sold_out,
+            "still_waiting_at_end": outcome.still_waiting,
+            "failed_journeys": outcome.failed,
+            "lost_place": outcome.lost,
+            "lost_place_after_silence_seconds": outcome.lost_after.map(|(low, high)| json!({
+                "min": low.as_secs_f64(), "max": high.as_secs_f64(),
+            })),
+            "seconds_to_admit_all": since(outcome.last_admitted),
+            "seconds_to_sell_out": since(sold_out_at),
+            "room_seconds_to_admit_all": since(admitted_room),
+            "room_seconds_to_sell_out": since(sold_out_room),
+            "room_at_end": after,
+            "check_queue_ms": check_queue.map(|l| json!({"p50": l.p50_ms, "p99": l.p99_ms})),
+            "requests": summary.requests,
+            "errors": summary.errors,
+            "draw": {
+                "exact_positions": outcome.exact_positions,
+                "arrival_rank_correlation": outcome.arrival_correlation,
+            },
+            "checks": checks,
+            "checks_failed": failed,
+        }),
+        series: recorder.series(),
+        summary,
+        breakdown: None,
+    })
+}
+
+/// One fan: join, poll as advised, book when admitted.
+async fn fan_journey(ctx: &Ctx, index: usize, visitor: &Visitor) -> Ending {
+    let body = format!(
+        r#"{{"userId": {}, "concertId": {}}}"#,
+        visitor.user_id, ctx.concert
+    );
+    let (mut start, mut end, mut reply) = loop {
+        let Some((start, end, reply)) = ctx
+            .call(
+                visitor,
+                ISSUE,
+                || visitor.client.post("/queue/issue-token", body.clone()),
+                ok,
+            )
+            .await
+        else {
+            return Ending::Going;
+        };
+        if reply.status == 200 {
+            break (start, end, reply);
+        }
+        // A clock a hair behind the queue's: the pre-queue opens in a moment.
+        if reply.code() == Some("ROOM_NOT_OPEN") && end < ctx.opens_at {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        return Ending::Failed;
+    };
+    let Some(token) = reply.json["token"].as_str().map(str::to_owned) else {
+        return Ending::Failed;
+    };
+    let path = format!("/queue/check-queue?token={token}");
+    loop {
+        let status = Status::of(&reply);
+        ctx.update(index, |fan| fan.note(status, &reply, start, end, ctx));
+        match status {
+            Status::Active => return book(ctx, visitor, &token).await,
+            Status::SoldOut if reply.json["seatsMayReturn"] == false => return Ending::SoldOut,
+            Status::Prequeue | Status::Waiting | Status::SoldOut => {}
+            Status::Other => return Ending::Failed,
+        }
+        let asked = Duration::from_secs(reply.json["pollAfterSeconds"].as_u64().unwrap_or(0));
+        let pause = asked.max(ctx.poll_min);
+        if Instant::now() + pause >= ctx.until {
+            return Ending::Going;
+        }
+        tokio::time::sleep(pause).await;
+        let Some((s, e, next)) = ctx
+            .call(visitor, CHECK, || visitor.client.get(&path), ok)
+            .await
+        else {
+            return Ending::Going;
+        };
+        match next.status {
+            200 => (start, end, reply) = (s, e, next),
+            401 => {
+                ctx.update(index, |fan| fan.lost_after = Some(e - end));
+                return Ending::Lost;
+            }
+            _ => return Ending::Failed,
+        }
+    }
+}
+
+/// An admitted fan books one seat: the concert's options with free seats, their free seats,
+/// a random one held (another on SEAT_TAKEN, the list read again now and then), top up, pay.
+/// The calls of flow.rs, each with an Idempotency-Key, so a hold, top-up or payment whose
+/// answer was lost is sent again safely: a seat held but never paid would keep the concert
+/// from selling out.
+async fn book(ctx: &Ctx, visitor: &Visitor, token: &str) -> Ending {
+    let user = visitor.user_id;
+    let dates = format!("/api/concert/{}/available-dates", ctx.concert);
+    let Some((_, _, reply)) = ctx
+        .call(visitor, DATES, || visitor.client.get(&dates), ok)
+        .await
+    else {
+        return Ending::Going;
+    };
+    if reply.status != 200 {
+        return Ending::Failed;
+    }
+    let Some(&option) = fastrand::choice(&ids(&reply.json)) else {
+        return Ending::NoSeat;
+    };
+    let seats_path = format!("/api/concert/{option}/available-seats");
+    let free_seats = || async {
+        let (_, _, reply) = ctx
+            .call(visitor, SEATS, || visitor.client.get(&seats_path), ok)
+            .await?;
+        (reply.status == 200).then(|| ids(&reply.json))
+    };
+    let mut seats = Vec::new();
+    for attempt in 0..ctx.attempts {
+        // Others hold from the same list: after two taken seats it is worth reading again.
+        if seats.is_empty() || attempt % 2 == 0 {
+            match free_seats().await {
+                Some(fresh) => seats = fresh,
+                None => return Ending::Failed,
+            }
+        }
+        if seats.is_empty() {
+            return Ending::NoSeat;
+        }
+        let seat = seats.swap_remove(fastrand::usize(..seats.len()));
+        let body = format!(
+            r#"{{"token": "{token}", "concertOptionId": {option}, "seatId": {seat}, "userId": {user}}}"#
+        );
+        let key = format!("presale-{user}-hold-{option}-{seat}");
+        let taken = |reply: &Reply| reply.code() == Some("SEAT_TAKEN");
+        let Some((_, _, held)) = ctx
+            .call(
+                visitor,
+                RESERVE,
+                || {
+                    visitor
+                        .client
+                        .post_with_key("/api/reserve", body.clone(), Some(&key))
+                },
+                |reply| reply.status == 303 || taken(reply),
+            )
+            .await
+        else {
+            return Ending::Going;
+        };
+        if taken(&held) {
+            ctx.seat_taken.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if held.status != 303 {
+            return Ending::Failed;
+        }
+        let (Some(id), Some(price)) = (
+            held.json["reservationId"].as_u64(),
+            held.json["price"].as_u64(),
+        ) else {
+            return Ending::Failed;
+        };
+        return pay(ctx, visitor, token, id, price).await;
+    }
+    Ending::NoSeat
+}
+
+/// Tops the wallet up by the seat's price and pays the hold.
+async fn pay(ctx: &Ctx, visitor: &Visitor, token: &str, reservation: u64, price: u64) -> Ending {
+    let user = visitor.user_id;
+    let charge_path = format!("/api/users/{user}/balance/charge");
+    let charge_body = format!(r#"{{"amount": {price}}}"#);
+    let charge_key = format!("presale-{user}-charge-{reservation}");
+    let Some((_, _, charged)) = ctx
+        .call(
+            visitor,
+            CHARGE,
+            || {
+                visitor
+                    .client
+                    .post_with_key(&charge_path, charge_body.clone(), Some(&charge_key))
+            },
+            ok,
+        )
+        .await
+    else {
+        return Ending::Going;
+    };
+    if charged.status != 200 {
+        return Ending::Failed;
+    }
+    let body =
+        format!(r#"{{"reservationId": {reservation}, "userId": {user}, "token": "{token}"}}"#);
+    let key = format!("presale-{user}-pay-{reservation}");
+    match ctx
+        .call(
+            visitor,
+            PAY,
+            || {
+                visitor
+                    .client
+                    .post_with_key("/api/payments", body.clone(), Some(&key))
+            },
+            ok,
+        )
+        .await
+    {
+        Some((_, end, paid)) if paid.status == 200 => Ending::Paid(end),
+        Some(_) => Ending::Failed,
+        None => Ending::Going,
+    }
+}
+
+fn ok(reply: &Reply) -> bool {
+    reply.status == 200
+}
+
+/// The `id` of each item of a JSON array.
+fn ids(json: &Value) -> Vec<u64> {
+    json.as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether joining before the pre-queue opens is refused (409 ROOM_NOT_OPEN); `None` when the
+/// answer came too late to tell.
+async fn refused_before_prequeue(
+    client: &Client,
+    recorder: &Arc<Recorder>,
+    ctx: &Ctx,
+    user: u64,
+    prequeue_at: Instant,
+) -> Option<bool> {
+    let visitor = Visitor::new(client, recorder, user);
+    let body = format!(r#"{{"userId": {user}, "concertId": {}}}"#, ctx.concert);
+    let started = Instant::now();
+    let result = visitor.client.post("/queue/issue-token", body).await;
+    let ended = Instant::now();
+    let refused = |reply: &Reply| reply.status == 409 && reply.code() == Some("ROOM_NOT_OPEN");
+    recorder.record(ISSUE, ended - started, &result, refused);
+    match result {
+        Ok(reply) if ended < prequeue_at => Some(refused(&reply)),
+        Ok(reply) if refused(&reply) => Some(true),
+        _ => None,
+    }
+}
+
+/// With the doors held: once the sale has opened, waits until every pre-queue fan has seen its
+/// place in the draw (or left, or `hold_secs` passed), then unpauses the room. Answers when
+/// the unpause was sent.
+async fn open_doors(
+    operator: &Operator,
+    ctx: &Ctx,
+    pre_fans: usize,
+    hold: bool,
+    hold_secs: u64,
+) -> anyhow::Result<Option<Instant>> {
+    if !hold {
+        return Ok(None);
+    }
+    tokio::time::sleep_until(ctx.opens_at).await;
+    let limit = ctx.opens_at + Duration::from_secs(hold_secs);
+    while Instant::now() < limit && !all_placed(ctx, pre_fans) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = Instant::now();
+    if let Err(error) = operator.update(json!({"paused": false})).await {
+        ctx.stop.store(true, Ordering::Relaxed);
+        return Err(error.context("opening the doors"));
+    }
+    Ok(Some(sent))
+}
+
+/// Every pre-queue fan has seen its place after the opening, or has ended.
+fn all_placed(ctx: &Ctx, pre_fans: usize) -> bool {
+    ctx.fans.iter().take(pre_fans).all(|fan| {
+        fan.lock()
+            .map(|fan| fan.ending != Ending::Going || fan.drawn.is_some())
+            .unwrap_or(true)
+    })
+}
+
+/// The room once a second until `done`.
+async fn sample_room(operator: &Operator, done: &AtomicBool) -> Vec<RoomState> {
+    let mut samples = Vec::new();
+    while !done.load(Ordering::Relaxed) {
+        if let Ok(room) = operator.room().await {
+            samples.push(room);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    samples
+}
+
+/// The room after the run: the queue counts seats as its admitter last saw them, so a few
+/// seconds for the last sales to show.
+async fn final_room(operator: &Operator) -> anyhow::Result<RoomState> {
+    let limit = Instant::now() + Duration::from_secs(10);
+    loop {
+        let room = operator.room().await?;
+        if (room.seats.free == 0 && room.seats.held == 0) || Instant::now() >= limit {
+            return Ok(room);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as i64)
+}
+
+/// Unix milliseconds as RFC 3339 in UTC, to the second (`2026-01-31T19:00:05Z`).
+fn rfc3339(unix_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_ms.div_euclid(1000))
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use tokio::time::Instant;
+
+    use super::{outcome::same_instant, *};
+
+    #[test]
+    fn times_are_written_as_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_999), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(4_102_444_799_000), "2099-12-31T23:59:59Z");
+        assert!(same_instant("2023-11-14T22:13:20Z")(
+            "2023-11-14T22:13:20.000Z"
+        ));
+        assert!(!same_instant("2023-11-14T22:13:20Z")(
+            "2023-11-14T22:13:21Z"
+        ));
+    }
+
+    #[test]
+    fn the_room_is_read_from_its_seats_or_its_options() {
+        let now = Instant::now();
+        let json = serde_json::json!({"rooms": [
+            {"room": "default", "concertId": null, "waiting": 9},
+            {"room": "concert-2", "concertId": 2, "waiting": 5, "active": 3, "admittedTotal": 8,
+             "phase": "OPEN", "seats": {"free": 1, "held": 2, "sold": 3},
+             "options": [{"free": 10, "held": 0, "sold": 0}]},
+            {"room": "concert-3", "concertId": 3, "options": [
+                {"free": 1, "held": 1, "sold": 1}, {"free": 2, "held": 0, "sold": 4}]},
+        ]});
+        let two = room_state(&json, 2, now).unwrap();
+        assert_eq!((two.waiting, two.active, two.admitted_total), (5, 3, 8));
+        assert_eq!(
+            two.seats,
+            Seats {
+                free: 1,
+                held: 2,
+                sold: 3
+            }
+        );
+        assert_eq!(two.phase.as_deref(), Some("OPEN"));
+        let three = room_state(&json, 3, now).unwrap();
+        assert_eq!(
+            three.seats,
+            Seats {
+                free: 3,
+                held: 1,
+                sold: 5
+            }
+        );
+        assert!(room_state(&json, 4, now).is_none());
+    }
+}
