@@ -154,8 +154,20 @@ local function eta(position, now, fallback_rate, tau)
   return math.min(math.ceil(position / rate), ETA_LIMIT_SECS)
 end
 
--- Keeps a waiting token's keys alive while it polls; the sweeper drops it after the grace.
-local function touch_waiting(t, user, ttl)
+-- Whether `now` falls in the same `period` (ms) as `last` (the token's previous poll; nil for
+-- a token that has none): a write that was made on the first call of a period can be spared on
+-- the others.
+local function same_period(last, now, period)
+  return last ~= nil and math.floor(last / period) == math.floor(now / period)
+end
+
+-- Keeps a waiting token's keys alive while it polls (TTL `ttl`, the grace plus a slack); the
+-- sweeper drops it after the grace. The two writes are made on the token's first poll in each
+-- half-slack period only (and always for a new token, `last` nil): a refresh follows the one
+-- before within half the slack plus one grace, inside the TTL, so a waiter that polls within
+-- the grace never outlives its keys.
+local function touch_waiting(t, user, ttl, grace, now, last)
+  if same_period(last, now, math.max(1, math.floor((ttl - grace) / 2))) then return end
   redis.call('PEXPIRE', tkey(t), ttl)
   redis.call('PEXPIRE', ukey(user), ttl)
 end
@@ -171,8 +183,11 @@ end
 
 -- Whether the caller must add the room to P:queues (1) or not (0): yes once per `ms` while
 -- the room has someone in it, so a room the store failed to add (it adds after the script,
--- as the set is in another slot) is added on a later call.
-local function listed(ms)
+-- as the set is in another slot) is added on a later call. A waiter asks on its first poll in
+-- each `ms` period only (`last`: its previous poll, nil for others, who always ask), so the
+-- room is listed again within `ms` and one poll.
+local function listed(ms, now, last)
+  if same_period(last, now, ms) then return 0 end
   return redis.call('SET', qkey('listed'), '1', 'NX', 'PX', ms) and 1 or 0
 end
 

@@ -25,17 +25,18 @@ local paused_flag = paused and 1 or 0
 local wait, seen = qkey('wait'), qkey('seen')
 local room_phase = phase(now, prequeue_at, opens_at)
 
--- A waiting token's answer: the pre-queue's, the sold-out one, or its place and wait.
-local function waiting_answer(t, rank)
+-- A waiting token's answer: the pre-queue's, the sold-out one, or its place and wait; `last`
+-- is its previous poll (nil for a new token).
+local function waiting_answer(t, rank, last)
   if room_phase == 'prequeue' then
-    return {t, 'P', 0, 0, 0, 0, opens_at, opens_at - now, 0, 0, listed(listed_ms)}
+    return {t, 'P', 0, 0, 0, 0, opens_at, opens_at - now, 0, 0, listed(listed_ms, now, last)}
   end
   local free, held = seats()
   if free and free <= 0 then
-    return {t, 'S', rank + 1, 0, 0, 0, 0, 0, (held or 0) > 0 and 1 or 0, 0, listed(listed_ms)}
+    return {t, 'S', rank + 1, 0, 0, 0, 0, 0, (held or 0) > 0 and 1 or 0, 0, listed(listed_ms, now, last)}
   end
   return {t, 'W', rank + 1, eta(rank + 1, now, fallback_rate, tau), 0, paused_flag, 0, 0, 0, 0,
-    listed(listed_ms)}
+    listed(listed_ms, now, last)}
 end
 
 local existing = redis.call('GET', ukey(user))
@@ -43,16 +44,16 @@ if existing then
   local h = redis.call('HMGET', tkey(existing), 'state', 'until')
   if h[1] == 'A' and tonumber(h[2]) > now and not idled(existing, now, idle_ms) then
     return {existing, 'A', 0, 0, tonumber(h[2]), 0, 0, 0, 0, choose_by(existing, idle_ms),
-      listed(listed_ms)}
+      listed(listed_ms, now, nil)}
   end
   if h[1] == 'W' then
-    local last = redis.call('ZSCORE', seen, existing)
+    local last = tonumber(redis.call('ZSCORE', seen, existing))
     local rank = redis.call('ZRANK', wait, existing)
-    if last and rank and now - tonumber(last) <= grace then
+    if last and rank and now - last <= grace then
       -- Asking again is a poll: it keeps the place in line.
       redis.call('ZADD', seen, now, existing)
-      touch_waiting(existing, user, waiting_ttl)
-      return waiting_answer(existing, rank)
+      touch_waiting(existing, user, waiting_ttl, grace, now, last)
+      return waiting_answer(existing, rank, last)
     end
   end
   -- Expired, idled out or dropped: the user starts again at the back.
@@ -70,9 +71,10 @@ else
   score = redis.call('INCR', qkey('seq'))
 end
 redis.call('HSET', tkey(fresh), 'user', user, 'queue', q, 'state', 'W')
+redis.call('PEXPIRE', tkey(fresh), waiting_ttl)
 redis.call('ZADD', wait, score, fresh)
 redis.call('ZADD', seen, now, fresh)
-redis.call('SET', ukey(user), fresh)
-touch_waiting(fresh, user, waiting_ttl)
-if room_phase == 'prequeue' then return waiting_answer(fresh, 0) end
-return waiting_answer(fresh, redis.call('ZRANK', wait, fresh))
+-- The user's pointer lives as long as the token's keys (see touch_waiting).
+redis.call('SET', ukey(user), fresh, 'PX', waiting_ttl)
+if room_phase == 'prequeue' then return waiting_answer(fresh, 0, nil) end
+return waiting_answer(fresh, redis.call('ZRANK', wait, fresh), nil)

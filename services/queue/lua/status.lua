@@ -24,30 +24,30 @@ if state == 'A' then
     return {'EXPIRED', '', 0, 0, 0, 0, 0, 0, 0, 0, 0, user}
   end
   return {'OK', 'A', 0, 0, active_until, 0, 0, 0, 0, choose_by(token, idle_ms),
-    listed(listed_ms), user}
+    listed(listed_ms, now, nil), user}
 end
 
 local seen = qkey('seen')
-local last = redis.call('ZSCORE', seen, token)
+local last = tonumber(redis.call('ZSCORE', seen, token))
 local rank = redis.call('ZRANK', qkey('wait'), token)
-if not last or not rank or now - tonumber(last) > grace then
+if not last or not rank or now - last > grace then
   -- Stopped polling for longer than the grace: the place in line is gone.
   drop(token)
   return {'EXPIRED', '', 0, 0, 0, 0, 0, 0, 0, 0, 0, user}
 end
 redis.call('ZADD', seen, now, token)
-touch_waiting(token, user, waiting_ttl)
+touch_waiting(token, user, waiting_ttl, grace, now, last)
 local paused, rate, cap, _, prequeue_at, opens_at = settings(configured_rate, configured_cap)
 if phase(now, prequeue_at, opens_at) ~= 'open' then
   -- Before the draw nobody has a place to show (a token joined before the schedule was set
   -- has one, but is admitted no sooner than the rest).
-  return {'OK', 'P', 0, 0, 0, 0, opens_at, opens_at - now, 0, 0, listed(listed_ms), user}
+  return {'OK', 'P', 0, 0, 0, 0, opens_at, opens_at - now, 0, 0, listed(listed_ms, now, last), user}
 end
 local free, held = seats()
 if free and free <= 0 then
   return {'OK', 'S', rank + 1, 0, 0, 0, 0, 0, (held or 0) > 0 and 1 or 0, 0,
-    listed(listed_ms), user}
+    listed(listed_ms, now, last), user}
 end
 local fallback_rate = assumed_rate(rate, cap, active_ttl)
 return {'OK', 'W', rank + 1, eta(rank + 1, now, fallback_rate, tau), 0,
-  paused and 1 or 0, 0, 0, 0, 0, listed(listed_ms), user}
+  paused and 1 or 0, 0, 0, 0, 0, listed(listed_ms, now, last), user}

@@ -492,3 +492,96 @@ async fn unanswered_calls_fail_within_the_deadline(
     assert!(started.elapsed() < deadline + Duration::from_secs(1));
     drop(silent);
 }
+
+/// One of concert room `concert`'s keys (layout in `lua/common.lua`).
+fn room_key_name(rooms: &Rooms, concert: i64, key: &str) -> String {
+    format!("{}:{{q:{concert}}}:{key}", rooms.prefix)
+}
+
+async fn pttl(key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut support::admin().await)
+        .await
+        .expect("pttl")
+}
+
+async fn pexpire(key: &str, ms: i64) {
+    let _: i64 = redis::cmd("PEXPIRE")
+        .arg(key)
+        .arg(ms)
+        .query_async(&mut support::admin().await)
+        .await
+        .expect("pexpire");
+}
+
+/// A waiter's keys live for the grace plus a minute's slack; a poll refreshes them only on the
+/// token's first poll in each half-slack period (30 s): a poll later in the same period leaves
+/// them alone, the first in the next renews them. Their TTL is shortened by hand to stand for the
+/// time that has passed (Redis expires on its own clock, not the test's).
+#[tokio::test]
+async fn polls_renew_a_waiters_keys_on_its_first_poll_of_each_half_slack_period_only() {
+    let rooms = Rooms::new(policy(0.0, 10));
+    let room = Room::Concert(5);
+    let entry = rooms.issue(1, room).await;
+    let token_key = room_key_name(&rooms, 5, &format!("tok:{}", entry.token));
+    let user_key = room_key_name(&rooms, 5, "user:1");
+    let full = 120_000; // grace 60 s + slack 60 s
+    for key in [&token_key, &user_key] {
+        let ttl = pttl(key).await;
+        assert!(
+            ttl > full - 5_000 && ttl <= full,
+            "a new waiter's {key}: {ttl}"
+        );
+        pexpire(key, 5_000).await;
+    }
+    // START_MS is on a 30 s boundary: 29 s later is the same period.
+    rooms.advance(29_000);
+    rooms.store.status(entry.token).await.expect("status");
+    for key in [&token_key, &user_key] {
+        assert!(pttl(key).await <= 5_000, "renewed within the period: {key}");
+    }
+    rooms.advance(2_000);
+    rooms.store.status(entry.token).await.expect("status");
+    for key in [&token_key, &user_key] {
+        let ttl = pttl(key).await;
+        assert!(
+            ttl > full - 5_000,
+            "not renewed in the next period: {key}: {ttl}"
+        );
+    }
+}
+
+/// A room that fell out of the room set (the store adds it after the script, and may fail to) is
+/// added again by a waiter's first poll in each 10 s period: within 10 s and one poll.
+#[tokio::test]
+async fn a_room_missing_from_the_room_set_is_listed_again_by_a_waiters_first_poll_of_a_period() {
+    let rooms = Rooms::new(policy(0.0, 10));
+    let room = Room::Concert(6);
+    let entry = rooms.issue(1, room).await;
+    let drop_listing = || async {
+        let _: i64 = redis::cmd("SREM")
+            .arg(format!("{}:queues", rooms.prefix))
+            .arg("6")
+            .query_async(&mut support::admin().await)
+            .await
+            .expect("srem");
+        let _: i64 = redis::cmd("DEL")
+            .arg(room_key_name(&rooms, 6, "listed"))
+            .query_async(&mut support::admin().await)
+            .await
+            .expect("del");
+    };
+    let listed = || async { rooms.store.rooms().await.expect("rooms").contains(&room) };
+    assert!(listed().await);
+    drop_listing().await;
+    rooms.advance(9_000);
+    rooms.store.status(entry.token).await.expect("status");
+    assert!(!listed().await, "the same period: the poll does not ask");
+    rooms.advance(1_000);
+    rooms.store.status(entry.token).await.expect("status");
+    assert!(
+        listed().await,
+        "the next period's first poll lists it again"
+    );
+}
