@@ -292,37 +292,32 @@ pub(super) fn plans(quick: bool) -> Vec<Plan> {
     });
     // What verifying bearer tokens costs: the same load with GATEWAY_AUTH=trusted, then =jwt,
     // each on a fresh system, back to back.
-    for (mode, name) in [
-        (AuthMode::Trusted, "issue-token-trusted"),
-        (AuthMode::Jwt, "issue-token-jwt"),
-    ] {
-        plans.push(Plan {
-            name,
-            system: Some(System {
-                auth: mode,
-                ..WAITING_ROOM
-            }),
-            args: pick(
+    let compared = [
+        (
+            WAITING_ROOM,
+            ["issue-token-trusted", "issue-token-jwt"],
+            pick(
                 "issue-tokens --rate 1000 --seconds 20",
                 "issue-tokens --rate 500 --seconds 3",
             ),
-        });
-    }
-    for (mode, name) in [
-        (AuthMode::Trusted, "holds-auth-trusted"),
-        (AuthMode::Jwt, "holds-auth-jwt"),
-    ] {
-        plans.push(Plan {
-            name,
-            system: Some(System {
-                auth: mode,
-                ..HOLDS
-            }),
-            args: pick(
+        ),
+        (
+            HOLDS,
+            ["holds-auth-trusted", "holds-auth-jwt"],
+            pick(
                 &format!("{holds} --seconds 20"),
                 &format!("{holds} --seconds 3"),
             ),
-        });
+        ),
+    ];
+    for (base, names, args) in compared {
+        for (auth, name) in [AuthMode::Trusted, AuthMode::Jwt].into_iter().zip(names) {
+            plans.push(Plan {
+                name,
+                system: Some(System { auth, ..base }),
+                args: args.clone(),
+            });
+        }
     }
     plans
 }
