@@ -105,6 +105,22 @@ const FLOOR_STANDS_FOR: [(&str, &str); 2] = [("bare-relay", "gateway"), ("bare-g
 const FLOOR_PATH: &[&str] = &["gateway", "queue", "redis"];
 const FLOOR_LABEL: &str = "floor of that path: bare relay → bare gRPC server → one Redis script";
 
+/// The floor measured flat out (against the queue pair), or at the holds' rate and users.
+#[derive(Clone, Copy)]
+enum Floor {
+    FlatOut,
+    AtHoldsRate,
+}
+
+impl Floor {
+    fn pointer(self) -> &'static str {
+        match self {
+            Floor::FlatOut => "/results/floor",
+            Floor::AtHoldsRate => "/results/floor_at_holds_rate",
+        }
+    }
+}
+
 /// One row's figures.
 pub(super) struct Figures {
     rps: Option<f64>,
@@ -150,9 +166,9 @@ impl Figures {
 
     /// The floor of the queue pair's path in a cost run: its bare relay in the gateway's column
     /// and its bare gRPC server in the queue's, beside Redis.
-    fn of_floor(results: &Results, run: &str) -> Option<Self> {
+    fn of_floor(results: &Results, run: &str, floor: Floor) -> Option<Self> {
         let run = results.get(run)?;
-        let base = "/results/floor";
+        let base = floor.pointer();
         run.pointer(&format!("{base}/cpu"))?;
         let mut figures = Self::read(run, base, "/requests_per_second", "/errors");
         for (bare, column) in FLOOR_STANDS_FOR {
@@ -258,7 +274,7 @@ pub fn rows(results: &Results) -> Vec<Row> {
                     ),
                     None => "—".into(),
                 },
-                limit: match Figures::of_floor(results, cost_run) {
+                limit: match Figures::of_floor(results, cost_run, Floor::FlatOut) {
                     Some(floor) if request.path == FLOOR_PATH => format!(
                         "the same hops with nothing of ours in them: {}",
                         floor.total_with_floor_parts()
@@ -285,14 +301,23 @@ pub fn rows(results: &Results) -> Vec<Row> {
                 ),
                 None => "—".into(),
             },
-            limit: match statement {
-                Some((us, clients, tps)) => format!(
-                    "its statement alone: PostgreSQL {} (pgbench, {} clients, {} tps)",
-                    micros(us),
-                    show(clients, int),
-                    show(tps, int)
-                ),
-                None => String::new(),
+            limit: {
+                let mut limit = match statement {
+                    Some((us, clients, tps)) => format!(
+                        "its statement alone: PostgreSQL {} (pgbench, {} clients, {} tps)",
+                        micros(us),
+                        show(clients, int),
+                        show(tps, int)
+                    ),
+                    None => String::new(),
+                };
+                if let Some(floor) = Figures::of_floor(results, cost_run, Floor::AtHoldsRate) {
+                    limit.push_str(&format!(
+                        "; two bare hops at its rate: {}",
+                        floor.total_with_floor_parts()
+                    ));
+                }
+                limit
             },
             target: format!(
                 "≤ statement + {} × {}: {} ({})",
@@ -356,7 +381,9 @@ pub fn markdown(results: &Results) -> String {
          one-command Lua script in the same Redis over one multiplexed connection, each with one \
          Tokio worker as the services run (loadtest/src/bare_chain.rs): the least the hops of \
          issue-token and check-queue cost before identity, JSON, limits, metrics and the \
-         queue's own logic. \
+         queue's own logic; run again paced at the holds' rate over as many connections as the \
+         holds' users, it is what two bare hops cost at the rate a hold runs, where fewer \
+         requests share each wake-up. \
          The hold statement row is `hold_seat` alone (services/reservation/src/store/holds.rs) \
          run by pgbench on the reservation database at the rate the holds through the gateway \
          ran (`-R`; PostgreSQL's background work and group commit are shared among fewer \
@@ -389,8 +416,20 @@ pub fn markdown(results: &Results) -> String {
                 ));
             }
         }
-        if let Some(floor) = Figures::of_floor(results, cost_run) {
+        if let Some(floor) = Figures::of_floor(results, cost_run, Floor::FlatOut) {
             out.push_str(&table_row(FLOOR_LABEL, &floor, FLOOR_PATH, None));
+        }
+        if let Some(floor) = Figures::of_floor(results, cost_run, Floor::AtHoldsRate) {
+            let clients = number(results, cost_run, "/results/hold_statement/clients");
+            out.push_str(&table_row(
+                &format!(
+                    "the same floor at the holds' rate ({} connections, paced)",
+                    show(clients, int)
+                ),
+                &floor,
+                FLOOR_PATH,
+                None,
+            ));
         }
         let statement = statement(results, cost_run);
         if results.contains_key(holds_run)
@@ -511,6 +550,11 @@ pub(super) mod tests {
                         "latency": {"p50_ms": 2.0, "p99_ms": 5.0},
                         "cpu": cpu(&[("bare-relay", 20.0), ("bare-grpc", 18.0), ("redis", 12.0)], 10.0),
                     },
+                    "floor_at_holds_rate": {
+                        "requests_per_second": 1900.0, "errors": 0,
+                        "latency": {"p50_ms": 0.5, "p99_ms": 1.0},
+                        "cpu": cpu(&[("bare-relay", 60.0), ("bare-grpc", 50.0), ("redis", 19.0)], 40.0),
+                    },
                     "hold_statement": {
                         "clients": 32, "tps": 4000.0,
                         "cpu": cpu(&[("postgresql", 150.0), ("gateway", 0.5)], 1.0),
@@ -562,7 +606,7 @@ pub(super) mod tests {
         assert!(hold.0.starts_with("493 µs (gateway 140, queue 96, reservation 137, Redis 20, PostgreSQL 100) at 1,900 attempts/s"), "{}", hold.0);
         assert_eq!(
             hold.1,
-            "its statement alone: PostgreSQL 150 µs (pgbench, 32 clients, 4,000 tps)"
+            "its statement alone: PostgreSQL 150 µs (pgbench, 32 clients, 4,000 tps); two bare hops at its rate: 129 µs (relay 60, gRPC server 50, Redis 19)"
         );
         assert_eq!(hold.2, "≤ statement + 3 × 60 µs: 330 µs (**missed**)");
         assert!(super::rows(&BTreeMap::new()).is_empty());
@@ -588,6 +632,10 @@ pub(super) mod tests {
         );
         assert!(
             markdown.contains("| floor of that path: bare relay → bare gRPC server → one Redis script | 20,000 | 2.00 ms | 5.00 ms | 0 | 20 µs | 18 µs | — | — | 12 µs | — | 50 µs | — | 10 µs |\n"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| the same floor at the holds' rate (32 connections, paced) | 1,900 | 0.50 ms | 1.00 ms | 0 | 60 µs | 50 µs | — | — | 19 µs | — | 129 µs | — | 40 µs |\n"),
             "{markdown}"
         );
         assert!(

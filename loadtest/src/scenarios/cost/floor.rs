@@ -1,7 +1,7 @@
 //! The floor of the queue pair's path (`crate::bare_chain`): a bare relay and a bare gRPC server
 //! that runs one script in the queue's Redis, started here as children with one Tokio worker
-//! each (as `cargo xtask up` runs the services), driven as the kinds are, and charged per request
-//! with that Redis. What check-queue and issue-token cost above it is the work of ours on their
+//! each (as `cargo xtask up` runs the services), driven as the kinds are (and again paced at the
+//! holds' rate, when the run knows it), and charged per request with that Redis. What check-queue and issue-token cost above it is the work of ours on their
 //! path: identity, JSON, limiter, metrics, the queue's logic and its scripts' commands.
 
 use std::{sync::Arc, time::Instant};
@@ -19,10 +19,11 @@ use crate::{
 /// What the floor's requests are recorded under.
 pub const ENDPOINT: &str = "GET / (bare relay → bare gRPC → one Redis script)";
 
-/// Measures the floor against the Redis at `redis_url`; `probe`'s `redis` process is charged
-/// with the bare processes.
+/// Measures the floor against the Redis at `redis_url` driven as `load`; `probe`'s `redis`
+/// process is charged with the bare processes.
 pub(super) async fn measure(
     redis_url: &str,
+    load: Load,
     args: &Args,
     probe: &cpu::Probe,
 ) -> anyhow::Result<Value> {
@@ -56,17 +57,17 @@ pub(super) async fn measure(
     );
     let floor_probe = cpu::Probe::new(processes);
     eprintln!(
-        "cost: floor ({ENDPOINT}) — {} connections, {} s warm-up, {} s measured",
-        args.connections, args.warmup_seconds, args.seconds
+        "cost: floor ({ENDPOINT}) — {} connections{}, {} s warm-up, {} s measured",
+        load.connections,
+        load.rate
+            .map_or(String::new(), |rate| format!(" at {rate:.0} req/s")),
+        args.warmup_seconds,
+        args.seconds
     );
     let client = Client::new(&format!("http://{}", relay.addr));
     let call = move |_connection: usize| {
         let client = client.clone();
         async move { client.get("/").await }
-    };
-    let load = Load {
-        connections: args.connections,
-        rate: args.rate,
     };
     let warmup = Arc::new(Recorder::new());
     drive(load, args.warmup_seconds, &warmup, ENDPOINT, call.clone()).await?;

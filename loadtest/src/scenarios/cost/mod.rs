@@ -132,7 +132,8 @@ pub struct Args {
     pub statement_rate: Option<f64>,
     /// The Redis the queue uses: the floor of the queue pair's path (a bare relay, a bare gRPC
     /// server, one script in this Redis) is measured after the kinds, charged to the bare
-    /// processes and to the `redis` process of `--cpu-pid`.
+    /// processes and to the `redis` process of `--cpu-pid`; with `--statement-rate`, again at
+    /// that rate over `--statement-clients` connections (the bare hops as the holds ran).
     #[arg(long, env = "LOADTEST_FLOOR_REDIS_URL")]
     pub floor_redis_url: Option<String>,
 }
@@ -213,10 +214,27 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
         Some(url) => statement::hold_statement(url, &args, probe).await?,
         None => json!({"skipped": "no --reservation-database-url"}),
     };
+    let flat_out = Load {
+        connections: args.connections,
+        rate: args.rate,
+    };
     let floor = match &args.floor_redis_url {
         _ if args.no_floors => json!({"skipped": "--no-floors"}),
-        Some(url) => floor::measure(url, &args, probe).await?,
+        Some(url) => floor::measure(url, flat_out, &args, probe).await?,
         None => json!({"skipped": "no --floor-redis-url"}),
+    };
+    // The same bare hops as the holds ran: their users, paced at their rate (fewer requests
+    // share each wake-up, so each costs more than flat out).
+    let floor_at_holds_rate = match (&args.floor_redis_url, args.statement_rate) {
+        _ if args.no_floors => json!({"skipped": "--no-floors"}),
+        (Some(url), Some(rate)) if rate >= 1.0 => {
+            let at_rate = Load {
+                connections: args.statement_clients,
+                rate: Some(rate),
+            };
+            floor::measure(url, at_rate, &args, probe).await?
+        }
+        _ => json!({"skipped": "needs --floor-redis-url and --statement-rate"}),
     };
     let summary = recorder.summary();
     Ok(Run {
@@ -228,7 +246,10 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
             "first_user": first, "statement_clients": args.statement_clients,
             "statement_rate": args.statement_rate,
         }),
-        results: json!({"kinds": measured, "hold_statement": statement, "floor": floor}),
+        results: json!({
+            "kinds": measured, "hold_statement": statement, "floor": floor,
+            "floor_at_holds_rate": floor_at_holds_rate,
+        }),
         series: recorder.series(),
         summary,
         breakdown: None,
