@@ -975,3 +975,47 @@ async fn a_fan_on_a_phone_joining_before_the_waiting_room_opens_is_told_when_it_
         .finish_expecting(&["/queue/issue-token - Failed to load resource: the server responded with a status of 409"])
         .await;
 }
+
+/// The fan page waits the queue's advice plus up to a second at random, so that fans answered
+/// at one instant (after a stall, at an opening) do not all poll again at the next: with an
+/// advice of one second, ten intervals between one page's polls each last at least the advice,
+/// and spread over more than 200 ms. Without the random part they would lie within a few
+/// milliseconds of each other; with it, ten uniform draws spread less than 200 ms about once
+/// in 200,000 runs.
+#[tokio::test]
+async fn a_waiting_fan_polls_again_after_the_advised_second_plus_a_random_part_of_another() {
+    let (_system, base) = start_system_with(polling_every_second_or_two(), &[]).await;
+    let browser = Browser::start("poll_jitter").await;
+    let page = browser.open("fan", DESKTOP).await;
+    join(&page, &base, 1).await;
+    page.wait_for_state("fan", "waiting").await;
+    let starts = page
+        .wait_for_within(
+            "eleven queue polls",
+            "const s = performance.getEntriesByType('resource') \
+               .filter(e => e.name.includes('/queue/check-queue')).map(e => e.startTime); \
+             return s.length >= 11 && s.slice(0, 11);",
+            Duration::from_secs(40),
+        )
+        .await;
+    let starts: Vec<f64> = starts
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|start| start.as_f64().expect("a number"))
+        .collect();
+    let intervals: Vec<f64> = starts.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    // The advice the page was given: one second (a third of the 6 s grace less the jitter's
+    // second, never under one).
+    assert!(
+        intervals.iter().all(|ms| *ms >= 990.0),
+        "an interval shorter than the advice: {intervals:?}"
+    );
+    let spread = intervals.iter().copied().fold(f64::MIN, f64::max)
+        - intervals.iter().copied().fold(f64::MAX, f64::min);
+    assert!(
+        spread > 200.0,
+        "the intervals are not spread by a random part: {intervals:?}"
+    );
+    browser.finish().await;
+}
