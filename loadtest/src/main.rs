@@ -15,6 +15,7 @@ mod faults;
 mod flow;
 mod ledger;
 mod pacing;
+mod programs;
 mod recorder;
 mod recovery;
 mod report;

@@ -19,6 +19,7 @@ use tokio::process::Command;
 
 use crate::{
     children::{self, Workers},
+    programs,
     recorder::Recorder,
     report::Run,
 };
@@ -51,7 +52,7 @@ pub async fn run(args: Args) -> anyhow::Result<Run> {
         args.connections, args.seconds
     );
     let generator = closed_loop(addr, &args, &recorder).await;
-    let wrk = match find_binary("wrk") {
+    let wrk = match programs::find("wrk") {
         Some(wrk) => {
             eprintln!(
                 "limits: wrk, {} connections, {} s",
@@ -167,7 +168,7 @@ async fn run_wrk(wrk: &PathBuf, addr: std::net::SocketAddr, args: &Args) -> anyh
 
 /// Single commands (PING, SET, GET) from `redis-benchmark`, requests/s by command.
 async fn redis_benchmark(url: &str, args: &Args) -> anyhow::Result<Value> {
-    let Some(binary) = find_binary("redis-benchmark") else {
+    let Some(binary) = programs::find("redis-benchmark") else {
         return Ok(json!({"skipped": "redis-benchmark is not installed"}));
     };
     let (host, port) = redis_host_port(url);
@@ -208,7 +209,7 @@ const PGBENCH_DB: &str = "ticketing_limits_pgbench";
 
 /// `pgbench -N` (TPC-B-like without the contended branch/teller updates) on a fresh database.
 async fn pgbench(server_url: &str, args: &Args) -> anyhow::Result<f64> {
-    let binary = find_binary("pgbench")
+    let binary = programs::find("pgbench")
         .context("pgbench not found (it ships with the PostgreSQL server packages)")?;
     kit::postgres::drop_database(server_url, PGBENCH_DB).await?;
     let url = kit::postgres::with_database(server_url, PGBENCH_DB).map_err(anyhow::Error::msg)?;
@@ -238,17 +239,6 @@ async fn pgbench(server_url: &str, args: &Args) -> anyhow::Result<f64> {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("no tps in pgbench's output: {out}"))
-}
-
-/// A program on PATH, or in PostgreSQL's versioned bin folders (pgbench lives there on Debian).
-fn find_binary(name: &str) -> Option<PathBuf> {
-    which::which_global(name).ok().or_else(|| {
-        let versions = std::fs::read_dir("/usr/lib/postgresql").ok()?;
-        let dirs = versions.flatten().map(|entry| entry.path().join("bin"));
-        which::which_in_global(name, std::env::join_paths(dirs).ok())
-            .ok()?
-            .next()
-    })
 }
 
 #[cfg(test)]

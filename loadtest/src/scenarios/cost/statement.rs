@@ -1,14 +1,14 @@
 //! The hold's deciding statement alone, run by pgbench on reservation's database: the floor a
 //! hold's cost is judged against.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
 use super::Args;
-use crate::cpu;
+use crate::{cpu, programs};
 
 /// The hold's deciding statement as the reservation service sends it (`HOLD` in
 /// services/reservation/src/store/holds.rs, prepared, one per transaction, with the seat limit
@@ -27,7 +27,7 @@ pub(super) async fn hold_statement(
     args: &Args,
     probe: &cpu::Probe,
 ) -> anyhow::Result<Value> {
-    let Some(pgbench) = find_pgbench() else {
+    let Some(pgbench) = programs::find("pgbench") else {
         return Ok(json!({"skipped": "pgbench not found"}));
     };
     let script = std::env::temp_dir().join(format!("loadtest-hold-{}.sql", std::process::id()));
@@ -107,17 +107,6 @@ fn parse_pgbench(out: &str) -> Option<Pgbench> {
             .ok()?,
         tps: after("tps = ")?.parse().ok()?,
         latency_ms: after("latency average = ")?.parse().ok()?,
-    })
-}
-
-/// pgbench on PATH or in PostgreSQL's versioned bin folders (where Debian puts it).
-fn find_pgbench() -> Option<PathBuf> {
-    which::which_global("pgbench").ok().or_else(|| {
-        let versions = std::fs::read_dir("/usr/lib/postgresql").ok()?;
-        let dirs = versions.flatten().map(|entry| entry.path().join("bin"));
-        which::which_in_global("pgbench", std::env::join_paths(dirs).ok())
-            .ok()?
-            .next()
     })
 }
 
