@@ -19,14 +19,14 @@ use crate::{
 /// What the floor's requests are recorded under.
 pub const ENDPOINT: &str = "GET / (bare relay → bare gRPC → one Redis script)";
 
-/// Measures the floor against the Redis at `redis_url` driven as `load`; `probe`'s `redis`
-/// process is charged with the bare processes.
+/// Measures the floor against the Redis at `redis_url` driven as each of `loads` in turn, on one
+/// pair of bare processes; `probe`'s `redis` process is charged with them. One result a load.
 pub(super) async fn measure(
     redis_url: &str,
-    load: Load,
+    loads: &[Load],
     args: &Args,
     probe: &cpu::Probe,
-) -> anyhow::Result<Value> {
+) -> anyhow::Result<Vec<Value>> {
     let grpc = children::spawn(
         &["bare-grpc", "--redis-url", redis_url],
         Workers::AsTheServices,
@@ -56,34 +56,38 @@ pub(super) async fn measure(
             .cloned(),
     );
     let floor_probe = cpu::Probe::new(processes);
-    eprintln!(
-        "cost: floor ({ENDPOINT}) — {} connections{}, {} s warm-up, {} s measured",
-        load.connections,
-        load.rate
-            .map_or(String::new(), |rate| format!(" at {rate:.0} req/s")),
-        args.warmup_seconds,
-        args.seconds
-    );
     let client = Client::new(&format!("http://{}", relay.addr));
     let call = move |_connection: usize| {
         let client = client.clone();
         async move { client.get("/").await }
     };
-    let warmup = Arc::new(Recorder::new());
-    drive(load, args.warmup_seconds, &warmup, ENDPOINT, call.clone()).await?;
-    let recorder = Arc::new(Recorder::new());
-    let window = floor_probe.start();
-    let started = Instant::now();
-    let requests = drive(load, args.seconds, &recorder, ENDPOINT, call).await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let result = Measured::of_window(
-        ENDPOINT,
-        requests,
-        seconds,
-        &recorder,
-        window.finish(requests),
-    );
-    eprintln!("cost: floor: {}", describe(&result));
+    let mut results = Vec::new();
+    for &load in loads {
+        eprintln!(
+            "cost: floor ({ENDPOINT}) — {} connections{}, {} s warm-up, {} s measured",
+            load.connections,
+            load.rate
+                .map_or(String::new(), |rate| format!(" at {rate:.0} req/s")),
+            args.warmup_seconds,
+            args.seconds
+        );
+        let warmup = Arc::new(Recorder::new());
+        drive(load, args.warmup_seconds, &warmup, ENDPOINT, call.clone()).await?;
+        let recorder = Arc::new(Recorder::new());
+        let window = floor_probe.start();
+        let started = Instant::now();
+        let requests = drive(load, args.seconds, &recorder, ENDPOINT, call.clone()).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let result = Measured::of_window(
+            ENDPOINT,
+            requests,
+            seconds,
+            &recorder,
+            window.finish(requests),
+        );
+        eprintln!("cost: floor: {}", describe(&result));
+        results.push(serde_json::to_value(&result)?);
+    }
     drop((relay, grpc));
-    Ok(serde_json::to_value(&result)?)
+    Ok(results)
 }

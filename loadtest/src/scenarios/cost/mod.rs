@@ -214,27 +214,38 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
         Some(url) => statement::hold_statement(url, &args, probe).await?,
         None => json!({"skipped": "no --reservation-database-url"}),
     };
+    // Flat out, as the kinds ran; then, when the holds' rate is known, the same bare hops as
+    // the holds ran: their users, paced at their rate (fewer requests share each wake-up, so
+    // each costs more).
     let flat_out = Load {
         connections: args.connections,
         rate: args.rate,
     };
-    let floor = match &args.floor_redis_url {
-        _ if args.no_floors => json!({"skipped": "--no-floors"}),
-        Some(url) => floor::measure(url, flat_out, &args, probe).await?,
-        None => json!({"skipped": "no --floor-redis-url"}),
-    };
-    // The same bare hops as the holds ran: their users, paced at their rate (fewer requests
-    // share each wake-up, so each costs more than flat out).
-    let floor_at_holds_rate = match (&args.floor_redis_url, args.statement_rate) {
-        _ if args.no_floors => json!({"skipped": "--no-floors"}),
-        (Some(url), Some(rate)) if rate >= 1.0 => {
-            let at_rate = Load {
-                connections: args.statement_clients,
-                rate: Some(rate),
-            };
-            floor::measure(url, at_rate, &args, probe).await?
+    let at_holds_rate = args
+        .statement_rate
+        .filter(|rate| *rate >= 1.0)
+        .map(|rate| Load {
+            connections: args.statement_clients,
+            rate: Some(rate),
+        });
+    let (floor, floor_at_holds_rate) = match &args.floor_redis_url {
+        _ if args.no_floors => (
+            json!({"skipped": "--no-floors"}),
+            json!({"skipped": "--no-floors"}),
+        ),
+        Some(url) => {
+            let loads: Vec<Load> = std::iter::once(flat_out).chain(at_holds_rate).collect();
+            let mut measured = floor::measure(url, &loads, &args, probe).await?.into_iter();
+            let skipped = json!({"skipped": "no --statement-rate"});
+            (
+                measured.next().unwrap_or_else(|| skipped.clone()),
+                measured.next().unwrap_or(skipped),
+            )
         }
-        _ => json!({"skipped": "needs --floor-redis-url and --statement-rate"}),
+        None => (
+            json!({"skipped": "no --floor-redis-url"}),
+            json!({"skipped": "no --floor-redis-url"}),
+        ),
     };
     let summary = recorder.summary();
     Ok(Run {
