@@ -54,7 +54,7 @@ impl Rooms {
     /// string, so every script touching it fails with WRONGTYPE.
     async fn break_key(&self, concert: i64, key: &str) {
         let _: () = redis::cmd("SET")
-            .arg(format!("{}:{{q:{concert}}}:{key}", self.prefix))
+            .arg(self.concert_key(concert, key))
             .arg("not a sorted set")
             .query_async(&mut support::admin().await)
             .await

@@ -493,11 +493,6 @@ async fn unanswered_calls_fail_within_the_deadline(
     drop(silent);
 }
 
-/// One of concert room `concert`'s keys (layout in `lua/common.lua`).
-fn room_key_name(rooms: &Rooms, concert: i64, key: &str) -> String {
-    format!("{}:{{q:{concert}}}:{key}", rooms.prefix)
-}
-
 async fn pttl(key: &str) -> i64 {
     redis::cmd("PTTL")
         .arg(key)
@@ -524,8 +519,8 @@ async fn polls_renew_a_waiters_keys_on_its_first_poll_of_each_half_slack_period_
     let rooms = Rooms::new(policy(0.0, 10));
     let room = Room::Concert(5);
     let entry = rooms.issue(1, room).await;
-    let token_key = room_key_name(&rooms, 5, &format!("tok:{}", entry.token));
-    let user_key = room_key_name(&rooms, 5, "user:1");
+    let token_key = rooms.concert_key(5, &format!("tok:{}", entry.token));
+    let user_key = rooms.concert_key(5, "user:1");
     let full = 120_000; // grace 60 s + slack 60 s
     for key in [&token_key, &user_key] {
         let ttl = pttl(key).await;
@@ -567,7 +562,7 @@ async fn a_room_missing_from_the_room_set_is_listed_again_by_a_waiters_first_pol
             .await
             .expect("srem");
         let _: i64 = redis::cmd("DEL")
-            .arg(room_key_name(&rooms, 6, "listed"))
+            .arg(rooms.concert_key(6, "listed"))
             .query_async(&mut support::admin().await)
             .await
             .expect("del");

@@ -136,6 +136,12 @@ impl Rooms {
         Admitter::new(self.store.clone(), TICK, limits)
     }
 
+    /// One of concert room `concert`'s keys (layout in `lua/common.lua`), for a test to look at
+    /// or break it itself.
+    pub fn concert_key(&self, concert: i64, name: &str) -> String {
+        format!("{}:{{q:{concert}}}:{name}", self.prefix)
+    }
+
     pub fn advance(&self, ms: i64) {
         self.now.fetch_add(ms, Ordering::SeqCst);
     }
