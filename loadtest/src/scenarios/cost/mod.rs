@@ -5,7 +5,7 @@
 //! deciding statement (`hold_seat`, services/reservation/src/store/holds.rs) is then run by
 //! pgbench on that database, PostgreSQL charged per transaction: the floor a hold's cost is
 //! judged against. With `--floor-redis-url` the floor of the queue pair's path is measured
-//! too (`floor.rs`): the same hops with nothing of ours in them. Holds through the gateway are
+//! too (`floor.rs`): the same hops with nothing of ours in them, and carrying the queue's store. Holds through the gateway are
 //! the `holds` scenario's (it needs admitted users and a fresh seat per attempt; `cargo xtask
 //! bench` puts both in one table).
 
@@ -23,9 +23,10 @@ use std::{
 
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
+    bare_chain::Work,
     client::{CallResult, Client},
     cpu,
     pacing::Pace,
@@ -228,23 +229,46 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
             connections: args.statement_clients,
             rate: Some(rate),
         });
-    let (floor, floor_at_holds_rate) = match &args.floor_redis_url {
+    // Then the same hops carrying the queue's own store, flat out, for each queue-pair kind
+    // measured: what its work in Redis and the store's Rust cost without the services around.
+    let with_store: Vec<(Kind, Work)> = args
+        .kinds
+        .iter()
+        .filter_map(|kind| match kind {
+            Kind::CheckQueue => Some((*kind, Work::Poll)),
+            Kind::IssueToken => Some((*kind, Work::Issue)),
+            _ => None,
+        })
+        .collect();
+    let skipped = |why: &str| json!({"skipped": why});
+    let (floor, floor_at_holds_rate, floor_with_store) = match &args.floor_redis_url {
         _ if args.no_floors => (
-            json!({"skipped": "--no-floors"}),
-            json!({"skipped": "--no-floors"}),
+            skipped("--no-floors"),
+            skipped("--no-floors"),
+            skipped("--no-floors"),
         ),
         Some(url) => {
-            let loads: Vec<Load> = std::iter::once(flat_out).chain(at_holds_rate).collect();
+            let loads: Vec<(Work, Load)> = std::iter::once((Work::OneCommand, flat_out))
+                .chain(at_holds_rate.map(|load| (Work::OneCommand, load)))
+                .chain(with_store.iter().map(|(_, work)| (*work, flat_out)))
+                .collect();
             let mut measured = floor::measure(url, &loads, &args, probe).await?.into_iter();
-            let skipped = json!({"skipped": "no --statement-rate"});
-            (
-                measured.next().unwrap_or_else(|| skipped.clone()),
-                measured.next().unwrap_or(skipped),
-            )
+            let floor = measured.next().unwrap_or_else(|| skipped("not measured"));
+            let at_holds_rate = match at_holds_rate {
+                Some(_) => measured.next().unwrap_or_else(|| skipped("not measured")),
+                None => skipped("no --statement-rate"),
+            };
+            let with_store: serde_json::Map<String, Value> = with_store
+                .iter()
+                .zip(measured)
+                .map(|((kind, _), result)| (kind.name().to_owned(), result))
+                .collect();
+            (floor, at_holds_rate, Value::Object(with_store))
         }
         None => (
-            json!({"skipped": "no --floor-redis-url"}),
-            json!({"skipped": "no --floor-redis-url"}),
+            skipped("no --floor-redis-url"),
+            skipped("no --floor-redis-url"),
+            skipped("no --floor-redis-url"),
         ),
     };
     let summary = recorder.summary();
@@ -259,7 +283,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
         }),
         results: json!({
             "kinds": measured, "hold_statement": statement, "floor": floor,
-            "floor_at_holds_rate": floor_at_holds_rate,
+            "floor_at_holds_rate": floor_at_holds_rate, "floor_with_store": floor_with_store,
         }),
         series: recorder.series(),
         summary,

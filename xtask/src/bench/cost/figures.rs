@@ -24,18 +24,22 @@ pub(super) const FLOOR_PATH: &[&str] = &["gateway", "queue", "redis"];
 pub(super) const FLOOR_LABEL: &str =
     "floor of that path: bare relay → bare gRPC server → one Redis script";
 
-/// The floor measured flat out (against the queue pair), or at the holds' rate and users.
+/// The floor measured flat out (against the queue pair), or at the holds' rate and users; or
+/// the same bare hops flat out carrying the queue's store doing a kind's work (`issue-token`,
+/// `check-queue`).
 #[derive(Clone, Copy)]
 pub(super) enum Floor {
     FlatOut,
     AtHoldsRate,
+    WithStore(&'static str),
 }
 
 impl Floor {
-    fn pointer(self) -> &'static str {
+    fn pointer(self) -> String {
         match self {
-            Floor::FlatOut => "/results/floor",
-            Floor::AtHoldsRate => "/results/floor_at_holds_rate",
+            Floor::FlatOut => "/results/floor".into(),
+            Floor::AtHoldsRate => "/results/floor_at_holds_rate".into(),
+            Floor::WithStore(kind) => format!("/results/floor_with_store/{kind}"),
         }
     }
 }
@@ -89,7 +93,7 @@ impl Figures {
         let run = results.get(run)?;
         let base = floor.pointer();
         run.pointer(&format!("{base}/cpu"))?;
-        let mut figures = Self::read(run, base, "/requests_per_second", "/errors");
+        let mut figures = Self::read(run, &base, "/requests_per_second", "/errors");
         for (bare, column) in FLOOR_STANDS_FOR {
             let pointer = format!("{base}/cpu/by_process/{bare}/us_per_request");
             if let Some(us) = run.pointer(&pointer).and_then(Value::as_f64) {

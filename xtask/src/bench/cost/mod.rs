@@ -113,6 +113,28 @@ pub(super) fn hold_budget(statement_us: f64) -> f64 {
     statement_us + HOLD_HOPS * PER_HOP_US
 }
 
+/// For a queue-pair request: its hops with nothing of ours in them, and the same hops carrying
+/// the queue's store doing its work.
+fn floors(results: &Results, cost_run: &str, request: &Request) -> String {
+    if request.path != FLOOR_PATH {
+        return String::new();
+    }
+    let mut limits = Vec::new();
+    if let Some(floor) = Figures::of_floor(results, cost_run, Floor::FlatOut) {
+        limits.push(format!(
+            "the same hops with nothing of ours in them: {}",
+            floor.total_with_floor_parts()
+        ));
+    }
+    if let Some(floor) = Figures::of_floor(results, cost_run, Floor::WithStore(request.kind)) {
+        limits.push(format!(
+            "carrying the queue's store (its script and its Rust) and nothing else of ours: {}",
+            floor.total_with_floor_parts()
+        ));
+    }
+    limits.join("; ")
+}
+
 /// The README rows: each request's total under tracing off against its budget.
 pub(super) fn rows(results: &Results) -> Vec<Row> {
     let (cost_run, holds_run, _) = BUDGETED;
@@ -145,13 +167,7 @@ pub(super) fn rows(results: &Results) -> Vec<Row> {
                     ),
                     None => "—".into(),
                 },
-                limit: match Figures::of_floor(results, cost_run, Floor::FlatOut) {
-                    Some(floor) if request.path == FLOOR_PATH => format!(
-                        "the same hops with nothing of ours in them: {}",
-                        floor.total_with_floor_parts()
-                    ),
-                    _ => String::new(),
-                },
+                limit: floors(results, cost_run, request),
                 target: format!("{target} ({})", verdict(met)),
                 original: "—",
             });
@@ -258,6 +274,13 @@ pub(super) mod tests {
                         "latency": {"p50_ms": 0.5, "p99_ms": 1.0},
                         "cpu": cpu(&[("bare-relay", 60.0), ("bare-grpc", 50.0), ("redis", 19.0)], 40.0),
                     },
+                    "floor_with_store": {
+                        "issue-token": {
+                            "requests_per_second": 15000.0, "errors": 0,
+                            "latency": {"p50_ms": 3.0, "p99_ms": 6.0},
+                            "cpu": cpu(&[("bare-relay", 21.0), ("bare-grpc", 26.0), ("redis", 40.0)], 12.0),
+                        },
+                    },
                     "hold_statement": {
                         "clients": 32, "tps": 4000.0,
                         "cpu": cpu(&[("postgresql", 150.0), ("gateway", 0.5)], 1.0),
@@ -291,8 +314,10 @@ pub(super) mod tests {
         assert_eq!(issue.2, "≤ 100 µs total (**missed**)");
         assert_eq!(
             issue.1,
-            "the same hops with nothing of ours in them: 50 µs (relay 20, gRPC server 18, Redis 12)",
-            "the queue pair's floor beside its total"
+            "the same hops with nothing of ours in them: 50 µs (relay 20, gRPC server 18, Redis 12); \
+             carrying the queue's store (its script and its Rust) and nothing else of ours: 87 µs \
+             (relay 21, gRPC server 26, Redis 40)",
+            "the queue pair's floors beside its total"
         );
         let seats = &rows["CPU per request: GET /api/concert/1/available-seats"];
         assert_eq!(seats.1, "", "another path: no floor");

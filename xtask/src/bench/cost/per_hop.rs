@@ -54,7 +54,12 @@ pub(in crate::bench) fn markdown(results: &Results) -> String {
          issue-token and check-queue cost before identity, JSON, limits, metrics and the \
          queue's own logic; run again paced at the holds' rate over as many connections as the \
          holds' users, it is what two bare hops cost at the rate a hold runs, where fewer \
-         requests share each wake-up. \
+         requests share each wake-up. The rows \"carrying the queue's store\" are the same \
+         bare hops flat out with the bare gRPC server calling the queue's own store (built as \
+         the queue service builds it, its room under a key prefix of the run's own): a poll of \
+         one waiting token (check-queue's status script) or an issue to a new user \
+         (issue-token's): the queue's work in Redis and the store's Rust, without the gateway \
+         and the queue service around them. \
          The hold statement row is `hold_seat` alone (services/reservation/src/store/holds.rs) \
          run by pgbench on the reservation database at the rate the holds through the gateway \
          ran (`-R`; PostgreSQL's background work and group commit are shared among fewer \
@@ -89,6 +94,18 @@ pub(in crate::bench) fn markdown(results: &Results) -> String {
         }
         if let Some(floor) = Figures::of_floor(results, cost_run, Floor::FlatOut) {
             out.push_str(&table_row(FLOOR_LABEL, &floor, FLOOR_PATH, None));
+        }
+        for request in &REQUESTS[..2] {
+            if let Some(floor) =
+                Figures::of_floor(results, cost_run, Floor::WithStore(request.kind))
+            {
+                out.push_str(&table_row(
+                    &format!("the same hops carrying the queue's store: {}", request.kind),
+                    &floor,
+                    FLOOR_PATH,
+                    None,
+                ));
+            }
         }
         if let Some(floor) = Figures::of_floor(results, cost_run, Floor::AtHoldsRate) {
             let clients = number(results, cost_run, "/results/hold_statement/clients");
@@ -207,6 +224,14 @@ mod tests {
         assert!(
             markdown.contains("| floor of that path: bare relay → bare gRPC server → one Redis script | 20,000 | 2.00 ms | 5.00 ms | 0 | 20 µs | 18 µs | — | — | 12 µs | — | 50 µs | — | 10 µs |\n"),
             "{markdown}"
+        );
+        assert!(
+            markdown.contains("| the same hops carrying the queue's store: issue-token | 15,000 | 3.00 ms | 6.00 ms | 0 | 21 µs | 26 µs | — | — | 40 µs | — | 87 µs | — | 12 µs |\n"),
+            "{markdown}"
+        );
+        assert!(
+            !markdown.contains("carrying the queue's store: check-queue"),
+            "only the kinds measured"
         );
         assert!(
             markdown.contains("| the same floor at the holds' rate (32 connections, paced) | 1,900 | 0.50 ms | 1.00 ms | 0 | 60 µs | 50 µs | — | — | 19 µs | — | 129 µs | — | 40 µs |\n"),
