@@ -12,10 +12,15 @@
 //! window too (through its parent), and one whose parent is not in the family is lost. The
 //! bench's stores keep pooled connections for the whole run, so neither happens there;
 //! `processes` and `exited` in the report say when it did.
+//!
+//! A process given by pid that runs under callgrind is also charged the instructions it
+//! executed in the window (`crate::instructions`), per request.
 
 use std::{collections::BTreeMap, time::Instant};
 
 use serde::Serialize;
+
+use crate::instructions;
 
 /// A process to watch, `name=pid` or `name=comm:COMMAND` on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,6 +82,8 @@ pub struct Window<'a> {
     started: Instant,
     before: Vec<Snapshot>,
     own_before: Snapshot,
+    /// Per process: its pid when it runs under callgrind and its counters were zeroed.
+    counted: Vec<Option<u32>>,
 }
 
 /// Ticks by pid of the processes one name stands for (empty: none could be read).
@@ -104,6 +111,9 @@ pub struct ProcessUsage {
     pub processes: usize,
     /// Processes seen at the start but gone at the end (see the module's note).
     pub exited: usize,
+    /// Instructions per request, for a process under callgrind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions_per_request: Option<f64>,
 }
 
 impl Probe {
@@ -119,12 +129,47 @@ impl Probe {
         &self.processes
     }
 
+    /// What the processes do over `seconds` with nothing sent to them (timers, background
+    /// work), when one of them runs under callgrind: its instructions per second are what a
+    /// request's count is corrected by (see `Usage`); `None` when none is counted. The figures
+    /// "per request" are the window's totals (no request).
+    pub async fn idle(&self, seconds: f64) -> Option<Usage> {
+        let counted = self.processes.iter().any(|process| match process.selector {
+            Selector::Pid(pid) => instructions::counted(pid),
+            Selector::Comm(_) => false,
+        });
+        if !counted {
+            return None;
+        }
+        eprintln!("cpu: {seconds} s with nothing sent, for the processes' own background");
+        let window = self.start();
+        tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
+        window.finish(0)
+    }
+
     pub fn start(&self) -> Window<'_> {
+        // Zeroed before the ticks are read: what callgrind_control makes the process do falls
+        // outside the window.
+        let counted = self
+            .processes
+            .iter()
+            .map(|process| match process.selector {
+                Selector::Pid(pid) if instructions::counted(pid) => match instructions::zero(pid) {
+                    Ok(()) => Some(pid),
+                    Err(error) => {
+                        eprintln!("cpu: {}: instructions not counted: {error:#}", process.name);
+                        None
+                    }
+                },
+                _ => None,
+            })
+            .collect();
         Window {
             probe: self,
             started: Instant::now(),
             before: self.snapshots(),
             own_before: own_snapshot(),
+            counted,
         }
     }
 
@@ -161,6 +206,19 @@ impl Window<'_> {
             self.probe.ticks_per_second,
             requests,
         );
+        for (process, pid) in self.probe.processes.iter().zip(&self.counted) {
+            let (Some(pid), Some(usage)) = (pid, measured.by_process.get_mut(&process.name)) else {
+                continue;
+            };
+            match instructions::read(*pid) {
+                Ok(count) => {
+                    usage.instructions_per_request = Some(count as f64 / requests.max(1) as f64);
+                }
+                Err(error) => {
+                    eprintln!("cpu: {}: instructions not read: {error:#}", process.name);
+                }
+            }
+        }
         Some(measured)
     }
 }
@@ -217,6 +275,7 @@ fn charge(
         us_per_request: per_request(seconds, requests),
         processes: after.len(),
         exited: before.keys().filter(|pid| !after.contains_key(pid)).count(),
+        instructions_per_request: None,
     })
 }
 

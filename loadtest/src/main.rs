@@ -13,6 +13,7 @@ mod client;
 mod cpu;
 mod faults;
 mod flow;
+mod instructions;
 mod ledger;
 mod pacing;
 mod programs;

@@ -148,6 +148,7 @@ async fn run_one(
         seed: (1, 10, 50),
         env,
         auth,
+        counted: false,
     };
     let mut running = Vec::new();
     let started = launch::start_all(&spec, stores, &mut running).await;

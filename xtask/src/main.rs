@@ -91,6 +91,8 @@ async fn test(
 ) -> anyhow::Result<std::process::ExitCode> {
     // The browser first: it may fail with what to install, and then no store was started.
     let browser = browser::ensure().await?;
+    // The load generator's instruction counting is tested on a process under callgrind.
+    stores::ensure_programs(&[("valgrind", "valgrind"), ("callgrind_control", "valgrind")]).await?;
     let stores = stores::ensure(&args).await?;
     eprintln!(
         "xtask: Redis {}  PostgreSQL {}",

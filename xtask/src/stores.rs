@@ -385,6 +385,17 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Installs the package of each `(program, package)` whose program is not on PATH (see
+/// [`apt_install`]).
+pub async fn ensure_programs(programs: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (program, package) in programs {
+        if find_binary(program).is_none() {
+            apt_install(&[package]).await?;
+        }
+    }
+    Ok(())
+}
+
 /// On Debian/Ubuntu as root, installs `packages`; elsewhere does nothing (the caller says what
 /// to install).
 pub async fn apt_install(packages: &[&str]) -> anyhow::Result<()> {

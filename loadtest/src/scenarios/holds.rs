@@ -65,6 +65,9 @@ pub struct Report {
     pub availability_consistent: bool,
     /// The services' CPU in the holding window (with `--cpu-pid`).
     pub cpu: Option<cpu::Usage>,
+    /// Under callgrind: the same processes as long with nothing sent (`cpu::Probe::idle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle: Option<cpu::Usage>,
 }
 
 pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Result<Run> {
@@ -75,6 +78,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
         tokens.len(),
         args.seconds
     );
+    let idle = probe.idle(args.seconds as f64).await;
     let recorder = Arc::new(Recorder::new());
     let next = Arc::new(AtomicU64::new(0));
     let window = probe.start();
@@ -124,6 +128,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
         double_bookings,
         availability_consistent,
         cpu,
+        idle,
     };
     eprintln!(
         "holds: {:.0} holds/s ({:.0} attempts/s), p50 {:.1} ms, p99 {:.1} ms, {} double bookings, errors {:?}",

@@ -11,6 +11,7 @@ mod plans;
 mod presale;
 mod tables;
 mod tracing_cost;
+mod tracing_instructions;
 
 use std::{collections::BTreeMap, net::SocketAddr, path::Path, process::ExitCode};
 
@@ -84,6 +85,7 @@ fn spec(system: System, name: &str, stamp: &str, auth: GatewayAuth) -> SystemSpe
         seed: system.seed,
         env,
         auth,
+        counted: system.counted,
     }
 }
 
@@ -104,11 +106,13 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.no_build {
         launch::build_release(&["loadtest"]).await?;
     }
-    for (tool, package) in [("wrk", "wrk"), ("redis-benchmark", "redis-tools")] {
-        if process::find_binary(tool).is_none() {
-            stores::apt_install(&[package]).await?;
-        }
-    }
+    // callgrind_control: the runs that count instructions (`plans::Counted`).
+    stores::ensure_programs(&[
+        ("wrk", "wrk"),
+        ("redis-benchmark", "redis-tools"),
+        ("callgrind_control", "valgrind"),
+    ])
+    .await?;
     let stores = stores::ensure(&args.stores).await?;
     let folder = process::target_dir().join("bench").join(&stamp);
     std::fs::create_dir_all(&folder)?;

@@ -58,6 +58,8 @@ pub(super) struct System {
     /// supervisor (a killed one is started again), and the load generator told which
     /// processes to inject faults into.
     pub(super) faults: bool,
+    /// Every service under callgrind, which counts the instructions it executes.
+    pub(super) counted: bool,
 }
 
 /// One run of the standard set.
@@ -83,6 +85,7 @@ pub(super) const WAITING_ROOM: System = System {
     presale_seats: None,
     replicas: 1,
     faults: false,
+    counted: false,
 };
 
 /// Everyone admitted at once: for runs that measure seats, not the waiting room.
@@ -96,6 +99,7 @@ const OPEN_DOORS: System = System {
     presale_seats: None,
     replicas: 1,
     faults: false,
+    counted: false,
 };
 
 /// Open doors for `holds`: 32 users hold thousands of seats each, so the per-user seat limit
@@ -117,6 +121,7 @@ const BOOKING: System = System {
     presale_seats: None,
     replicas: 1,
     faults: false,
+    counted: false,
 };
 
 /// The faults run's: BOOKING's admission and seats with tracing off, two replicas of every
@@ -172,11 +177,28 @@ pub(super) const TRACING_RUNS: [(Tracing, &str, &str); 6] = [
     ),
 ];
 
+/// What tracing adds counted in instructions: every service under callgrind, one request at a
+/// time (so no request shares another's wake-up), each setting once (the count does not move
+/// with the machine's load): the setting, its queue-pair run, its holds run.
+pub(super) const COUNTED_RUNS: [(Tracing, &str, &str); 3] = [
+    (Tracing::Off, "instructions-off", "holds-instructions-off"),
+    (
+        Tracing::Discarded(0.01),
+        "instructions-1pct",
+        "holds-instructions-1pct",
+    ),
+    (
+        Tracing::Discarded(1.0),
+        "instructions-100pct",
+        "holds-instructions-100pct",
+    ),
+];
+
 /// The rate (req/s) each tracing turn drives issue-token and check-queue at, over 64 connections
 /// (flat out they run at 9,000–13,000 on this box).
-const TRACED_QUEUE_PAIR_RATE: u32 = 6000;
+pub(super) const TRACED_QUEUE_PAIR_RATE: u32 = 6000;
 /// The rate (holds/s) each tracing turn's holds run at, over 32 users (flat out 2,400–3,000).
-const TRACED_HOLDS_RATE: u32 = 1500;
+pub(super) const TRACED_HOLDS_RATE: u32 = 1500;
 
 /// The standard set: the original report's experiments, then the limits they are judged by.
 pub(super) fn plans(quick: bool) -> Vec<Plan> {
@@ -274,6 +296,31 @@ pub(super) fn plans(quick: bool) -> Vec<Plan> {
             args: pick(
                 &format!("{holds} --rate {TRACED_HOLDS_RATE} --seconds 12"),
                 &format!("{holds} --rate {TRACED_HOLDS_RATE} --seconds 3"),
+            ),
+        });
+    }
+    // The same three settings counted in instructions (far slower under callgrind: one
+    // connection or user at a low rate, a few hundred requests of each kind).
+    for (tracing, cost_run, holds_run) in COUNTED_RUNS {
+        let counted = |base: System| System {
+            tracing,
+            counted: true,
+            ..base
+        };
+        plans.push(Plan {
+            name: cost_run,
+            system: Some(counted(COST)),
+            args: pick(
+                "cost --kinds issue-token,check-queue --no-floors --connections 1 --rate 40 --seconds 10 --warmup-seconds 3",
+                "cost --kinds issue-token,check-queue --no-floors --connections 1 --rate 40 --seconds 3 --warmup-seconds 2",
+            ),
+        });
+        plans.push(Plan {
+            name: holds_run,
+            system: Some(counted(HOLDS)),
+            args: pick(
+                "holds --users 1 --options 100 --seats 1000 --rate 25 --seconds 12",
+                "holds --users 1 --options 100 --seats 1000 --rate 25 --seconds 3",
             ),
         });
     }

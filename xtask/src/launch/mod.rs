@@ -171,6 +171,7 @@ impl From<&UpArgs> for SystemSpec {
             env: Vec::new(),
             // Replaced by `up` with the mode asked for (jwt needs the key created first).
             auth: GatewayAuth::Trusted,
+            counted: false,
         }
     }
 }

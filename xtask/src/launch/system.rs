@@ -129,6 +129,9 @@ pub struct SystemSpec {
     pub env: Vec<(&'static str, String)>,
     /// The gateway's identity mode.
     pub auth: GatewayAuth,
+    /// Every service runs under Valgrind's callgrind, which counts the instructions it
+    /// executes (the bench's instruction-counting runs; many times slower).
+    pub counted: bool,
 }
 
 /// Concerts with their own waiting room to seed besides `SystemSpec::seed` (`catalog seed
@@ -311,7 +314,7 @@ pub async fn start_all_with(
     spawn_replicas("queue", args, stores, running)?;
 
     // Migrate and seed the catalog before it serves (idempotent: existing rows stay).
-    let seeded = service("catalog")?
+    let seeded = service("catalog", false)?
         .env("CATALOG_DATABASE_URL", &catalog_db)
         .args(["seed", "--concerts", &args.seed.0.to_string()])
         .args(["--options-per-concert", &args.seed.1.to_string()])
@@ -369,7 +372,7 @@ pub fn serving(
     stores: &stores::Stores,
 ) -> anyhow::Result<Command> {
     let (name, replica) = process_of(name)?;
-    let mut command = service(name)?;
+    let mut command = service(name, args.counted)?;
     // Only the identity given here: a JWKS URL or another issuer from the caller's shell
     // would contradict it.
     if name == "gateway" {
@@ -437,16 +440,26 @@ pub fn serving(
     Ok(command)
 }
 
-/// A command for a built service binary, logging at info unless RUST_LOG says otherwise.
 /// Tokio workers each service gets from the launcher.
 const SERVICE_WORKER_THREADS: &str = "1";
 
-fn service(name: &str) -> anyhow::Result<Command> {
+/// A command for a built service binary, logging at info unless RUST_LOG says otherwise; under
+/// callgrind when `counted` (its pid is the service's: Valgrind runs it in its own process).
+fn service(name: &str, counted: bool) -> anyhow::Result<Command> {
     let binary = process::release_binary(name);
     if !binary.exists() {
         bail!("{} is missing: run without --no-build", binary.display());
     }
-    let mut command = Command::new(binary);
+    let mut command = if counted {
+        let mut valgrind = Command::new("valgrind");
+        // The counts are read while it runs (callgrind_control); nothing to write at exit.
+        valgrind
+            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+            .arg(binary);
+        valgrind
+    } else {
+        Command::new(binary)
+    };
     command.stdin(Stdio::null()).kill_on_drop(true);
     if std::env::var_os("RUST_LOG").is_none() {
         command.env("RUST_LOG", "info");
@@ -508,6 +521,7 @@ mod tests {
             seed: (1, 1, 1),
             env: Vec::new(),
             auth: GatewayAuth::Trusted,
+            counted: false,
         }
     }
 

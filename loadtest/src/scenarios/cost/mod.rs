@@ -179,6 +179,9 @@ impl Measured {
 pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Result<Run> {
     let first = first_user(args.first_user);
     let targets = Arc::new(Targets::prepare(client, &args, first).await?);
+    // Under callgrind, what the services do with nothing sent: the kinds' counts less it are
+    // what a request adds.
+    let idle = probe.idle(args.seconds).await;
     let recorder = Arc::new(Recorder::new());
     let mut measured = serde_json::Map::new();
     for kind in &args.kinds {
@@ -284,6 +287,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
         results: json!({
             "kinds": measured, "hold_statement": statement, "floor": floor,
             "floor_at_holds_rate": floor_at_holds_rate, "floor_with_store": floor_with_store,
+            "idle": idle,
         }),
         series: recorder.series(),
         summary,
