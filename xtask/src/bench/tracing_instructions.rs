@@ -131,20 +131,7 @@ pub(super) fn markdown(results: &Results) -> String {
          |---|---|---|---|---|---|\n",
     );
     for (i, name) in COUNTED_REQUESTS.iter().enumerate() {
-        let versus = |setting: usize| {
-            super::tracing_cost::percent(super::tracing_cost::added(
-                settings[0][i],
-                settings[setting][i],
-            ))
-        };
-        out.push_str(&format!(
-            "| {name} | {} | {} | {} | {} | {} |\n",
-            show(settings[0][i], millions),
-            show(settings[1][i], millions),
-            show(settings[2][i], millions),
-            versus(1),
-            versus(2),
-        ));
+        out.push_str(&row(name, [0, 1, 2].map(|setting| settings[setting][i])));
     }
     let backgrounds: Vec<[Option<f64>; 2]> = (0..COUNTED_RUNS.len())
         .map(|setting| background(results, setting))
@@ -153,22 +140,27 @@ pub(super) fn markdown(results: &Results) -> String {
         .iter()
         .enumerate()
     {
-        let versus = |setting: usize| {
-            super::tracing_cost::percent(super::tracing_cost::added(
-                backgrounds[0][i],
-                backgrounds[setting][i],
-            ))
-        };
-        out.push_str(&format!(
-            "| {system} with nothing sent, per second | {} | {} | {} | {} | {} |\n",
-            show(backgrounds[0][i], millions),
-            show(backgrounds[1][i], millions),
-            show(backgrounds[2][i], millions),
-            versus(1),
-            versus(2),
+        out.push_str(&row(
+            &format!("{system} with nothing sent, per second"),
+            [0, 1, 2].map(|setting| backgrounds[setting][i]),
         ));
     }
     out
+}
+
+/// One table row: the counts off, at 1% and at 100%, and the two against off.
+fn row(label: &str, counts: [Option<f64>; 3]) -> String {
+    let versus = |setting: usize| {
+        super::tracing_cost::percent(super::tracing_cost::added(counts[0], counts[setting]))
+    };
+    format!(
+        "| {label} | {} | {} | {} | {} | {} |\n",
+        show(counts[0], millions),
+        show(counts[1], millions),
+        show(counts[2], millions),
+        versus(1),
+        versus(2),
+    )
 }
 
 #[cfg(test)]
