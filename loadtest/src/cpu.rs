@@ -134,36 +134,36 @@ impl Probe {
     /// request's count is corrected by (see `Usage`); `None` when none is counted. The figures
     /// "per request" are the window's totals (no request).
     pub async fn idle(&self, seconds: f64) -> Option<Usage> {
-        let counted = self.processes.iter().any(|process| match process.selector {
-            Selector::Pid(pid) => instructions::counted(pid),
-            Selector::Comm(_) => false,
-        });
-        if !counted {
+        if !self
+            .processes
+            .iter()
+            .any(|process| counted_pid(process).is_some())
+        {
             return None;
         }
         eprintln!("cpu: {seconds} s with nothing sent, for the processes' own background");
-        let window = self.start();
+        let window = self.start().await;
         tokio::time::sleep(std::time::Duration::from_secs_f64(seconds)).await;
-        window.finish(0)
+        window.finish(0).await
     }
 
-    pub fn start(&self) -> Window<'_> {
+    pub async fn start(&self) -> Window<'_> {
         // Zeroed before the ticks are read: what callgrind_control makes the process do falls
         // outside the window.
-        let counted = self
-            .processes
-            .iter()
-            .map(|process| match process.selector {
-                Selector::Pid(pid) if instructions::counted(pid) => match instructions::zero(pid) {
+        let mut counted = Vec::with_capacity(self.processes.len());
+        for process in &self.processes {
+            let zeroed = match counted_pid(process) {
+                Some(pid) => match instructions::zero(pid).await {
                     Ok(()) => Some(pid),
                     Err(error) => {
                         eprintln!("cpu: {}: instructions not counted: {error:#}", process.name);
                         None
                     }
                 },
-                _ => None,
-            })
-            .collect();
+                None => None,
+            };
+            counted.push(zeroed);
+        }
         Window {
             probe: self,
             started: Instant::now(),
@@ -189,7 +189,7 @@ impl Probe {
 impl Window<'_> {
     /// The CPU each process used since [`Probe::start`], per request; `None` without
     /// processes (or when none could be read).
-    pub fn finish(self, requests: u64) -> Option<Usage> {
+    pub async fn finish(self, requests: u64) -> Option<Usage> {
         let after = self.probe.snapshots();
         let window_seconds = self.started.elapsed().as_secs_f64();
         let mut measured = usage(
@@ -210,7 +210,7 @@ impl Window<'_> {
             let (Some(pid), Some(usage)) = (pid, measured.by_process.get_mut(&process.name)) else {
                 continue;
             };
-            match instructions::read(*pid) {
+            match instructions::read(*pid).await {
                 Ok(count) => {
                     usage.instructions_per_request = Some(count as f64 / requests.max(1) as f64);
                 }
@@ -220,6 +220,14 @@ impl Window<'_> {
             }
         }
         Some(measured)
+    }
+}
+
+/// The pid of a process given by pid that runs under callgrind.
+fn counted_pid(process: &Process) -> Option<u32> {
+    match process.selector {
+        Selector::Pid(pid) if instructions::counted(pid) => Some(pid),
+        _ => None,
     }
 }
 
@@ -479,14 +487,21 @@ mod tests {
         assert!(usage(&[], &[], &[], 100.0, 1.0, 1).is_none());
     }
 
-    #[test]
-    fn the_window_reads_this_process_as_the_load_generator() {
+    #[tokio::test]
+    async fn the_window_reads_this_process_as_the_load_generator() {
         let pid = std::process::id();
         let probe = Probe::new(vec![format!("me={pid}").parse().unwrap()]);
-        let window = probe.start();
-        let measured = window.finish(1).unwrap();
+        let window = probe.start().await;
+        let measured = window.finish(1).await.unwrap();
         let own = measured.load_generator.unwrap();
         assert_eq!((own.processes, own.exited), (1, 0));
-        assert!(Probe::new(Vec::new()).start().finish(1).is_none());
+        assert!(
+            Probe::new(Vec::new())
+                .start()
+                .await
+                .finish(1)
+                .await
+                .is_none()
+        );
     }
 }

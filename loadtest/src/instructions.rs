@@ -5,10 +5,7 @@
 //! doing, so a difference of a few percent between two settings can be told from noise. It
 //! counts user space only: what the kernel does for a process's system calls is not in it.
 
-use std::{
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{process::Stdio, time::Duration};
 
 use anyhow::{Context, bail};
 
@@ -24,40 +21,26 @@ pub fn counted(pid: u32) -> bool {
 }
 
 /// Zeroes `pid`'s counters: what it executes from now on is counted.
-pub fn zero(pid: u32) -> anyhow::Result<()> {
-    control(&["--zero", &pid.to_string()]).map(|_| ())
+pub async fn zero(pid: u32) -> anyhow::Result<()> {
+    control(&["--zero", &pid.to_string()]).await.map(|_| ())
 }
 
 /// Instructions `pid` executed since its counters were last zeroed, all its threads.
-pub fn read(pid: u32) -> anyhow::Result<u64> {
-    let out = control(&["-e", "Ir", "--stat", &pid.to_string()])?;
+pub async fn read(pid: u32) -> anyhow::Result<u64> {
+    let out = control(&["-e", "Ir", "--stat", &pid.to_string()]).await?;
     totals(&out).with_context(|| format!("no instruction totals in callgrind_control's {out:?}"))
 }
 
 /// `callgrind_control` with `args`, killed past [`DEADLINE`]; its standard output.
-fn control(args: &[&str]) -> anyhow::Result<String> {
+async fn control(args: &[&str]) -> anyhow::Result<String> {
     let program = crate::programs::find("callgrind_control")
         .context("callgrind_control (Debian's valgrind) is not installed")?;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("starting callgrind_control")?;
-    let started = Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("callgrind_control {args:?} took longer than {DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let output = child.wait_with_output()?;
+    let mut command = tokio::process::Command::new(program);
+    command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    let output = tokio::time::timeout(DEADLINE, command.output())
+        .await
+        .with_context(|| format!("callgrind_control {args:?} took longer than {DEADLINE:?}"))?
+        .context("running callgrind_control")?;
     if !output.status.success() {
         bail!(
             "callgrind_control {args:?} failed: {}",
@@ -92,7 +75,10 @@ fn totals(stat: &str) -> Option<u64> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::io::{BufRead, BufReader, Write};
+    use std::{
+        io::{BufRead, BufReader, Write},
+        process::Command,
+    };
 
     use super::*;
 
@@ -163,41 +149,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_window_counts_what_the_process_executed_in_it_and_not_before() {
+    #[tokio::test]
+    async fn a_window_counts_what_the_process_executed_in_it_and_not_before() {
         let mut worker = Worker::start();
         let pid = worker.child.id();
         assert!(counted(pid), "a process under callgrind is known as one");
         assert!(!counted(std::process::id()), "this test is not");
-        zero(pid).unwrap();
+        zero(pid).await.unwrap();
         worker.work(3);
-        let three = read(pid).unwrap();
-        zero(pid).unwrap();
+        let three = read(pid).await.unwrap();
+        zero(pid).await.unwrap();
         worker.work(6);
-        let six = read(pid).unwrap();
+        let six = read(pid).await.unwrap();
         // Twice the work, twice the count (what the shell does to read and answer a line is
         // in both), within a tenth: were the counters not zeroed, six would hold three's too.
         let ratio = six as f64 / three as f64;
         assert!((1.8..2.2).contains(&ratio), "{three} then {six}: {ratio}");
     }
 
-    #[test]
-    fn a_cpu_window_charges_a_process_under_callgrind_its_instructions_per_request() {
+    #[tokio::test]
+    async fn a_cpu_window_charges_a_process_under_callgrind_its_instructions_per_request() {
         let mut worker = Worker::start();
         let pid = worker.child.id();
         let probe = crate::cpu::Probe::new(vec![crate::cpu::Process {
             name: "worker".into(),
             selector: crate::cpu::Selector::Pid(pid),
         }]);
-        let window = probe.start();
+        let window = probe.start().await;
         worker.work(4);
-        let usage = window.finish(4).expect("measured");
+        let usage = window.finish(4).await.expect("measured");
         let per_request = usage.by_process["worker"]
             .instructions_per_request
             .expect("counted");
-        zero(pid).unwrap();
+        zero(pid).await.unwrap();
         worker.work(1);
-        let one = read(pid).unwrap() as f64;
+        let one = read(pid).await.unwrap() as f64;
         let ratio = per_request / one;
         assert!(
             (0.9..1.1).contains(&ratio),
@@ -210,9 +196,9 @@ mod tests {
     {
         let mut worker = Worker::start();
         let pid = worker.child.id();
-        zero(pid).unwrap();
+        zero(pid).await.unwrap();
         worker.work(1);
-        let one_line = read(pid).unwrap() as f64;
+        let one_line = read(pid).await.unwrap() as f64;
         let probe = crate::cpu::Probe::new(vec![crate::cpu::Process {
             name: "worker".into(),
             selector: crate::cpu::Selector::Pid(pid),

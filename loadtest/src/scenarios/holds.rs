@@ -81,7 +81,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
     let idle = probe.idle(args.seconds as f64).await;
     let recorder = Arc::new(Recorder::new());
     let next = Arc::new(AtomicU64::new(0));
-    let window = probe.start();
+    let window = probe.start().await;
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let started = Instant::now();
     let start = tokio::time::Instant::now();
@@ -109,7 +109,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
     let summary = recorder.summary();
     let reserve = summary.endpoints.get(RESERVE);
     let attempts = reserve.map_or(0, |e| e.requests);
-    let cpu = window.finish(attempts);
+    let cpu = window.finish(attempts).await;
 
     let unique: HashSet<(u64, u64)> = outcome.won.iter().copied().collect();
     let double_bookings = (outcome.won.len() - unique.len()) as u64;

@@ -34,7 +34,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
     let recorder = Arc::new(Recorder::new());
     eprintln!("issue-tokens: {users} users at {}/s", args.rate);
     let until = Instant::now() + Duration::from_secs(args.seconds + 15);
-    let window = probe.start();
+    let window = probe.start().await;
     let arrivals = open_model(args.rate, users, until, &recorder, |index| {
         let visitor = Visitor::new(client, &recorder, first + index);
         async move {
@@ -43,7 +43,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
     })
     .await;
     let summary = recorder.summary();
-    let cpu = window.finish(summary.requests);
+    let cpu = window.finish(summary.requests).await;
     let issue = summary.endpoints.get(ISSUE);
     let latency = issue.map_or(summary.latency, |e| e.latency);
     eprintln!(

@@ -97,7 +97,7 @@ pub(super) async fn measure(
         let warmup = Arc::new(Recorder::new());
         drive(load, args.warmup_seconds, &warmup, endpoint, call.clone()).await?;
         let recorder = Arc::new(Recorder::new());
-        let window = floor_probe.start();
+        let window = floor_probe.start().await;
         let started = Instant::now();
         let requests = drive(load, args.seconds, &recorder, endpoint, call).await?;
         let seconds = started.elapsed().as_secs_f64();
@@ -106,7 +106,7 @@ pub(super) async fn measure(
             requests,
             seconds,
             &recorder,
-            window.finish(requests),
+            window.finish(requests).await,
         );
         eprintln!("cost: floor: {}", describe(&result));
         results.push(serde_json::to_value(&result)?);

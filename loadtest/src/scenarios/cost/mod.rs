@@ -199,7 +199,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
             rate: args.rate,
         };
         closed_loop(&targets, kind, load, args.warmup_seconds, &warmup).await?;
-        let window = probe.start();
+        let window = probe.start().await;
         let started = Instant::now();
         let requests = closed_loop(&targets, kind, load, args.seconds, &recorder).await?;
         let seconds = started.elapsed().as_secs_f64();
@@ -208,7 +208,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
             requests,
             seconds,
             &recorder,
-            window.finish(requests),
+            window.finish(requests).await,
         );
         eprintln!("cost: {}: {}", kind.name(), describe(&result));
         measured.insert(kind.name().into(), serde_json::to_value(&result)?);

@@ -47,7 +47,7 @@ pub(super) async fn hold_statement(
     if let Some(rate) = rate {
         command.args(["-R", &format!("{rate:.0}")]);
     }
-    let window = probe.start();
+    let window = probe.start().await;
     let output = command.arg("-f").arg(&script).arg(url).output().await?;
     // Ended backends are reaped by the postmaster a moment after pgbench exits: wait for it,
     // so their CPU has moved to its cutime/cstime (or they are still there to be read).
@@ -61,7 +61,7 @@ pub(super) async fn hold_statement(
         );
     }
     let parsed = parse_pgbench(&out).with_context(|| format!("pgbench said: {out}"))?;
-    let cpu = window.finish(parsed.transactions);
+    let cpu = window.finish(parsed.transactions).await;
     let postgres = cpu
         .as_ref()
         .and_then(|cpu| cpu.by_process.get("postgresql"))
