@@ -109,27 +109,19 @@ async fn serve_relay(listener: tokio::net::TcpListener, upstream: &str) -> anyho
         .timeout(DEADLINE)
         .connect_lazy();
     let app = Router::new()
-        .route("/", get(relay_one_command))
-        .route("/{work}", get(relay_work))
+        .route("/", get(relay_once))
+        .route("/{work}", get(relay_once))
         .with_state(HealthClient::new(channel));
     axum::serve(listener, app).await?;
     Ok(())
 }
 
-type Upstream = HealthClient<tonic::transport::Channel>;
-
-async fn relay_one_command(State(client): State<Upstream>) -> (StatusCode, &'static str) {
-    relay_once(client, String::new()).await
-}
-
-async fn relay_work(
-    State(client): State<Upstream>,
-    Path(work): Path<String>,
+/// Relays to the Check whose service name is the path's work (none for `/`).
+async fn relay_once(
+    State(mut client): State<HealthClient<tonic::transport::Channel>>,
+    work: Option<Path<String>>,
 ) -> (StatusCode, &'static str) {
-    relay_once(client, work).await
-}
-
-async fn relay_once(mut client: Upstream, service: String) -> (StatusCode, &'static str) {
+    let service = work.map(|Path(work)| work).unwrap_or_default();
     match client.check(HealthCheckRequest { service }).await {
         Ok(_) => (StatusCode::OK, "ok"),
         Err(status) if status.code() == tonic::Code::NotFound => {
