@@ -5,9 +5,9 @@
 //! deciding statement (`hold_seat`, services/reservation/src/store/holds.rs) is then run by
 //! pgbench on that database, PostgreSQL charged per transaction: the floor a hold's cost is
 //! judged against. With `--floor-redis-url` the floor of the queue pair's path is measured
-//! too (`floor.rs`): the same hops with nothing of ours in them, and carrying the queue's store. Holds through the gateway are
-//! the `holds` scenario's (it needs admitted users and a fresh seat per attempt; `cargo xtask
-//! bench` puts both in one table).
+//! too (`floor.rs`): the same hops with nothing of ours in them, and carrying the queue's store.
+//! Holds through the gateway are the `holds` scenario's (it needs admitted users and a fresh
+//! seat per attempt; `cargo xtask bench` puts both in one table).
 
 mod floor;
 mod statement;
@@ -23,10 +23,9 @@ use std::{
 
 use anyhow::Context;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::{
-    bare_chain::Work,
     client::{CallResult, Client},
     cpu,
     pacing::Pace,
@@ -218,62 +217,7 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
         Some(url) => statement::hold_statement(url, &args, probe).await?,
         None => json!({"skipped": "no --reservation-database-url"}),
     };
-    // Flat out, as the kinds ran; then, when the holds' rate is known, the same bare hops as
-    // the holds ran: their users, paced at their rate (fewer requests share each wake-up, so
-    // each costs more).
-    let flat_out = Load {
-        connections: args.connections,
-        rate: args.rate,
-    };
-    let at_holds_rate = args
-        .statement_rate
-        .filter(|rate| *rate >= 1.0)
-        .map(|rate| Load {
-            connections: args.statement_clients,
-            rate: Some(rate),
-        });
-    // Then the same hops carrying the queue's own store, flat out, for each queue-pair kind
-    // measured: what its work in Redis and the store's Rust cost without the services around.
-    let with_store: Vec<(Kind, Work)> = args
-        .kinds
-        .iter()
-        .filter_map(|kind| match kind {
-            Kind::CheckQueue => Some((*kind, Work::Poll)),
-            Kind::IssueToken => Some((*kind, Work::Issue)),
-            _ => None,
-        })
-        .collect();
-    let skipped = |why: &str| json!({"skipped": why});
-    let (floor, floor_at_holds_rate, floor_with_store) = match &args.floor_redis_url {
-        _ if args.no_floors => (
-            skipped("--no-floors"),
-            skipped("--no-floors"),
-            skipped("--no-floors"),
-        ),
-        Some(url) => {
-            let loads: Vec<(Work, Load)> = std::iter::once((Work::OneCommand, flat_out))
-                .chain(at_holds_rate.map(|load| (Work::OneCommand, load)))
-                .chain(with_store.iter().map(|(_, work)| (*work, flat_out)))
-                .collect();
-            let mut measured = floor::measure(url, &loads, &args, probe).await?.into_iter();
-            let floor = measured.next().unwrap_or_else(|| skipped("not measured"));
-            let at_holds_rate = match at_holds_rate {
-                Some(_) => measured.next().unwrap_or_else(|| skipped("not measured")),
-                None => skipped("no --statement-rate"),
-            };
-            let with_store: serde_json::Map<String, Value> = with_store
-                .iter()
-                .zip(measured)
-                .map(|((kind, _), result)| (kind.name().to_owned(), result))
-                .collect();
-            (floor, at_holds_rate, Value::Object(with_store))
-        }
-        None => (
-            skipped("no --floor-redis-url"),
-            skipped("no --floor-redis-url"),
-            skipped("no --floor-redis-url"),
-        ),
-    };
+    let floors = floor::measure(&args, probe).await?;
     let summary = recorder.summary();
     Ok(Run {
         scenario: "cost",
@@ -285,8 +229,8 @@ pub async fn run(client: &Client, args: Args, probe: &cpu::Probe) -> anyhow::Res
             "statement_rate": args.statement_rate,
         }),
         results: json!({
-            "kinds": measured, "hold_statement": statement, "floor": floor,
-            "floor_at_holds_rate": floor_at_holds_rate, "floor_with_store": floor_with_store,
+            "kinds": measured, "hold_statement": statement, "floor": floors.flat_out,
+            "floor_at_holds_rate": floors.at_holds_rate, "floor_with_store": floors.with_store,
             "idle": idle,
         }),
         series: recorder.series(),
