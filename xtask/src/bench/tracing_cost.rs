@@ -101,43 +101,21 @@ pub fn tracing_rows(results: &Results) -> Vec<Row> {
             continue;
         }
         let traced = traced_totals(results, turns);
-        let mut parts = Vec::new();
-        let mut met = Some(true);
-        for ((name, base), now) in TRACED_REQUESTS.iter().zip(&baseline).zip(&traced) {
-            let (base, now) = (mean(base), mean(now));
-            let added = added(base, now);
-            met = both(met, added.map(|a| a <= *bound));
-            parts.push(format!(
-                "{name} {} → {} ({})",
-                show(base, micros),
-                show(now, micros),
-                percent(added)
-            ));
-        }
+        let means = TRACED_REQUESTS
+            .iter()
+            .zip(&baseline)
+            .zip(&traced)
+            .map(|((name, base), now)| (*name, mean(base), mean(now)));
+        let (parts, met) = compared(means, *bound, micros);
         let mut this_system = format!(
-            "{} (mean of {} turns each)",
-            parts.join(", "),
+            "{parts} (mean of {} turns each)",
             traced[0].len().max(traced[2].len())
         );
         let mut judged = verdict(met).to_owned();
         if counted {
-            let mut met = Some(true);
-            let parts: Vec<String> = counts
-                .iter()
-                .map(|(name, off, now)| {
-                    let added = added(*off, *now);
-                    met = both(met, added.map(|a| a <= *bound));
-                    format!(
-                        "{name} {} → {} ({})",
-                        show(*off, tracing_instructions::millions),
-                        show(*now, tracing_instructions::millions),
-                        percent(added)
-                    )
-                })
-                .collect();
+            let (parts, met) = compared(counts, *bound, tracing_instructions::millions);
             this_system.push_str(&format!(
-                "; counted in instructions (callgrind, one request at a time): {}",
-                parts.join(", ")
+                "; counted in instructions (callgrind, one request at a time): {parts}"
             ));
             judged = format!("{}, counted in instructions", verdict(met));
         }
@@ -150,6 +128,30 @@ pub fn tracing_rows(results: &Results) -> Vec<Row> {
         });
     }
     rows
+}
+
+/// "name base → now (+x%)" for each request, and whether each adds at most `bound` (`None`
+/// when one is missing).
+fn compared(
+    requests: impl IntoIterator<Item = (&'static str, Option<f64>, Option<f64>)>,
+    bound: f64,
+    format: fn(f64) -> String,
+) -> (String, Option<bool>) {
+    let mut met = Some(true);
+    let parts: Vec<String> = requests
+        .into_iter()
+        .map(|(name, base, now)| {
+            let added = added(base, now);
+            met = both(met, added.map(|a| a <= bound));
+            format!(
+                "{name} {} → {} ({})",
+                show(base, format),
+                show(now, format),
+                percent(added)
+            )
+        })
+        .collect();
+    (parts.join(", "), met)
 }
 
 /// docs/benchmarks.md's section on what tracing adds: every turn's total per request and
