@@ -1,13 +1,19 @@
 //! Where a task is in its trace, and the W3C `traceparent` / `baggage` headers that carry it
 //! from one service to the next.
 //!
-//! The position is a thread-local set only while a traced future is being polled
+//! The position is current only while a traced future is being polled
 //! ([`super::span::Scoped`]): a future's spans are children of whatever was current when they
-//! were made, without `tracing`'s per-poll span bookkeeping.
+//! were made, without `tracing`'s per-poll span bookkeeping. Entering sets a thread-local
+//! pointer to the future's own position for the length of the poll (`scoped-tls`); moving the
+//! position itself in and out on every poll was a fifth of what tracing at 1% cost a request.
 
-use std::{cell::Cell, sync::Arc};
+use std::sync::{Arc, LazyLock};
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// The W3C Trace Context headers, parsed once (a name given as text is parsed on every use).
+pub(crate) static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 /// One span's identity within its trace (W3C Trace Context), and whether the trace is sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,37 +32,61 @@ impl SpanContext {
         }
     }
 
-    /// A fresh trace: new trace and span ids.
-    pub(crate) fn new_trace(sampled: bool) -> Self {
+    /// A fresh sampled trace: new trace and span ids.
+    pub(crate) fn new_trace() -> Self {
         Self {
             trace_id: fastrand::u128(1..),
             span_id: new_span_id(),
-            sampled,
+            sampled: true,
         }
+    }
+
+    /// The position of every trace this process starts unsampled: one for all of them. Nothing
+    /// is recorded for an unsampled trace anywhere, so ids of its own would only be paid for:
+    /// a `traceparent` value that repeats is sent by HTTP/2 as a reference into the
+    /// connection's header table, where one unique to each call is Huffman-coded on one side
+    /// and decoded on the other every time (half of what tracing at 1% cost a check-queue,
+    /// counted in instructions).
+    pub(crate) fn unsampled() -> Self {
+        UNSAMPLED.0
     }
 
     /// `00-<trace id>-<span id>-<flags>`, as `traceparent` carries it.
     pub fn traceparent(self) -> HeaderValue {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut text = [0_u8; 55];
-        text[..3].copy_from_slice(b"00-");
-        for (i, slot) in text[3..35].iter_mut().enumerate() {
-            *slot = HEX[((self.trace_id >> (124 - 4 * i)) & 0xf) as usize];
+        let (unsampled, written) = &*UNSAMPLED;
+        if self == *unsampled {
+            return written.clone();
         }
-        text[35] = b'-';
-        for (i, slot) in text[36..52].iter_mut().enumerate() {
-            *slot = HEX[((self.span_id >> (60 - 4 * i)) & 0xf) as usize];
-        }
-        text[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
-        // Only hex digits and dashes: always a valid header value.
-        let mut value =
-            HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static(""));
-        // Never indexed by HTTP/2's header compression: a value unique to each call would
-        // otherwise enter the connection's table on every call and evict the headers that
-        // repeat (content type, te, user agent), which then travel in full again.
-        value.set_sensitive(true);
-        value
+        write_traceparent(self)
     }
+}
+
+/// This process's unsampled position, and its `traceparent` (written once, shared).
+static UNSAMPLED: LazyLock<(SpanContext, HeaderValue)> = LazyLock::new(|| {
+    let context = SpanContext {
+        trace_id: fastrand::u128(1..),
+        span_id: new_span_id(),
+        sampled: false,
+    };
+    (context, write_traceparent(context))
+});
+
+fn write_traceparent(context: SpanContext) -> HeaderValue {
+    let mut text = [0_u8; 55];
+    text[..3].copy_from_slice(b"00-");
+    write_hex(&context.trace_id.to_be_bytes(), &mut text[3..35]);
+    text[35] = b'-';
+    write_hex(&context.span_id.to_be_bytes(), &mut text[36..52]);
+    text[52..].copy_from_slice(if context.sampled { b"-01" } else { b"-00" });
+    // Only hex digits and dashes: always a valid header value.
+    let mut value = HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static(""));
+    // A sampled span's value is unique to its call: never indexed by HTTP/2's header
+    // compression, where it would enter the connection's table on every call and evict the
+    // headers that repeat (content type, te, user agent), which then travel in full again. An
+    // unsampled position repeats (this process's, or a caller's passed on), so it is left to
+    // be indexed.
+    value.set_sensitive(context.sampled);
+    value
 }
 
 fn new_span_id() -> u64 {
@@ -68,95 +98,90 @@ fn new_span_id() -> u64 {
 #[derive(Clone, Debug)]
 pub(crate) struct Current {
     pub(crate) context: SpanContext,
-    /// Rare, so shared: a position is moved in and out of the thread-local on every poll.
+    /// Rare, so shared: a position is copied into every future it scopes.
     pub(crate) baggage: Option<Arc<HeaderValue>>,
 }
 
 impl Current {
     /// Writes this position into an outgoing call's headers.
     pub(crate) fn inject(&self, headers: &mut HeaderMap) {
-        headers.insert("traceparent", self.context.traceparent());
+        headers.insert(&TRACEPARENT, self.context.traceparent());
         if let Some(baggage) = &self.baggage {
-            headers.insert("baggage", HeaderValue::clone(baggage));
+            headers.insert(&BAGGAGE, HeaderValue::clone(baggage));
         }
     }
 }
 
-thread_local! {
-    static CURRENT: Cell<Option<Current>> = const { Cell::new(None) };
-}
+scoped_tls::scoped_thread_local!(static CURRENT: Current);
 
 /// Runs `f` with the current position.
 pub(crate) fn with_current<R>(f: impl FnOnce(Option<&Current>) -> R) -> R {
-    CURRENT.with(|cell| {
-        let current = cell.take();
-        let result = f(current.as_ref());
-        cell.set(current);
-        result
-    })
-}
-
-/// Makes `next` current until the returned guard leaves (or is dropped, also on unwind),
-/// which puts back what was current before.
-pub(crate) fn enter(next: Current) -> Entered {
-    let previous = CURRENT.with(|current| current.replace(Some(next)));
-    Entered {
-        previous: Some(previous),
+    if CURRENT.is_set() {
+        CURRENT.with(|current| f(Some(current)))
+    } else {
+        f(None)
     }
 }
 
-pub(crate) struct Entered {
-    /// What to put back; `None` once it is back.
-    previous: Option<Option<Current>>,
-}
-
-impl Entered {
-    /// Leaves, returning the position that was current (the one entered).
-    pub(crate) fn leave(mut self) -> Option<Current> {
-        let previous = self.previous.take().flatten();
-        CURRENT.with(|current| current.replace(previous))
-    }
-}
-
-impl Drop for Entered {
-    fn drop(&mut self) {
-        // Reached with something to put back only when a poll unwound before `leave`.
-        if let Some(previous) = self.previous.take() {
-            CURRENT.with(|current| current.replace(previous));
-        }
-    }
+/// Runs `f` with `current` as the position; the one before is current again when `f` returns
+/// (or unwinds).
+pub(crate) fn within<R>(current: &Current, f: impl FnOnce() -> R) -> R {
+    CURRENT.set(current, f)
 }
 
 /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`, ids nonzero (W3C Trace Context);
 /// lowercase hex only, as the specification requires of version 00.
 pub(crate) fn parse_traceparent(headers: &HeaderMap) -> Option<SpanContext> {
-    let text = headers.get("traceparent")?.as_bytes();
+    let text = headers.get(&TRACEPARENT)?.as_bytes();
     let text = text.trim_ascii();
     if text.len() != 55 || &text[..3] != b"00-" || text[35] != b'-' || text[52] != b'-' {
         return None;
     }
-    let trace_id = hex(&text[3..35]).filter(|id| *id != 0)?;
-    let span_id = u64::try_from(hex(&text[36..52])?)
-        .ok()
-        .filter(|id| *id != 0)?;
-    let flags = hex(&text[53..55])?;
-    Some(SpanContext {
+    let trace_id = u128::from_be_bytes(read_hex(&text[3..35])?);
+    let span_id = u64::from_be_bytes(read_hex(&text[36..52])?);
+    let [flags] = read_hex(&text[53..55])?;
+    (trace_id != 0 && span_id != 0).then_some(SpanContext {
         trace_id,
         span_id,
         sampled: flags & 1 == 1,
     })
 }
 
-/// Lowercase hex digits as a number (at most 32 of them).
-fn hex(digits: &[u8]) -> Option<u128> {
-    digits.iter().try_fold(0_u128, |value, digit| {
-        let nibble = match digit {
-            b'0'..=b'9' => digit - b'0',
-            b'a'..=b'f' => digit - b'a' + 10,
-            _ => return None,
-        };
-        Some(value << 4 | u128::from(nibble))
-    })
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Each lowercase hex digit's value; anything else has its high bits set.
+const NIBBLES: [u8; 256] = {
+    let mut nibbles = [0xff; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        nibbles[HEX[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    nibbles
+};
+
+/// `bytes` as lowercase hex into `out`, two digits a byte.
+fn write_hex(bytes: &[u8], out: &mut [u8]) {
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+}
+
+/// `N` bytes from `2N` lowercase hex digits.
+fn read_hex<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let mut bytes = [0; N];
+    // Any digit that is not one sets a high bit here; checked once, after the loop.
+    let mut invalid = 0;
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let (high, low) = (NIBBLES[usize::from(pair[0])], NIBBLES[usize::from(pair[1])]);
+        invalid |= high | low;
+        *byte = high << 4 | low;
+    }
+    (invalid & 0xf0 == 0).then_some(bytes)
 }
 
 #[cfg(test)]
@@ -215,7 +240,11 @@ mod tests {
                 sampled,
             };
             let written = context.traceparent();
-            assert!(written.is_sensitive(), "kept out of HPACK's table");
+            assert_eq!(
+                written.is_sensitive(),
+                sampled,
+                "a sampled span's value is kept out of HPACK's table, an unsampled one repeats"
+            );
             let flags = if sampled { "01" } else { "00" };
             assert_eq!(
                 written.to_str().unwrap(),
@@ -225,30 +254,55 @@ mod tests {
             headers.insert("traceparent", written);
             assert_eq!(parse_traceparent(&headers), Some(context));
         }
+        for _ in 0..1000 {
+            let context = SpanContext {
+                trace_id: fastrand::u128(1..),
+                span_id: fastrand::u64(1..),
+                sampled: fastrand::bool(),
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert("traceparent", context.traceparent());
+            assert_eq!(parse_traceparent(&headers), Some(context));
+        }
     }
 
     #[test]
-    fn a_position_entered_is_current_until_it_is_left_and_the_one_before_comes_back() {
+    fn the_traces_a_process_starts_unsampled_share_one_position_and_sampled_ones_have_their_own() {
+        let unsampled = SpanContext::unsampled();
+        assert!(!unsampled.sampled && unsampled.trace_id != 0 && unsampled.span_id != 0);
+        assert_eq!(SpanContext::unsampled(), unsampled);
+        let written = unsampled.traceparent();
+        assert_eq!(unsampled.traceparent(), written);
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", written);
+        assert_eq!(parse_traceparent(&headers), Some(unsampled));
+        let (first, second) = (SpanContext::new_trace(), SpanContext::new_trace());
+        assert!(first.sampled && second.sampled);
+        assert_ne!(first.trace_id, second.trace_id);
+        assert_ne!(first.traceparent(), second.traceparent());
+    }
+
+    #[test]
+    fn a_position_is_current_within_its_scope_and_the_one_before_comes_back_after() {
         let outer = Current {
-            context: SpanContext::new_trace(true),
+            context: SpanContext::new_trace(),
             baggage: None,
         };
         let inner = Current {
             context: outer.context.child(),
             baggage: None,
         };
-        let entered_outer = enter(outer.clone());
-        let entered_inner = enter(inner.clone());
-        assert_eq!(with_current(|c| c.map(|c| c.context)), Some(inner.context));
-        assert_eq!(
-            entered_inner.leave().map(|c| c.context),
-            Some(inner.context)
-        );
-        assert_eq!(with_current(|c| c.map(|c| c.context)), Some(outer.context));
-        assert_eq!(
-            entered_outer.leave().map(|c| c.context),
-            Some(outer.context)
-        );
-        assert!(with_current(|c| c.is_none()));
+        let current = || with_current(|c| c.map(|c| c.context));
+        assert_eq!(current(), None);
+        within(&outer, || {
+            assert_eq!(current(), Some(outer.context));
+            within(&inner, || assert_eq!(current(), Some(inner.context)));
+            assert_eq!(current(), Some(outer.context));
+            // Also when the inner scope unwinds.
+            let unwound = std::panic::catch_unwind(|| within(&inner, || panic!("in a poll")));
+            assert!(unwound.is_err());
+            assert_eq!(current(), Some(outer.context));
+        });
+        assert_eq!(current(), None);
     }
 }

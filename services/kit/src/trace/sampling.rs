@@ -12,7 +12,7 @@ use std::{borrow::Cow, sync::Arc};
 use http::{HeaderMap, HeaderValue};
 
 use super::{
-    context::{Current, SpanContext, parse_traceparent},
+    context::{BAGGAGE, Current, SpanContext, parse_traceparent},
     record::Kind,
     rule::{self, Rule},
     span::Span,
@@ -56,7 +56,7 @@ impl Decision {
                         },
                         Some((parent.span_id, true)),
                     ),
-                    None => (SpanContext::new_trace(true), None),
+                    None => (SpanContext::new_trace(), None),
                 };
                 Span::start(context, parent, kind, name().into(), baggage.clone())
             }
@@ -76,7 +76,7 @@ fn decide_by(rule: Option<&Rule>, headers: Option<&HeaderMap>) -> Decision {
     };
     let parent = headers.and_then(parse_traceparent);
     let baggage = headers
-        .and_then(|h| h.get("baggage"))
+        .and_then(|h| h.get(&BAGGAGE))
         .map(|value| Arc::new(value.clone()));
     let sampled = match parent {
         Some(parent) if rule.follow_parent => parent.sampled,
@@ -85,14 +85,12 @@ fn decide_by(rule: Option<&Rule>, headers: Option<&HeaderMap>) -> Decision {
     if sampled {
         return Decision(Inner::Sampled { parent, baggage });
     }
-    // Passed on as the caller's position (its span is the parent downstream), or a fresh one.
-    let context = parent.map_or_else(
-        || SpanContext::new_trace(false),
-        |parent| SpanContext {
-            sampled: false,
-            ..parent
-        },
-    );
+    // Passed on as the caller's position (its span is the parent downstream), or this
+    // process's own.
+    let context = parent.map_or_else(SpanContext::unsampled, |parent| SpanContext {
+        sampled: false,
+        ..parent
+    });
     Decision(Inner::Unsampled(Current { context, baggage }))
 }
 
@@ -134,6 +132,11 @@ mod tests {
         fresh.inject(&mut out);
         let passed = parse_traceparent(&out).expect("a valid traceparent");
         assert!(passed.trace_id != 0 && passed.span_id != 0 && !passed.sampled);
+        assert_eq!(
+            passed,
+            SpanContext::unsampled(),
+            "this process's unsampled position"
+        );
         assert!(out.get("baggage").is_none());
     }
 

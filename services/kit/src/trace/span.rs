@@ -92,15 +92,11 @@ impl Span {
             ),
             // Inside an unsampled request: its position is already current.
             Some(_) => Self::none(),
-            None if rule.sample_new_trace() => Self::start(
-                SpanContext::new_trace(true),
-                None,
-                kind,
-                name().into(),
-                None,
-            ),
+            None if rule.sample_new_trace() => {
+                Self::start(SpanContext::new_trace(), None, kind, name().into(), None)
+            }
             None => Self::unsampled(Current {
-                context: SpanContext::new_trace(false),
+                context: SpanContext::unsampled(),
                 baggage: None,
             }),
         })
@@ -163,12 +159,7 @@ impl Span {
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         match &self.scope {
             None => f(),
-            Some(scope) => {
-                let entered = context::enter(scope.clone());
-                let result = f();
-                drop(entered.leave());
-                result
-            }
+            Some(scope) => context::within(scope, f),
         }
     }
 
@@ -204,14 +195,9 @@ impl<F: Future> Future for Scoped<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        match this.current.take() {
+        match this.current {
             None => this.future.poll(cx),
-            Some(current) => {
-                let entered = context::enter(current);
-                let result = this.future.poll(cx);
-                *this.current = entered.leave();
-                result
-            }
+            Some(current) => context::within(current, || this.future.poll(cx)),
         }
     }
 }
