@@ -83,6 +83,10 @@ fn decide_by(rule: Option<&Rule>, headers: Option<&HeaderMap>) -> Decision {
         _ => rule.sample_new_trace(),
     };
     if sampled {
+        // An unsampled caller recorded nothing to continue, and its position may be shared by
+        // every trace its process started unsampled: a rule that samples regardless of the
+        // caller starts a trace of its own.
+        let parent = parent.filter(|parent| parent.sampled);
         return Decision(Inner::Sampled { parent, baggage });
     }
     // Passed on as the caller's position (its span is the parent downstream), or this
@@ -138,6 +142,27 @@ mod tests {
             "this process's unsampled position"
         );
         assert!(out.get("baggage").is_none());
+    }
+
+    #[test]
+    fn a_rule_that_samples_regardless_of_an_unsampled_caller_starts_a_trace_of_its_own() {
+        let always = Rule {
+            ratio: 1.0,
+            follow_parent: false,
+        };
+        let unsampled = incoming("00-00000000000000000000000000004bf9-00000000000000f0-00");
+        let Inner::Sampled { parent, .. } = decide_by(Some(&always), Some(&unsampled)).0 else {
+            panic!("ratio 1 samples every request");
+        };
+        assert_eq!(
+            parent, None,
+            "the unsampled caller's trace is not continued"
+        );
+        let sampled = incoming("00-00000000000000000000000000004bf9-00000000000000f0-01");
+        let Inner::Sampled { parent, .. } = decide_by(Some(&always), Some(&sampled)).0 else {
+            panic!("ratio 1 samples every request");
+        };
+        assert_eq!(parent.map(|p| p.trace_id), Some(0x4bf9), "a sampled one is");
     }
 
     #[test]
