@@ -93,32 +93,37 @@ pub fn tracing_rows(results: &Results) -> Vec<Row> {
         let counted = counts
             .iter()
             .all(|(_, off, now)| off.is_some() && now.is_some());
-        if !counted
-            && !turns
-                .iter()
-                .any(|(cost, holds)| results.contains_key(cost) || results.contains_key(holds))
-        {
+        let timed = turns
+            .iter()
+            .any(|(cost, holds)| results.contains_key(cost) || results.contains_key(holds));
+        if !counted && !timed {
             continue;
         }
-        let traced = traced_totals(results, turns);
-        let means = TRACED_REQUESTS
-            .iter()
-            .zip(&baseline)
-            .zip(&traced)
-            .map(|((name, base), now)| (*name, mean(base), mean(now)));
-        let (parts, met) = compared(means, *bound, micros);
-        let mut this_system = format!(
-            "{parts} (mean of {} turns each)",
-            traced[0].len().max(traced[2].len())
-        );
-        let mut judged = verdict(met).to_owned();
+        // CPU time's turns and the counts, each shown when it ran; the counts judge.
+        let mut shown = Vec::new();
+        let mut judged = String::new();
+        if timed {
+            let traced = traced_totals(results, turns);
+            let means = TRACED_REQUESTS
+                .iter()
+                .zip(&baseline)
+                .zip(&traced)
+                .map(|((name, base), now)| (*name, mean(base), mean(now)));
+            let (parts, met) = compared(means, *bound, micros);
+            shown.push(format!(
+                "{parts} (mean of {} turns each)",
+                traced[0].len().max(traced[2].len())
+            ));
+            judged = verdict(met).to_owned();
+        }
         if counted {
             let (parts, met) = compared(counts, *bound, tracing_instructions::millions);
-            this_system.push_str(&format!(
-                "; counted in instructions (callgrind, one request at a time): {parts}"
+            shown.push(format!(
+                "counted in instructions (callgrind, one request at a time): {parts}"
             ));
             judged = format!("{}, counted in instructions", verdict(met));
         }
+        let this_system = shown.join("; ");
         rows.push(Row {
             measure: format!("CPU per request with {heading}"),
             this_system,
@@ -413,6 +418,12 @@ mod tests {
         assert_eq!(one.1, "≤ 2% more (met, counted in instructions)");
         let all = &rows["CPU per request with tracing at 100% sampling"];
         assert!(all.0.contains("hold 4.00 M → 4.48 M (+12.0%)"), "{}", all.0);
+        // 100% ran no CPU-time turns here: only its counts are shown.
+        assert!(
+            all.0.starts_with("counted in instructions") && !all.0.contains('—'),
+            "{}",
+            all.0
+        );
         assert_eq!(all.1, "≤ 10% more (**missed**, counted in instructions)");
         let section = tracing_markdown(&results);
         assert!(
