@@ -218,6 +218,13 @@ impl Window<'_> {
                     eprintln!("cpu: {}: instructions not read: {error:#}", process.name);
                 }
             }
+            // The window's profile, where the process keeps them (`cargo xtask bench
+            // --profiles`): where its instructions went, function by function.
+            if instructions::keeps_profiles(*pid)
+                && let Err(error) = instructions::dump(*pid, "window").await
+            {
+                eprintln!("cpu: {}: profile not kept: {error:#}", process.name);
+            }
         }
         Some(measured)
     }

@@ -31,6 +31,25 @@ pub async fn read(pid: u32) -> anyhow::Result<u64> {
     totals(&out).with_context(|| format!("no instruction totals in callgrind_control's {out:?}"))
 }
 
+/// Whether `pid`'s callgrind was told to keep its profiles (a `--callgrind-out-file` other than
+/// `/dev/null`, where the bench's counting runs send them unless asked to keep them).
+pub fn keeps_profiles(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline.split(|byte| *byte == 0).any(|arg| {
+            arg.strip_prefix(b"--callgrind-out-file=")
+                .is_some_and(|file| file != b"/dev/null")
+        })
+    })
+}
+
+/// Writes `pid`'s profile since its counters were last zeroed as the next numbered part of its
+/// profile file, named `label` inside; the counters start again from zero.
+pub async fn dump(pid: u32, label: &str) -> anyhow::Result<()> {
+    control(&[&format!("--dump={label}"), &pid.to_string()])
+        .await
+        .map(|_| ())
+}
+
 /// `callgrind_control` with `args`, killed past [`DEADLINE`]; its standard output.
 async fn control(args: &[&str]) -> anyhow::Result<String> {
     let program = crate::programs::find("callgrind_control")
@@ -107,10 +126,15 @@ mod tests {
 
     impl Worker {
         fn start() -> Self {
+            Self::start_writing("/dev/null")
+        }
+
+        /// Under callgrind writing its profiles to `file`.
+        fn start_writing(file: &str) -> Self {
             let mut child = Command::new(crate::programs::find("valgrind").unwrap())
+                .arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={file}"))
                 .args([
-                    "--tool=callgrind",
-                    "--callgrind-out-file=/dev/null",
                     "sh",
                     "-c",
                     "while read line; do i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done; \
@@ -165,6 +189,31 @@ mod tests {
         // in both), within a tenth: were the counters not zeroed, six would hold three's too.
         let ratio = six as f64 / three as f64;
         assert!((1.8..2.2).contains(&ratio), "{three} then {six}: {ratio}");
+    }
+
+    #[tokio::test]
+    async fn a_window_is_kept_as_a_profile_only_by_a_process_told_where_to_keep_them() {
+        let dir = std::env::temp_dir().join(format!("loadtest-profiles-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut kept = Worker::start_writing(&format!("{}/worker.%p", dir.display()));
+        let pid = kept.child.id();
+        assert!(keeps_profiles(pid));
+        let probe = crate::cpu::Probe::new(vec![crate::cpu::Process {
+            name: "worker".into(),
+            selector: crate::cpu::Selector::Pid(pid),
+        }]);
+        let window = probe.start().await;
+        kept.work(2);
+        window.finish(2).await.expect("measured");
+        let part = dir.join(format!("worker.{pid}.1"));
+        let profile = std::fs::read_to_string(&part).unwrap();
+        assert!(profile.contains("events: Ir"), "{profile}");
+        assert!(profile.contains("window"), "the dump is named: {profile}");
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let not_kept = Worker::start();
+        assert!(!keeps_profiles(not_kept.child.id()));
+        assert!(!keeps_profiles(std::process::id()));
     }
 
     #[tokio::test]

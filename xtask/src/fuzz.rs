@@ -149,6 +149,7 @@ async fn run_one(
         env,
         auth,
         counted: false,
+        profiles: None,
     };
     let mut running = Vec::new();
     let started = launch::start_all(&spec, stores, &mut running).await;

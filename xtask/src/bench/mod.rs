@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// Use the binaries already built.
     #[arg(long)]
     no_build: bool,
+    /// Keep the profile of every measured window of the instruction-counting runs, per service
+    /// (in the run's folder: `callgrind/<service>.<pid>.<part>`; read with `callgrind_annotate`).
+    #[arg(long)]
+    profiles: bool,
 }
 
 const CATALOG_DB: &str = "ticketing_bench_catalog";
@@ -86,6 +90,7 @@ fn spec(system: System, name: &str, stamp: &str, auth: GatewayAuth) -> SystemSpe
         env,
         auth,
         counted: system.counted,
+        profiles: None,
     }
 }
 
@@ -138,7 +143,9 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let words = with_earlier_figures(plan, &results);
                 match stores::private(faults::RUN).await {
                     Ok(own) => {
-                        let result = run_on_system(&own, plan, &words, system, &stamp, &out).await;
+                        let result =
+                            run_on_system(&own, plan, &words, system, &stamp, &out, args.profiles)
+                                .await;
                         own.stop().await;
                         result
                     }
@@ -147,7 +154,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
             }
             Some(system) => {
                 let words = with_earlier_figures(plan, &results);
-                run_on_system(&stores, plan, &words, system, &stamp, &out).await
+                run_on_system(&stores, plan, &words, system, &stamp, &out, args.profiles).await
             }
         };
         match outcome {
@@ -191,7 +198,8 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Starts a fresh system for the run on `stores`, runs it with `words`, notes the services'
-/// peak memory, stops it.
+/// peak memory, stops it. A counted system keeps its services' profiles in the run's folder
+/// when `profiles`.
 async fn run_on_system(
     stores: &stores::Stores,
     plan: &Plan,
@@ -199,12 +207,18 @@ async fn run_on_system(
     system: System,
     stamp: &str,
     out: &Path,
+    profiles: bool,
 ) -> anyhow::Result<Value> {
     for database in [CATALOG_DB, RESERVATION_DB] {
         kit::postgres::drop_database(&stores.database_url, database).await?;
     }
     let auth = GatewayAuth::for_mode(system.auth)?;
     let mut spec = spec(system, plan.name, stamp, auth);
+    if profiles && spec.counted {
+        let folder = out.join("callgrind");
+        std::fs::create_dir_all(&folder)?;
+        spec.profiles = Some(folder);
+    }
     let mut presale = launch::PresaleSeed::default();
     // What the load generator's own environment needs: the operator's secret for a run that
     // schedules a room (kept out of its arguments, which the report records).

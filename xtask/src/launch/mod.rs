@@ -172,6 +172,7 @@ impl From<&UpArgs> for SystemSpec {
             // Replaced by `up` with the mode asked for (jwt needs the key created first).
             auth: GatewayAuth::Trusted,
             counted: false,
+            profiles: None,
         }
     }
 }

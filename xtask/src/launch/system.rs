@@ -2,7 +2,12 @@
 //! databases, identity, seed), the command that runs each service, and starting them all in
 //! order until the gateway is ready.
 
-use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use kit::http_client::HttpClient;
@@ -132,6 +137,9 @@ pub struct SystemSpec {
     /// Every service runs under Valgrind's callgrind, which counts the instructions it
     /// executes (the bench's instruction-counting runs; many times slower).
     pub counted: bool,
+    /// Where counted services keep their profiles (`<service>.<pid>`, a numbered part per
+    /// measured window); `None`: nowhere, only their counts are read.
+    pub profiles: Option<PathBuf>,
 }
 
 /// Concerts with their own waiting room to seed besides `SystemSpec::seed` (`catalog seed
@@ -314,7 +322,7 @@ pub async fn start_all_with(
     spawn_replicas("queue", args, stores, running)?;
 
     // Migrate and seed the catalog before it serves (idempotent: existing rows stay).
-    let seeded = service("catalog", false)?
+    let seeded = service("catalog", None)?
         .env("CATALOG_DATABASE_URL", &catalog_db)
         .args(["seed", "--concerts", &args.seed.0.to_string()])
         .args(["--options-per-concert", &args.seed.1.to_string()])
@@ -372,7 +380,10 @@ pub fn serving(
     stores: &stores::Stores,
 ) -> anyhow::Result<Command> {
     let (name, replica) = process_of(name)?;
-    let mut command = service(name, args.counted)?;
+    let callgrind = args
+        .counted
+        .then(|| callgrind_args(name, args.profiles.as_deref()));
+    let mut command = service(name, callgrind)?;
     // Only the identity given here: a JWKS URL or another issuer from the caller's shell
     // would contradict it.
     if name == "gateway" {
@@ -444,21 +455,20 @@ pub fn serving(
 const SERVICE_WORKER_THREADS: &str = "1";
 
 /// A command for a built service binary, logging at info unless RUST_LOG says otherwise; under
-/// callgrind when `counted` (its pid is the service's: Valgrind runs it in its own process).
-fn service(name: &str, counted: bool) -> anyhow::Result<Command> {
+/// callgrind with `callgrind`'s arguments when given (its pid is the service's: Valgrind runs it
+/// in its own process).
+fn service(name: &str, callgrind: Option<[String; 2]>) -> anyhow::Result<Command> {
     let binary = process::release_binary(name);
     if !binary.exists() {
         bail!("{} is missing: run without --no-build", binary.display());
     }
-    let mut command = if counted {
-        let mut valgrind = Command::new("valgrind");
-        // The counts are read while it runs (callgrind_control); nothing to write at exit.
-        valgrind
-            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-            .arg(binary);
-        valgrind
-    } else {
-        Command::new(binary)
+    let mut command = match callgrind {
+        Some(callgrind) => {
+            let mut valgrind = Command::new("valgrind");
+            valgrind.args(callgrind).arg(binary);
+            valgrind
+        }
+        None => Command::new(binary),
     };
     command.stdin(Stdio::null()).kill_on_drop(true);
     if std::env::var_os("RUST_LOG").is_none() {
@@ -472,6 +482,20 @@ fn service(name: &str, counted: bool) -> anyhow::Result<Command> {
         command.env("TOKIO_WORKER_THREADS", SERVICE_WORKER_THREADS);
     }
     Ok(command)
+}
+
+/// Valgrind's arguments for counting `name`'s instructions: its profiles kept in `profiles` as
+/// `<name>.<pid>` (the load generator dumps a numbered part of it per window), or, without a
+/// folder, nowhere: the counts are read while it runs (`callgrind_control`).
+fn callgrind_args(name: &str, profiles: Option<&Path>) -> [String; 2] {
+    let out = profiles.map_or_else(
+        || "/dev/null".to_owned(),
+        |folder| format!("{}/{name}.%p", folder.display()),
+    );
+    [
+        "--tool=callgrind".into(),
+        format!("--callgrind-out-file={out}"),
+    ]
 }
 
 /// Builds every service, plus `extra` packages, in release.
@@ -522,7 +546,23 @@ mod tests {
             env: Vec::new(),
             auth: GatewayAuth::Trusted,
             counted: false,
+            profiles: None,
         }
+    }
+
+    #[test]
+    fn a_counted_service_keeps_its_profiles_only_when_given_a_folder() {
+        assert_eq!(
+            callgrind_args("queue", Some(Path::new("/tmp/run/callgrind"))),
+            [
+                "--tool=callgrind",
+                "--callgrind-out-file=/tmp/run/callgrind/queue.%p"
+            ]
+        );
+        assert_eq!(
+            callgrind_args("queue", None),
+            ["--tool=callgrind", "--callgrind-out-file=/dev/null"]
+        );
     }
 
     #[test]
