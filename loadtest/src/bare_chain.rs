@@ -21,10 +21,12 @@ use axum::{
     routing::get,
 };
 use clap::Parser;
+use futures::StreamExt;
 use queue::{
     QueueStore,
     domain::{Room, Token, UserId},
 };
+use redis::AsyncCommands;
 use tokio::sync::OnceCell;
 use tonic::{Request, Response, Status, transport::server::TcpIncoming};
 use tonic_health::pb::{
@@ -238,40 +240,30 @@ impl Health for Worker {
 /// Deletes the keys the queue store's work left under `key_prefix` in the Redis at `redis_url`
 /// (waiting tokens expire, their room's sets do not).
 pub async fn forget(redis_url: &str, key_prefix: &str) -> anyhow::Result<u64> {
-    let client = redis::Client::open(redis_url)?;
-    let mut redis = tokio::time::timeout(DEADLINE, client.get_multiplexed_async_connection())
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(DEADLINE))
+        .set_response_timeout(Some(DEADLINE));
+    let mut scan = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection_with_config(&config)
         .await
-        .context("connecting to Redis")??;
-    let pattern = format!("{key_prefix}:*");
-    let mut cursor = 0_u64;
+        .context("connecting to Redis")?;
+    // Multiplexed: the deletes go on the same connection while the scan holds its handle.
+    let mut unlink = scan.clone();
+    let mut pages = scan
+        .scan_match::<_, String>(format!("{key_prefix}:*"))
+        .await
+        .context("scanning Redis")?
+        .chunks(1000);
     let mut deleted = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = tokio::time::timeout(
-            DEADLINE,
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut redis),
-        )
-        .await
-        .context("scanning Redis")??;
-        if !keys.is_empty() {
-            let gone: u64 = tokio::time::timeout(
-                DEADLINE,
-                redis::cmd("UNLINK").arg(&keys).query_async(&mut redis),
-            )
-            .await
-            .context("deleting from Redis")??;
-            deleted += gone;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
+    while let Some(page) = pages.next().await {
+        let keys = page
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .context("scanning Redis")?;
+        let gone: u64 = unlink.unlink(&keys).await.context("deleting from Redis")?;
+        deleted += gone;
     }
+    Ok(deleted)
 }
 
 #[cfg(test)]
