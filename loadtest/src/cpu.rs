@@ -82,8 +82,16 @@ pub struct Window<'a> {
     started: Instant,
     before: Vec<Snapshot>,
     own_before: Snapshot,
-    /// Per process: its pid when it runs under callgrind and its counters were zeroed.
-    counted: Vec<Option<u32>>,
+    /// Per process: when it runs under callgrind and its counters were zeroed.
+    counted: Vec<Option<Counted>>,
+}
+
+/// A process under callgrind, as a window found it.
+#[derive(Clone, Copy)]
+struct Counted {
+    pid: u32,
+    /// It keeps profiles: the window's is dumped when the window ends.
+    keeps_profiles: bool,
 }
 
 /// Ticks by pid of the processes one name stands for (empty: none could be read).
@@ -154,7 +162,10 @@ impl Probe {
         for process in &self.processes {
             let zeroed = match counted_pid(process) {
                 Some(pid) => match instructions::zero(pid).await {
-                    Ok(()) => Some(pid),
+                    Ok(()) => Some(Counted {
+                        pid,
+                        keeps_profiles: instructions::keeps_profiles(pid),
+                    }),
                     Err(error) => {
                         eprintln!("cpu: {}: instructions not counted: {error:#}", process.name);
                         None
@@ -206,8 +217,15 @@ impl Window<'_> {
             self.probe.ticks_per_second,
             requests,
         );
-        for (process, pid) in self.probe.processes.iter().zip(&self.counted) {
-            let (Some(pid), Some(usage)) = (pid, measured.by_process.get_mut(&process.name)) else {
+        for (process, counted) in self.probe.processes.iter().zip(&self.counted) {
+            let (
+                Some(Counted {
+                    pid,
+                    keeps_profiles,
+                }),
+                Some(usage),
+            ) = (counted, measured.by_process.get_mut(&process.name))
+            else {
                 continue;
             };
             match instructions::read(*pid).await {
@@ -220,9 +238,7 @@ impl Window<'_> {
             }
             // The window's profile, where the process keeps them (`cargo xtask bench
             // --profiles`): where its instructions went, function by function.
-            if instructions::keeps_profiles(*pid)
-                && let Err(error) = instructions::dump(*pid, "window").await
-            {
+            if *keeps_profiles && let Err(error) = instructions::dump(*pid, "window").await {
                 eprintln!("cpu: {}: profile not kept: {error:#}", process.name);
             }
         }
