@@ -8,11 +8,14 @@ use anyhow::{Context, bail};
 use kit::http_client::HttpClient;
 use tokio::process::Child;
 
+mod auth;
+mod command;
 mod system;
 
+pub use auth::{AuthMode, GatewayAuth};
+pub use command::{build_release, serving};
 pub use system::{
-    AuthMode, GatewayAuth, MAX_REPLICAS, MetricsAddrs, PresaleSeed, SystemSpec, blocks,
-    build_release, serving, start_all, start_all_with,
+    MAX_REPLICAS, MetricsAddrs, PresaleSeed, SystemSpec, blocks, start_all, start_all_with,
 };
 
 use crate::{

@@ -1,82 +1,18 @@
 //! The system `cargo xtask up`, the bench and the fuzz run start: what it is (addresses,
-//! databases, identity, seed), the command that runs each service, and starting them all in
-//! order until the gateway is ready.
+//! databases, identity, seed), its processes' names, and starting them all in order until the
+//! gateway is ready (each one's command is `command.rs`'s).
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use kit::http_client::HttpClient;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
-use crate::{
-    process::{self, wait_until},
-    stores,
+use super::{
+    auth::GatewayAuth,
+    command::{service, serving},
 };
-
-/// The gateway's identity mode (`GATEWAY_AUTH`).
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AuthMode {
-    Trusted,
-    Jwt,
-}
-
-/// How the gateway is told to identify callers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum GatewayAuth {
-    /// `GATEWAY_AUTH=trusted`.
-    Trusted,
-    /// `GATEWAY_AUTH=jwt` against the development key in `key_dir` (its jwks.json).
-    Jwt { key_dir: PathBuf },
-}
-
-impl GatewayAuth {
-    /// For `jwt`, creates the development key under target/dev-identity, or reuses the one
-    /// there, and (re)writes its JWKS.
-    pub fn for_mode(mode: AuthMode) -> anyhow::Result<Self> {
-        match mode {
-            AuthMode::Trusted => Ok(Self::Trusted),
-            AuthMode::Jwt => {
-                let key_dir = kit::dev_identity::default_dir(&process::target_dir());
-                let key = kit::dev_identity::DevKey::load_or_create(&key_dir)?;
-                let jwks = key_dir.join(kit::dev_identity::JWKS_FILE);
-                std::fs::write(&jwks, key.jwks_json())
-                    .with_context(|| format!("writing {}", jwks.display()))?;
-                Ok(Self::Jwt { key_dir })
-            }
-        }
-    }
-
-    pub fn mode(&self) -> AuthMode {
-        match self {
-            Self::Trusted => AuthMode::Trusted,
-            Self::Jwt { .. } => AuthMode::Jwt,
-        }
-    }
-
-    /// The gateway's GATEWAY_AUTH / GATEWAY_JWT_* variables.
-    pub fn env(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Self::Trusted => vec![("GATEWAY_AUTH", "trusted".into())],
-            Self::Jwt { key_dir } => vec![
-                ("GATEWAY_AUTH", "jwt".into()),
-                (
-                    "GATEWAY_JWT_JWKS_FILE",
-                    key_dir
-                        .join(kit::dev_identity::JWKS_FILE)
-                        .display()
-                        .to_string(),
-                ),
-                ("GATEWAY_JWT_ISSUER", kit::dev_identity::ISSUER.into()),
-                ("GATEWAY_JWT_AUDIENCE", kit::dev_identity::AUDIENCE.into()),
-            ],
-        }
-    }
-}
+use crate::{process::wait_until, stores};
 
 /// The metrics addresses of the four services (of their first replicas; replica `i` serves
 /// on the port `i` above).
@@ -158,7 +94,7 @@ impl PresaleSeed {
 }
 
 /// The services, in start order.
-const SERVICES: &[&str] = &["queue", "catalog", "reservation", "gateway"];
+pub(super) const SERVICES: &[&str] = &["queue", "catalog", "reservation", "gateway"];
 
 /// Most processes of one service `up` runs.
 pub const MAX_REPLICAS: u16 = 8;
@@ -214,7 +150,7 @@ fn process_name(service: &str, replica: u16) -> anyhow::Result<&'static str> {
 }
 
 /// The service and replica (from 0) a process name stands for.
-fn process_of(name: &str) -> anyhow::Result<(&'static str, u16)> {
+pub(super) fn process_of(name: &str) -> anyhow::Result<(&'static str, u16)> {
     for (row, service) in SERVICES.iter().enumerate() {
         if let Some(replica) = PROCESS_NAMES[row].iter().position(|n| *n == name) {
             return Ok((service, u16::try_from(replica)?));
@@ -224,7 +160,7 @@ fn process_of(name: &str) -> anyhow::Result<(&'static str, u16)> {
 }
 
 /// The address `i` ports above `addr` (replica `i`'s).
-fn nth(addr: SocketAddr, i: u16) -> SocketAddr {
+pub(super) fn nth(addr: SocketAddr, i: u16) -> SocketAddr {
     SocketAddr::new(addr.ip(), addr.port().saturating_add(i))
 }
 
@@ -249,7 +185,7 @@ impl SystemSpec {
     }
 
     /// A backend's URL for its clients: every replica, comma-separated.
-    fn urls(&self, first: SocketAddr) -> String {
+    pub(super) fn urls(&self, first: SocketAddr) -> String {
         let urls: Vec<String> = self
             .replicas_of(first)
             .iter()
@@ -371,148 +307,6 @@ fn spawn_replicas(
     Ok(())
 }
 
-/// The command that runs process `name` (a service's replica: `reservation`,
-/// `reservation-2`, …) of the system `args` describes, serving (the catalog's seeding apart):
-/// what starts it, and what restarts it when it dies. Clients get every replica of a backend.
-pub fn serving(
-    name: &'static str,
-    args: &SystemSpec,
-    stores: &stores::Stores,
-) -> anyhow::Result<Command> {
-    let (name, replica) = process_of(name)?;
-    let callgrind = args
-        .counted
-        .then(|| callgrind_args(name, args.profiles.as_deref()));
-    let mut command = service(name, callgrind)?;
-    // Only the identity given here: a JWKS URL or another issuer from the caller's shell
-    // would contradict it.
-    if name == "gateway" {
-        for inherited in [
-            "GATEWAY_JWT_JWKS_URL",
-            "GATEWAY_JWT_JWKS_FILE",
-            "GATEWAY_JWT_ISSUER",
-            "GATEWAY_JWT_AUDIENCE",
-            "GATEWAY_DEV_SIGN_IN_KEY_FILE",
-        ] {
-            command.env_remove(inherited);
-        }
-    }
-    command.envs(args.env.iter().map(|(k, v)| (*k, v.as_str())));
-    // This replica's own port from a service's first.
-    let own = |first: SocketAddr| nth(first, replica).to_string();
-    match name {
-        "queue" => {
-            command
-                .env("QUEUE_LISTEN_ADDR", own(args.queue_addr))
-                .env("QUEUE_METRICS_ADDR", own(args.metrics.queue))
-                .env("REDIS_URL", &stores.redis_url)
-                // Seats left per concert and the holds' load: sold-out rooms and adaptive
-                // outflow.
-                .env("QUEUE_RESERVATION_URL", args.urls(args.reservation_addr));
-            if let Some(rate) = args.admission_rate {
-                command.env("QUEUE_ADMISSION_RATE", rate.to_string());
-            }
-            if let Some(cap) = args.active_cap {
-                command.env("QUEUE_ACTIVE_CAP", cap.to_string());
-            }
-        }
-        "catalog" => {
-            command
-                .env("CATALOG_LISTEN_ADDR", own(args.catalog_addr))
-                .env("CATALOG_METRICS_ADDR", own(args.metrics.catalog))
-                .env(
-                    "CATALOG_DATABASE_URL",
-                    stores.database(args.catalog_database)?,
-                );
-        }
-        "reservation" => {
-            command
-                .env("RESERVATION_LISTEN_ADDR", own(args.reservation_addr))
-                .env("RESERVATION_METRICS_ADDR", own(args.metrics.reservation))
-                .env(
-                    "RESERVATION_DATABASE_URL",
-                    stores.database(args.reservation_database)?,
-                )
-                .env("CATALOG_URL", args.urls(args.catalog_addr));
-        }
-        "gateway" => {
-            command
-                .envs(args.auth.env())
-                // Every gateway on the one port: the kernel spreads connections over them.
-                .env("GATEWAY_LISTEN_ADDR", args.gateway_addr.to_string())
-                .env("GATEWAY_REUSE_PORT", (args.replicas > 1).to_string())
-                .env("GATEWAY_METRICS_ADDR", own(args.metrics.gateway))
-                .env("QUEUE_URL", args.urls(args.queue_addr))
-                .env("CATALOG_URL", args.urls(args.catalog_addr))
-                .env("RESERVATION_URL", args.urls(args.reservation_addr));
-        }
-        other => bail!("no service is called {other}"),
-    }
-    Ok(command)
-}
-
-/// Tokio workers each service gets from the launcher.
-const SERVICE_WORKER_THREADS: &str = "1";
-
-/// A command for a built service binary, logging at info unless RUST_LOG says otherwise; under
-/// callgrind with `callgrind`'s arguments when given (its pid is the service's: Valgrind runs it
-/// in its own process).
-fn service(name: &str, callgrind: Option<[String; 2]>) -> anyhow::Result<Command> {
-    let binary = process::release_binary(name);
-    if !binary.exists() {
-        bail!("{} is missing: run without --no-build", binary.display());
-    }
-    let mut command = match callgrind {
-        Some(callgrind) => {
-            let mut valgrind = Command::new("valgrind");
-            valgrind.args(callgrind).arg(binary);
-            valgrind
-        }
-        None => Command::new(binary),
-    };
-    command.stdin(Stdio::null()).kill_on_drop(true);
-    if std::env::var_os("RUST_LOG").is_none() {
-        command.env("RUST_LOG", "info");
-    }
-    // One Tokio worker per service unless the user says otherwise: four services, Redis and
-    // PostgreSQL share this machine's cores, and with a worker per core each request crossed
-    // threads at every hop (the cost runs: issue-token 98 -> 89 µs, check-queue 83 -> 71 µs of
-    // CPU per request). Kubernetes sets it per pod from its CPU limit.
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        command.env("TOKIO_WORKER_THREADS", SERVICE_WORKER_THREADS);
-    }
-    Ok(command)
-}
-
-/// Valgrind's arguments for counting `name`'s instructions: its profiles kept in `profiles` as
-/// `<name>.<pid>` (the load generator dumps a numbered part of it per window), or, without a
-/// folder, nowhere: the counts are read while it runs (`callgrind_control`).
-fn callgrind_args(name: &str, profiles: Option<&Path>) -> [String; 2] {
-    let out = profiles.map_or_else(
-        || "/dev/null".to_owned(),
-        |folder| format!("{}/{name}.%p", folder.display()),
-    );
-    [
-        "--tool=callgrind".into(),
-        format!("--callgrind-out-file={out}"),
-    ]
-}
-
-/// Builds every service, plus `extra` packages, in release.
-pub async fn build_release(extra: &[&str]) -> anyhow::Result<()> {
-    let mut command = Command::new(process::cargo());
-    command
-        .current_dir(process::root())
-        .args(["build", "--release"]);
-    for name in SERVICES.iter().chain(extra) {
-        command.args(["-p", name]);
-    }
-    if !command.status().await?.success() {
-        bail!("the release build failed");
-    }
-    Ok(())
-}
-
 /// True when `GET path` answers 200 within 2 s.
 async fn answers_200(client: &HttpClient, path: &str) -> bool {
     let reply = client
@@ -548,21 +342,6 @@ mod tests {
             counted: false,
             profiles: None,
         }
-    }
-
-    #[test]
-    fn a_counted_service_keeps_its_profiles_only_when_given_a_folder() {
-        assert_eq!(
-            callgrind_args("queue", Some(Path::new("/tmp/run/callgrind"))),
-            [
-                "--tool=callgrind",
-                "--callgrind-out-file=/tmp/run/callgrind/queue.%p"
-            ]
-        );
-        assert_eq!(
-            callgrind_args("queue", None),
-            ["--tool=callgrind", "--callgrind-out-file=/dev/null"]
-        );
     }
 
     #[test]
