@@ -111,7 +111,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.no_build {
         launch::build_release(&["loadtest"]).await?;
     }
-    // callgrind_control: the runs that count instructions (`plans::Counted`).
+    // callgrind_control: the runs that count instructions (`plans::COUNTED_RUNS`).
     stores::ensure_programs(&[
         ("wrk", "wrk"),
         ("redis-benchmark", "redis-tools"),

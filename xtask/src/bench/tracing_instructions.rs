@@ -16,7 +16,7 @@ const COUNTED_REQUESTS: [&str; 3] = ["issue-token", "check-queue", "hold"];
 
 /// Instructions per request over the services on each counted request's path, in one setting
 /// (`COUNTED_RUNS[setting]`); `None` where not counted.
-pub(super) fn counted(results: &Results, setting: usize) -> [Option<f64>; 3] {
+fn counted(results: &Results, setting: usize) -> [Option<f64>; 3] {
     let (_, cost_run, holds_run) = COUNTED_RUNS[setting];
     let queue_pair = |request: usize| {
         let window = format!("/results/kinds/{}/cpu", REQUESTS[request].kind);
